@@ -1,0 +1,3 @@
+from eqliscsi.cli.main import main
+
+main()

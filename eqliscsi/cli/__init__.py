@@ -1,0 +1,1 @@
+"""The ``eqliscsi`` command line: thin commands over the library (pip/trezorctl style)."""

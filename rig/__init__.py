@@ -1,0 +1,1 @@
+"""Test rig: fake EqualLogic shell, real iSCSI targets, hosts, oned simulator."""
