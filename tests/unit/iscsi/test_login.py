@@ -21,7 +21,6 @@ from eqliscsi.iscsi_discovery import (
 from eqliscsi.iscsi_discovery._framing import encode_pdu
 from eqliscsi.iscsi_discovery._login import (
     _TRANSITIONS,
-    AuthMethodRejected,
     LoginConfig,
     LoginInput,
     LoginMachine,
@@ -36,8 +35,10 @@ from eqliscsi.iscsi_discovery._negotiation import OperationalOffer, SessionType
 from eqliscsi.iscsi_discovery._pdu import LoginResponse, Reject
 from eqliscsi.iscsi_discovery._text import encode_text
 from eqliscsi.iscsi_discovery.errors import (
+    AuthMethodRejected,
     ChapAlgorithmMismatch,
     ChapAlgorithmRefused,
+    InvalidIscsiName,
     IscsiError,
     LocalProtocolError,
     PduRejected,
@@ -340,8 +341,10 @@ def test_isid_random_type() -> None:
     assert new_isid() != new_isid()
     with pytest.raises(LocalProtocolError):
         LoginConfig(GROUP, INITIATOR, IQN, isid=bytes(6))
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(InvalidIscsiName):
         LoginConfig(GROUP, INITIATOR, "", session_type=SessionType.NORMAL)
+    with pytest.raises(LocalProtocolError):
+        LoginConfig(GROUP, INITIATOR, None, session_type=SessionType.NORMAL)
 
 
 # -- crafted responses ---------------------------------------------------------------
