@@ -504,9 +504,18 @@ class LoginMachine:
             self._operational_sent = dict(pairs)
             self._send(pairs, Stage.OPERATIONAL, Stage.FULL_FEATURE)
             return [], LoginState.OPERATIONAL
-        params = negotiated_params(self._received, self.config.offer)
-        done = LoginSucceeded(pdu.tsih, pdu.statsn, pdu.exp_cmdsn, pdu.max_cmdsn, params,
-                              self._algorithm)  # fmt: skip
+        negotiated = self.config.offer
+        if not self._operational_sent:
+            # No operational stage: nothing was declared, so RFC 7143 defaults hold on
+            # both sides (MaxRecvDataSegmentLength 8192, no digests).
+            negotiated = dataclasses.replace(
+                negotiated, max_recv_data_segment_length=8192, header_digest=("None",),
+                data_digest=("None",),
+            )  # fmt: skip
+        params = negotiated_params(self._received, negotiated)
+        done = LoginSucceeded(
+            pdu.tsih, pdu.statsn, pdu.exp_cmdsn, pdu.max_cmdsn, params, self._algorithm
+        )
         return [done], LoginState.FULL_FEATURE
 
     def _check_auth_method(self, keys: dict[str, str]) -> None:

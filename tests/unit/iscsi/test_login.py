@@ -285,8 +285,12 @@ def test_login_table(case: Case, request: pytest.FixtureRequest) -> None:
     # all attempts of one logical login keep one ISID (reference §3)
     assert {t.first.isid for t in conn.targets_used if t.first} == {config.isid}
     assert done.tsih == 0x0100  # opaque, as tgt sent it
+    params = conn.session.params
     if "digests" in request.node.callspec.id:
-        assert conn.session.params.header_digest and conn.session.params.data_digest
+        assert params.header_digest and params.data_digest
+    # what we declared is what we enforce: 262144 after an operational stage, else 8192
+    skipped = case.skip_operational and not case.target.nsg_downgrade
+    assert params.max_recv_data_segment_length == (8192 if skipped else 262144)
 
 
 def test_chap_round_trips_like_tgt() -> None:

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from eqliscsi.errors import ExitCode
+import eqliscsi.iscsi_discovery as pkg
+import eqliscsi.iscsi_discovery.errors as errors_mod
+import eqliscsi.iscsi_discovery.sansio as sansio
+from eqliscsi.errors import ExitCode, IscsiError
 from eqliscsi.iscsi_discovery import Auth, ChapAlgorithm, ChapCredentials, Portal
 from eqliscsi.iscsi_discovery._types import check_iscsi_name
 from eqliscsi.iscsi_discovery.errors import (
@@ -159,3 +162,14 @@ def test_iscsi_names_rejected(name: str) -> None:
     with pytest.raises(InvalidIscsiName) as info:
         check_iscsi_name(name, "target name")
     assert info.value.exit_code == ExitCode.USAGE
+
+
+def test_public_surface_resolves() -> None:
+
+    for mod in (pkg, sansio, errors_mod):
+        for name in mod.__all__:
+            assert getattr(mod, name) is not None, name
+    for name in errors_mod.__all__:
+        obj = getattr(errors_mod, name)
+        if isinstance(obj, type):
+            assert issubclass(obj, IscsiError), name
