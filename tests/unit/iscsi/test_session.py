@@ -90,7 +90,7 @@ def test_send_targets_single_and_empty() -> None:
 
 
 def _scsi(
-    conn: Connected, lun: int, cdb: bytes, length: int = 0, data: bytes = b""
+    conn: Connected, lun: int, cdb: bytes, length: int | None = None, data: bytes = b""
 ) -> ScsiCompleted:
     itt = conn.session.scsi_command(lun, cdb, read_length=length, write_data=data)
     done = _one(exchange(conn), ScsiCompleted)
@@ -121,9 +121,9 @@ def test_probe_like_sequence(data_in_status: bool, chunk: int, digests: bool) ->
     assert conn.session.params.header_digest is digests
     fields = parse_report_luns(_scsi(conn, 0, cdb_report_luns(), 4096).check("REPORT LUNS"))
     assert [decode_lun(f) for f in fields] == [0, 1]
-    controller = parse_inquiry(_scsi(conn, 0, cdb_inquiry(), 96).check("INQUIRY"))
+    controller = parse_inquiry(_scsi(conn, 0, cdb_inquiry(None, 96)).check("INQUIRY"))
     assert controller.device_type == 0x0C and controller.product == "Controller"
-    std = parse_inquiry(_scsi(conn, 1, cdb_inquiry(), 96).check("INQUIRY"))
+    std = parse_inquiry(_scsi(conn, 1, cdb_inquiry(None, 96)).check("INQUIRY"))
     assert (std.vendor, std.product, std.device_type) == ("IET", "VIRTUAL-DISK", 0)
     serial = parse_unit_serial(_scsi(conn, 1, cdb_inquiry(0x80), 255).check("INQUIRY"))
     ids = parse_device_identifiers(_scsi(conn, 1, cdb_inquiry(0x83), 255).check("INQUIRY"))
@@ -244,7 +244,7 @@ def test_reject_of_a_task_and_unknown_task() -> None:
 
 def test_data_in_beyond_expected_length() -> None:
     conn = _login(TargetConfig(targets={TGT: {0: Lun()}}), TGT)
-    itt = conn.session.scsi_command(0, cdb_inquiry(), read_length=4)
+    itt = conn.session.scsi_command(0, cdb_inquiry(None, 4))
     conn.session.data_to_send()
     with pytest.raises(RemoteProtocolError, match="past the expected 4 bytes"):
         conn.session.receive_data(encode_pdu(DataIn(itt=itt, data=b"12345678")))
@@ -263,3 +263,14 @@ def test_data_in_beyond_expected_length() -> None:
 )
 def test_serial_arithmetic(a: int, b: int, lt: bool) -> None:
     assert serial_lt(a, b) is lt
+
+
+def test_read_length_follows_the_cdb() -> None:
+    """tgt fails INQUIRY with 05/24/00 when allocation length and EDTL differ."""
+    conn = _login(TargetConfig(targets={TGT: {0: Lun()}}), TGT)
+    with pytest.raises(LocalProtocolError, match="differs from the CDB"):
+        conn.session.scsi_command(0, cdb_inquiry(), read_length=96)
+    with pytest.raises(LocalProtocolError, match="explicit read_length"):
+        conn.session.scsi_command(0, cdb_read16(0, 1))
+    conn.session.scsi_command(0, cdb_report_luns(1024))
+    assert conn.session.data_to_send()[20:24] == (1024).to_bytes(4, "big")  # EDTL
