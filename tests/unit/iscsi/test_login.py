@@ -490,3 +490,9 @@ def test_md5_only_config_keeps_isid() -> None:
     retry = config.md5_only()
     assert retry.auth.algorithms == (MD5,) and retry.isid == config.isid
     assert dataclasses.replace(config, redirects=0) == config
+
+
+def test_failure_with_garbled_text_still_reports_the_status() -> None:
+    m = _machine(ONE_WAY)
+    with pytest.raises(AuthMethodRejected):
+        m.receive_data(_resp(m, transit=False, status_class=2, status_detail=1, data=b"junk"))
