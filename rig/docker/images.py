@@ -71,6 +71,11 @@ class BuiltImage:
     tag: str
     how: str  # "present", "loaded" (cached tarball) or "built"
     seconds: float
+    saved_seconds: float = 0.0  # docker save into the cache, after a build
+
+    def describe(self) -> str:
+        saved = f" (+{self.saved_seconds:.1f} s docker save)" if self.saved_seconds else ""
+        return f"{self.how} in {self.seconds:.1f} s{saved}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +96,7 @@ class RigImages:
                 f"in {self.wheelhouse.seconds:.1f} s"
             ),
         }
-        rows.update({n: f"{i.how} in {i.seconds:.1f} s" for n, i in self.images.items()})
+        rows.update({n: i.describe() for n, i in self.images.items()})
         return rows
 
 
@@ -118,6 +123,18 @@ def _save(client: docker.DockerClient, tag: str, tarball: Path) -> None:
     for old in tarball.parent.glob(f"{tarball.name.split('-')[0]}-*.tar"):
         if old != tarball:
             old.unlink()
+
+
+def _remove_older(client: docker.DockerClient, name: str, keep: str) -> None:
+    # Each source edit makes a new tag; without this, /var/lib/docker grows by an
+    # image per edit.  An image a container still uses stays (the engine refuses).
+    for image in client.images.list(name=f"{REPOSITORY}/{name}"):
+        if keep in image.tags or image.id is None:
+            continue
+        try:
+            client.images.remove(image.id)
+        except docker.errors.APIError as exc:
+            log.debug("kept %s: %s", image.tags, exc)
 
 
 def _build(
@@ -196,10 +213,12 @@ def ensure_image(
 
     log.info("building %s", tag)
     _build(client, spec, tag, base, wheels)
-    built = BuiltImage(spec.name, tag, "built", time.monotonic() - started)
-    if save:
-        _save(client, tag, tarball)
-    return built
+    seconds = time.monotonic() - started
+    _remove_older(client, spec.name, tag)
+    if not save:
+        return BuiltImage(spec.name, tag, "built", seconds)
+    _save(client, tag, tarball)
+    return BuiltImage(spec.name, tag, "built", seconds, time.monotonic() - started - seconds)
 
 
 def ensure_images(

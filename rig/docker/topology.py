@@ -152,6 +152,55 @@ def _tar(files: Sequence[tuple[str, bytes, int]], *, uid: int, gid: int) -> byte
     return buf.getvalue()
 
 
+# Linux capability numbers 0..40 (linux/capability.h), as Docker names them.
+CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+    "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN",
+    "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE",
+    "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME",
+    "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+    "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+)  # fmt: skip
+# FUSE (/dev/fuse, char 10:229) and loop devices (loop-control 10:237, block major 7):
+# what the iscsiadm stand-in (qemu-storage-daemon FUSE export + losetup) opens.
+_DEVICE_RULES = ("c 10:229 rwm", "c 10:237 rwm", "b 7:* rwm")
+
+
+def bounding_set() -> int:
+    """This process's capability bounding set (``CapBnd`` in /proc/self/status)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapBnd:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def privileged_options(bounding: int, devices: Sequence[str]) -> dict[str, Any]:
+    """Docker create options for a container that needs FUSE and loop devices.
+
+    ``privileged=True`` asks runc for *every* capability; in a sandbox whose bounding
+    set lacks one (this machine's VM drops CAP_SYS_RESOURCE), runc then fails with
+    "unable to apply caps".  There we grant every capability we do have, lift the
+    seccomp/AppArmor/masked-path confinement, and pass the FUSE and loop devices with
+    cgroup rules that also cover loop devices created later.
+    """
+    have = [name for bit, name in enumerate(CAPABILITIES) if bounding >> bit & 1]
+    if len(have) == len(CAPABILITIES):
+        return {"privileged": True}
+    return {
+        "cap_add": have,
+        "security_opt": ["apparmor=unconfined", "seccomp=unconfined", "systempaths=unconfined"],
+        "devices": [f"{d}:{d}:rwm" for d in devices],
+        "device_cgroup_rules": list(_DEVICE_RULES),
+    }
+
+
+def _host_devices() -> list[str]:
+    fixed = [p for p in (Path("/dev/fuse"), Path("/dev/loop-control")) if p.exists()]
+    loops = sorted(Path("/dev").glob("loop[0-9]*"), key=lambda p: int(p.name[4:]))
+    return [str(p) for p in (*fixed, *loops)]
+
+
 def _loopback_ports(ports: Sequence[int]) -> dict[str, Any]:
     # (address, None): the engine picks a free port, bound on loopback only.  (The
     # SDK accepts None here; its stubs do not say so, hence Any.)
@@ -259,6 +308,13 @@ class Topology:
         """
         began = time.monotonic()
         sweep_stale(self.client)
+        privileged = privileged_options(bounding_set(), _host_devices())
+        if "privileged" not in privileged:
+            log.info(
+                "this sandbox cannot grant every capability; privileged nodes get %d "
+                "capabilities and the FUSE/loop devices instead",
+                len(privileged["cap_add"]),
+            )
         net_name = self._name("net")
         self.network = self.client.networks.create(net_name, driver="bridge", labels=self.labels)
         for spec in self.specs:
@@ -270,7 +326,7 @@ class Topology:
                 network=net_name,
                 networking_config={net_name: endpoint},
                 ports=_loopback_ports(spec.ports),
-                privileged=spec.privileged,
+                **(privileged if spec.privileged else {}),
                 environment=dict(spec.environment),
                 labels=self.labels,
                 init=True,  # docker-init reaps what the entrypoints leave behind

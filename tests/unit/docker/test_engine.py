@@ -13,7 +13,7 @@ import pytest
 
 from rig.docker.engine import ensure_engine, probe
 from rig.docker.errors import DockerUnavailableError
-from rig.docker.topology import _ssh_banner, _tar
+from rig.docker.topology import CAPABILITIES, _ssh_banner, _tar, privileged_options
 
 
 def test_probe_of_a_missing_socket_is_none(tmp_path: Path) -> None:
@@ -83,3 +83,35 @@ def test_tar_sets_owner_and_mode() -> None:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = {m.name: (m.uid, m.gid, m.mode, m.size) for m in tar.getmembers()}
     assert members == {"id_ed25519": (9869, 9869, 0o600, 1), "known_hosts": (9869, 9869, 0o644, 1)}
+
+
+ALL_CAPS = (1 << len(CAPABILITIES)) - 1
+NO_SYS_RESOURCE = ALL_CAPS & ~(1 << 24)  # this machine's VM: CapBnd 000001fffeffffff
+
+
+def test_capability_table_matches_the_kernel_numbering() -> None:
+    assert len(CAPABILITIES) == 41  # 0..CAP_CHECKPOINT_RESTORE (40)
+    assert CAPABILITIES[21] == "SYS_ADMIN"
+    assert CAPABILITIES[24] == "SYS_RESOURCE"
+    assert CAPABILITIES[27] == "MKNOD"
+    assert NO_SYS_RESOURCE == 0x1FFFEFFFFFF
+
+
+@pytest.mark.parametrize(
+    ("bounding", "privileged", "missing"),
+    [
+        (ALL_CAPS, True, set()),
+        (NO_SYS_RESOURCE, False, {"SYS_RESOURCE"}),
+        (ALL_CAPS & ~(1 << 16), False, {"SYS_MODULE"}),
+    ],
+    ids=["full-set", "sandbox-without-sys-resource", "no-sys-module"],
+)
+def test_privileged_options(bounding: int, privileged: bool, missing: set[str]) -> None:
+    options = privileged_options(bounding, ["/dev/fuse", "/dev/loop0"])
+    if privileged:
+        assert options == {"privileged": True}
+        return
+    assert set(CAPABILITIES) - set(options["cap_add"]) == missing
+    assert options["devices"] == ["/dev/fuse:/dev/fuse:rwm", "/dev/loop0:/dev/loop0:rwm"]
+    assert "b 7:* rwm" in options["device_cgroup_rules"]  # loop devices made later
+    assert "seccomp=unconfined" in options["security_opt"]
