@@ -74,10 +74,10 @@ def test_san_lun_capacity_through_published_port(topology: Topology) -> None:
         timeout=60,
         check=True,
     ).stdout
-    # READ CAPACITY(16) reports the last LBA and the block size; 64 MiB of 512-byte blocks.
-    assert "Returned Logical Block Address:131071" in out
-    assert "Logical Block Length:512" in out
-    assert SMOKE_BYTES == (131071 + 1) * 512
+    # READ CAPACITY(16): last LBA and block size; 64 MiB of 512-byte blocks.
+    assert "RETURNED LOGICAL BLOCK ADDRESS:131071" in out
+    assert "LOGICAL BLOCK LENGTH IN BYTES:512" in out
+    assert f"Total size:{SMOKE_BYTES}" in out
 
 
 @pytest.mark.parametrize("name", ["host1", "host2"])
