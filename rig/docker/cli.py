@@ -2,7 +2,8 @@
 
 The commands live here so the container tier stays self-contained; ``rig.cli`` (the
 rig's command group) delegates to :func:`up` and :func:`down` for ``--docker``.  They
-also run as ``python -m rig.docker up|down``.
+also run as ``python -m rig.docker up|down``; ``python -m rig.docker build`` makes the
+images ahead of the tests (a CI stage of its own, so its time is reported apart).
 
 A topology brought up this way is labelled ``manual``: test sessions never sweep it,
 and it stays up until ``down``.  The SSH material a person needs (oneadmin's key, the
@@ -73,6 +74,16 @@ def up() -> Topology:
 @click.group("docker")
 def docker_rig() -> None:
     """The containerized rig: san, host1, host2 and frontend on a private Docker network."""
+
+
+@docker_rig.command("build")
+def build_command() -> None:
+    """Make the base image, wheelhouse and images present; print what each took (for CI)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    engine = ensure_engine()
+    images = ensure_images(engine.client(), url=engine.url)
+    for what, how in images.timings().items():
+        click.echo(f"rig: {what}: {how}")
 
 
 @docker_rig.command("up")

@@ -6,10 +6,11 @@ The wheels are built here, where pip works, by the same CPython minor version De
 bookworm ships (3.11), so binary wheels (cryptography, crc32c) fit the images.
 
 Two directories, cached separately because they change at very different rates:
-``deps-<key>`` (the runtime dependencies of ``pyproject.toml``; rebuilt only when that
-list changes) and ``project-<key>`` (eqliscsi's own wheel; its key is a hash of the
-package sources, so editing a file rebuilds the wheel and, through
-:attr:`Wheelhouse.digest`, the images that install it).
+``deps-<key>`` (the runtime dependencies of ``pyproject.toml`` plus the extras images
+install, :data:`IMAGE_EXTRAS`; rebuilt only when that list changes) and
+``project-<key>`` (eqliscsi's own wheel; its key is a hash of the package sources, so
+editing a file rebuilds the wheel and, through :attr:`Wheelhouse.digest`, the images
+that install it).
 """
 
 from __future__ import annotations
@@ -52,10 +53,19 @@ class Wheelhouse:
         return sorted(p for d in self.directories for p in d.glob("*.whl"))
 
 
+# Extras the images install: the san image installs eqliscsi[lio] (rtslib-fb), so it can
+# drive LIO when the Docker host's kernel has it.
+IMAGE_EXTRAS = ("lio",)
+
+
 def _runtime_dependencies(root: Path) -> list[str]:
     with (root / "pyproject.toml").open("rb") as f:
         project = tomllib.load(f)["project"]
-    return sorted(str(d) for d in project.get("dependencies", []))
+    deps = [str(d) for d in project.get("dependencies", [])]
+    extras = project.get("optional-dependencies", {})
+    for extra in IMAGE_EXTRAS:
+        deps.extend(str(d) for d in extras.get(extra, []))
+    return sorted(deps)
 
 
 def source_digest(root: Path = PROJECT_ROOT) -> str:

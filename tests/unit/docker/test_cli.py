@@ -11,10 +11,10 @@ from rig.docker.cli import docker_rig, down
 from rig.docker.errors import DockerUnavailableError
 
 
-def test_group_offers_up_and_down() -> None:
+def test_group_offers_build_up_and_down() -> None:
     result = CliRunner().invoke(docker_rig, ["--help"])
     assert result.exit_code == 0
-    assert {"up", "down"} <= set(result.output.split())
+    assert {"build", "up", "down"} <= set(result.output.split())
 
 
 def test_down_never_starts_an_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
