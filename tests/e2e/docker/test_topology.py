@@ -215,3 +215,60 @@ def test_san_backend_can_be_forced(
             assert container.status == "running"
     finally:
         container.remove(force=True)
+
+
+def test_host_stand_in_data_path_reaches_the_san(topology: Topology) -> None:
+    """The iscsiadm stand-in's data path, by hand: qemu-storage-daemon logs in to the san
+    by name over the private network, exports the LUN over FUSE, losetup makes it a
+    block device; bytes written there must land in the san's backing file.  This is
+    what the host image's FUSE, loop and capability set exist for."""
+    host, san = topology["host1"], topology["san"]
+    marker = f"eqliscsi-{topology.run_id}-data-path"
+    script = f"""
+set -eu
+touch /tmp/lun
+qemu-storage-daemon \\
+  --blockdev driver=iscsi,node-name=lun,transport=tcp,portal=san:3260,target={SMOKE_IQN},lun=1 \\
+  --export type=fuse,id=e0,node-name=lun,mountpoint=/tmp/lun,writable=on \\
+  --daemonize --pidfile /tmp/qsd.pid
+dev=$(losetup -f --show /tmp/lun)
+trap 'losetup -d "$dev"; kill "$(cat /tmp/qsd.pid)"' EXIT
+blockdev --getsize64 "$dev"
+printf %s '{marker}' | dd of="$dev" bs=512 seek=8 conv=notrunc,fsync status=none
+"""
+    status, out = host.exec(["bash", "-c", script])
+    assert status == 0, out
+    assert out.split()[-1] == str(SMOKE_BYTES)
+    status, block = san.exec(
+        ["dd", "if=/var/lib/eqliscsi/smoke.img", "bs=512", "skip=8", "count=1", "status=none"]
+    )
+    assert status == 0
+    assert block.startswith(marker)
+    # The loop device went back to the kernel: nothing leaks onto the Docker host.
+    status, loops = host.exec(["losetup", "-j", "/tmp/lun"])
+    assert (status, loops.strip()) == (0, "")
+
+
+def test_frontend_copies_an_image_into_the_lun(topology: Topology) -> None:
+    """DS cp's path: qemu-img on the frontend writes into the san's LUN by name."""
+    frontend, san = topology["frontend"], topology["san"]
+    script = f"""
+set -eu
+cd /tmp
+qemu-img create -q -f qcow2 disk.qcow2 1M
+qemu-io -c 'write -P 0x5a 0 64k' disk.qcow2 >/dev/null
+qemu-img convert -n -O raw disk.qcow2 iscsi://san:3260/{SMOKE_IQN}/1
+"""
+    status, out = frontend.exec(["bash", "-c", script], user="oneadmin")
+    assert status == 0, out
+    # 0x5a is "Z": the first 64 KiB of the backing file must be nothing but Z.
+    status, counts = san.exec(
+        [
+            "sh",
+            "-c",
+            "head -c 65536 /var/lib/eqliscsi/smoke.img | wc -c;"
+            "head -c 65536 /var/lib/eqliscsi/smoke.img | tr -d Z | wc -c",
+        ]
+    )
+    assert status == 0
+    assert counts.split() == ["65536", "0"]
