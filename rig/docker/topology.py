@@ -272,8 +272,8 @@ class Topology:
         self.nodes: dict[str, Node] = {}
         self.network: docker.models.networks.Network | None = None
         self.started_seconds = 0.0
-        # oneadmin's key pair, made per topology; it never leaves the containers and
-        # this object (the tests' own host-side ssh uses the same key).
+        # oneadmin's key pair, made per topology: a leaked key from a throwaway rig
+        # opens nothing else.  key_file() writes it out for host-side ssh.
         key = asyncssh.generate_private_key("ssh-ed25519", comment="oneadmin@eqliscsi-rig")
         self.private_key: bytes = key.export_private_key("openssh")
         self.public_key: bytes = key.export_public_key("openssh")
