@@ -19,6 +19,8 @@ APT_PACKAGES=(
   iproute2          # network namespaces for the embedded rig's hosts
   util-linux        # losetup, nsenter, unshare
   procps
+  docker.io         # dockerd + containerd + runc: the containerized rig tier
+  debootstrap       # builds the debian:bookworm-slim base image when no registry answers
 )
 
 missing=()

@@ -1,0 +1,106 @@
+"""``eqliscsi rig up --docker`` / ``rig down --docker``: the container topology for a person.
+
+The commands live here so the container tier stays self-contained; ``rig.cli`` (the
+rig's command group) delegates to :func:`up` and :func:`down` for ``--docker``.  They
+also run as ``python -m rig.docker up|down``; ``python -m rig.docker build`` makes the
+images ahead of the tests (a CI stage of its own, so its time is reported apart).
+
+A topology brought up this way is labelled ``manual``: test sessions never sweep it,
+and it stays up until ``down``.  The SSH material a person needs (oneadmin's key, the
+hosts' keys, a config naming every node) is written to ``$EQLISCSI_CACHE/docker/manual``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from rig.docker.cache import cache_dir
+from rig.docker.engine import ensure_engine
+from rig.docker.images import ensure_images
+from rig.docker.topology import OWNER_LABEL, Topology
+
+__all__ = ["docker_rig", "down", "up"]
+
+MANUAL_RUN = "manual"
+
+
+def down() -> int:
+    """Remove the manual topology's containers and network; how many objects went."""
+    client = ensure_engine(start=False).client()
+    removed = 0
+    label: dict[str, str | list[str] | bool] = {"label": f"{OWNER_LABEL}=manual"}
+    for container in client.containers.list(all=True, filters=label):
+        container.remove(force=True)
+        removed += 1
+    for network in client.networks.list(filters=label):
+        network.remove()
+        removed += 1
+    return removed
+
+
+def up() -> Topology:
+    """Build what is missing, replace any manual topology, start one and write SSH files."""
+    engine = ensure_engine()
+    client = engine.client()
+    images = ensure_images(client, url=engine.url)
+    down()
+    topo = Topology(client, images, run_id=MANUAL_RUN, manual=True)
+    try:
+        topo.start()
+    except BaseException:
+        topo.close()
+        raise
+    out = cache_dir(MANUAL_RUN)
+    key = topo.key_file(out)
+    known, config = [], []
+    for node in topo.nodes.values():
+        if 22 not in node.ports:
+            continue
+        status, pub = node.exec(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
+        if status == 0:
+            known.append(f"[127.0.0.1]:{node.ports[22]} {' '.join(pub.split()[:2])}\n")
+        config.append(
+            f"Host {node.name}\n  HostName 127.0.0.1\n  Port {node.ports[22]}\n"
+            f"  User oneadmin\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
+            f"  UserKnownHostsFile {out / 'known_hosts'}\n  StrictHostKeyChecking yes\n"
+        )
+    (out / "known_hosts").write_text("".join(known))
+    (out / "ssh_config").write_text("".join(config))
+    return topo
+
+
+@click.group("docker")
+def docker_rig() -> None:
+    """The containerized rig: san, host1, host2 and frontend on a private Docker network."""
+
+
+@docker_rig.command("build")
+def build_command() -> None:
+    """Make the base image, wheelhouse and images present; print what each took (for CI)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    engine = ensure_engine()
+    images = ensure_images(engine.client(), url=engine.url)
+    for what, how in images.timings().items():
+        click.echo(f"rig: {what}: {how}")
+
+
+@docker_rig.command("up")
+def up_command() -> None:
+    """Build (or reuse) the images and start the topology; it stays up until `down`."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    topo = up()
+    out = cache_dir(MANUAL_RUN)
+    click.echo(f"rig: topology up in {topo.started_seconds:.1f} s")
+    for node in topo.nodes.values():
+        ports = ", ".join(f"{p} -> 127.0.0.1:{h}" for p, h in sorted(node.ports.items()))
+        click.echo(f"  {node.name:<9} {node.container.name:<28} {ports or '(no published ports)'}")
+    click.echo(f"rig: ssh -F {out / 'ssh_config'} host1")
+    click.echo(f"rig: docker exec -it -u oneadmin eqliscsi-{MANUAL_RUN}-frontend bash")
+
+
+@docker_rig.command("down")
+def down_command() -> None:
+    """Remove the topology that `up` started."""
+    click.echo(f"rig: removed {down()} containers and networks")

@@ -1,0 +1,463 @@
+"""The containerized rig: san, host1, host2 and frontend on a private Docker network.
+
+:class:`Topology` is a context manager.  Entering it creates a bridge network and the
+containers, copies SSH material in (oneadmin's key pair on the frontend, its public key
+in each host's ``authorized_keys``), starts everything and waits for *real* readiness:
+an ``SSH-2.0-`` banner read through the published port for sshd, the entrypoint's
+"ready" line (printed only after tgtadm configured the target) for the SAN.  Then it
+writes the frontend's ``known_hosts`` from each host's actual host key, so the frontend
+reaches ``host1`` by name with strict host key checking.  Leaving it removes every
+container and the network, also after a failure, and keeps each container's log in the
+cache directory.
+
+Everything the rig creates carries labels: ``org.eqliscsi.rig`` (the run id) and
+``org.eqliscsi.owner`` (the pid of the process that made it, or ``manual`` for
+``eqliscsi rig up --docker``).  :func:`sweep_stale` removes what a killed test session
+left behind, and never touches a topology a person brought up.
+
+Ports are published on 127.0.0.1 only, on ports the engine picks.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import socket
+import tarfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import asyncssh
+import docker
+import docker.errors
+import docker.models.containers
+import docker.models.networks
+
+from rig.docker.cache import cache_dir
+from rig.docker.errors import ContainerNotReadyError
+from rig.docker.images import RigImages
+
+__all__ = [
+    "DEFAULT_NODES",
+    "LogLine",
+    "Node",
+    "NodeSpec",
+    "SshBanner",
+    "Topology",
+    "sweep_stale",
+]
+
+log = logging.getLogger(__name__)
+
+RUN_LABEL = "org.eqliscsi.rig"
+OWNER_LABEL = "org.eqliscsi.owner"
+ONEADMIN_UID = 9869  # as in OpenNebula's packages; the images create it so
+ONEADMIN_HOME = "/var/lib/one"
+READY_TIMEOUT = 90.0
+_POLL = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """Ready once the container's output contains ``text``."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SshBanner:
+    """Ready once an SSH server's identification line arrives through the published port.
+
+    The engine's port proxy accepts connections before anything listens inside the
+    container and then closes them, so a TCP connect proves nothing; the banner
+    (RFC 4253 section 4.2) proves sshd itself answered.
+    """
+
+    port: int = 22
+
+
+Readiness = LogLine | SshBanner
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    name: str  # the hostname, and its name on the private network
+    image: str  # a key of rig.docker.images.IMAGES
+    ports: tuple[int, ...] = ()
+    privileged: bool = False
+    ready: tuple[Readiness, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+
+
+DEFAULT_NODES: tuple[NodeSpec, ...] = (
+    NodeSpec(
+        "san",
+        "san",
+        ports=(3260, 22),
+        ready=(LogLine("eqliscsi-san: ready"),),
+        environment=(("EQLISCSI_TARGET_BACKEND", "auto"),),
+    ),
+    # FUSE and loop devices for the iscsiadm stand-in need a privileged container.
+    NodeSpec("host1", "host", ports=(22,), privileged=True, ready=(SshBanner(22),)),
+    NodeSpec("host2", "host", ports=(22,), privileged=True, ready=(SshBanner(22),)),
+    NodeSpec("frontend", "frontend", ready=(LogLine("eqliscsi-frontend: ready"),)),
+)
+
+
+@dataclass(slots=True)
+class Node:
+    """One running container of the topology."""
+
+    spec: NodeSpec
+    container: docker.models.containers.Container
+    ports: dict[int, int] = field(default_factory=dict)  # container port -> 127.0.0.1 port
+    ready_seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def address(self, port: int) -> tuple[str, int]:
+        """Where the host reaches container ``port``: always on 127.0.0.1."""
+        return ("127.0.0.1", self.ports[port])
+
+    def exec(self, argv: Sequence[str], *, user: str = "root") -> tuple[int, str]:
+        """Run ``argv`` in the container (no shell); exit status and combined output."""
+        result = self.container.exec_run(list(argv), user=user, demux=False)
+        output = result.output
+        text = output.decode(errors="replace") if isinstance(output, bytes) else ""
+        return int(result.exit_code or 0), text
+
+    def logs(self) -> str:
+        return self.container.logs(stdout=True, stderr=True).decode(errors="replace")
+
+
+def _tar(files: Sequence[tuple[str, bytes, int]], *, uid: int, gid: int) -> bytes:
+    """A tar of ``(name, content, mode)`` entries owned by ``uid:gid``, for put_archive."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, content, mode in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mode = mode
+            info.uid, info.gid = uid, gid
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+# Linux capability numbers 0..40 (linux/capability.h), as Docker names them.
+CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+    "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN",
+    "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE",
+    "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME",
+    "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+    "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+)  # fmt: skip
+# FUSE (/dev/fuse, char 10:229) and loop devices (loop-control 10:237, block major 7):
+# what the iscsiadm stand-in (qemu-storage-daemon FUSE export + losetup) opens.
+# Docker 20.10 (Debian bookworm's docker.io) rejects names it does not know, and it
+# knows none past AUDIT_READ (37); FUSE and loop devices need none of the newer ones.
+_ENGINE_KNOWN_CAPS = 38
+_DEVICE_RULES = ("c 10:229 rwm", "c 10:237 rwm", "b 7:* rwm")
+
+
+def bounding_set() -> int:
+    """This process's capability bounding set (``CapBnd`` in /proc/self/status)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapBnd:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def privileged_options(bounding: int, devices: Sequence[str]) -> dict[str, Any]:
+    """Docker create options for a container that needs FUSE and loop devices.
+
+    ``privileged=True`` asks runc for *every* capability; in a sandbox whose bounding
+    set lacks one (this machine's VM drops CAP_SYS_RESOURCE), runc then fails with
+    "unable to apply caps".  There we grant every capability we do have, lift the
+    seccomp and AppArmor confinement, and pass the FUSE and loop devices with
+    cgroup rules that also cover loop devices created later.
+    """
+    if bounding | ~((1 << len(CAPABILITIES)) - 1) == -1:
+        return {"privileged": True}
+    known = CAPABILITIES[:_ENGINE_KNOWN_CAPS]
+    have = [name for bit, name in enumerate(known) if bounding >> bit & 1]
+    return {
+        "cap_add": have,
+        "security_opt": ["apparmor=unconfined", "seccomp=unconfined"],
+        "devices": [f"{d}:{d}:rwm" for d in devices],
+        "device_cgroup_rules": list(_DEVICE_RULES),
+    }
+
+
+def _host_devices() -> list[str]:
+    fixed = [p for p in (Path("/dev/fuse"), Path("/dev/loop-control")) if p.exists()]
+    loops = sorted(Path("/dev").glob("loop[0-9]*"), key=lambda p: int(p.name[4:]))
+    return [str(p) for p in (*fixed, *loops)]
+
+
+def _loopback_ports(ports: Sequence[int]) -> dict[str, Any]:
+    # (address, None): the engine picks a free port, bound on loopback only.  (The
+    # SDK accepts None here; its stubs do not say so, hence Any.)
+    return {f"{p}/tcp": ("127.0.0.1", None) for p in ports}
+
+
+def _ssh_banner(address: tuple[str, int], timeout: float = 2.0) -> str | None:
+    try:
+        with socket.create_connection(address, timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            data = sock.recv(256)
+    except OSError:
+        return None
+    line = data.split(b"\r\n", 1)[0].decode(errors="replace")
+    return line if line.startswith("SSH-2.0-") else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(client: docker.DockerClient) -> int:
+    """Remove containers and networks of test sessions whose process is gone; how many."""
+    removed = 0
+    for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+        owner = (container.labels or {}).get(OWNER_LABEL, "")
+        if owner.isdigit() and not _pid_alive(int(owner)):
+            container.remove(force=True)
+            removed += 1
+    for network in client.networks.list(filters={"label": OWNER_LABEL}):
+        owner = (network.attrs.get("Labels") or {}).get(OWNER_LABEL, "")
+        if owner.isdigit() and not _pid_alive(int(owner)):
+            network.remove()
+            removed += 1
+    if removed:
+        log.info("removed %d containers/networks left by dead test sessions", removed)
+    return removed
+
+
+class Topology:
+    """The rig's containers on one private network (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        images: RigImages,
+        *,
+        nodes: Sequence[NodeSpec] = DEFAULT_NODES,
+        run_id: str | None = None,
+        manual: bool = False,
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        self.client = client
+        self.images = images
+        self.specs = tuple(nodes)
+        self.run_id = run_id or uuid.uuid4().hex[:8]
+        self.owner = "manual" if manual else str(os.getpid())
+        self.ready_timeout = ready_timeout
+        self.nodes: dict[str, Node] = {}
+        self.network: docker.models.networks.Network | None = None
+        self.started_seconds = 0.0
+        # oneadmin's key pair, made per topology: a leaked key from a throwaway rig
+        # opens nothing else.  key_file() writes it out for host-side ssh.
+        key = asyncssh.generate_private_key("ssh-ed25519", comment="oneadmin@eqliscsi-rig")
+        self.private_key: bytes = key.export_private_key("openssh")
+        self.public_key: bytes = key.export_public_key("openssh")
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {RUN_LABEL: self.run_id, OWNER_LABEL: self.owner}
+
+    def __getitem__(self, name: str) -> Node:
+        return self.nodes[name]
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _name(self, node: str) -> str:
+        return f"eqliscsi-{self.run_id}-{node}"
+
+    def start(self) -> None:
+        """Create and start every node, then wait for each to be ready.
+
+        Raises:
+            ContainerNotReadyError: a node exited or did not get ready in time.
+        """
+        began = time.monotonic()
+        sweep_stale(self.client)
+        privileged = privileged_options(bounding_set(), _host_devices())
+        if "privileged" not in privileged:
+            log.info(
+                "this sandbox cannot grant every capability; privileged nodes get %d "
+                "capabilities and the FUSE/loop devices instead",
+                len(privileged["cap_add"]),
+            )
+        net_name = self._name("net")
+        self.network = self.client.networks.create(net_name, driver="bridge", labels=self.labels)
+        for spec in self.specs:
+            endpoint = self.client.api.create_endpoint_config(aliases=[spec.name])
+            container = self.client.containers.create(
+                self.images.tag(spec.image),
+                name=self._name(spec.name),
+                hostname=spec.name,
+                network=net_name,
+                networking_config={net_name: endpoint},
+                ports=_loopback_ports(spec.ports),
+                **(privileged if spec.privileged else {}),
+                environment=dict(spec.environment),
+                labels=self.labels,
+                init=True,  # docker-init reaps what the entrypoints leave behind
+                detach=True,
+            )
+            self.nodes[spec.name] = Node(spec, container)
+            self._install_ssh_material(spec, container)
+        for node in self.nodes.values():
+            node.container.start()
+        for node in self.nodes.values():
+            self._wait_ready(node, began)
+        self._write_known_hosts()
+        self.started_seconds = time.monotonic() - began
+        log.info(
+            "topology %s ready in %.1f s (%s)",
+            self.run_id,
+            self.started_seconds,
+            ", ".join(f"{n.name} {n.ready_seconds:.1f} s" for n in self.nodes.values()),
+        )
+
+    def _install_ssh_material(
+        self, spec: NodeSpec, container: docker.models.containers.Container
+    ) -> None:
+        if spec.image == "host":
+            files = [("authorized_keys", self.public_key, 0o600)]
+        elif spec.image == "frontend":
+            files = [
+                ("id_ed25519", self.private_key, 0o600),
+                ("id_ed25519.pub", self.public_key, 0o644),
+            ]
+        else:
+            return
+        container.put_archive(
+            f"{ONEADMIN_HOME}/.ssh", _tar(files, uid=ONEADMIN_UID, gid=ONEADMIN_UID)
+        )
+
+    def _wait_ready(self, node: Node, began: float) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        pending = list(node.spec.ready)
+        while True:
+            node.container.reload()
+            if node.container.status in ("exited", "dead"):
+                tail = " | ".join(node.logs().strip().splitlines()[-3:])
+                raise ContainerNotReadyError(
+                    f"The {node.name} container exited while starting ({tail}); "
+                    "fix its entrypoint or image."
+                )
+            if not node.ports and node.spec.ports:
+                node.ports = self._published(node)
+            pending = [check for check in pending if not self._check(node, check)]
+            if not pending:
+                node.ready_seconds = time.monotonic() - began
+                return
+            if time.monotonic() > deadline:
+                raise ContainerNotReadyError(
+                    f"The {node.name} container was not ready within {self.ready_timeout:.0f} s "
+                    f"(still waiting for {pending[0]}); read its log in {cache_dir('logs')}."
+                )
+            time.sleep(_POLL)
+
+    def _published(self, node: Node) -> dict[int, int]:
+        ports: dict[int, int] = {}
+        for key, bindings in (node.container.ports or {}).items():
+            port, _, proto = key.partition("/")
+            if proto == "tcp" and bindings:
+                ports[int(port)] = int(bindings[0]["HostPort"])
+        return ports
+
+    def _check(self, node: Node, check: Readiness) -> bool:
+        if isinstance(check, LogLine):
+            return check.text in node.logs()
+        if check.port not in node.ports:
+            return False
+        return _ssh_banner(node.address(check.port)) is not None
+
+    def _write_known_hosts(self) -> None:
+        frontend = next((n for n in self.nodes.values() if n.spec.image == "frontend"), None)
+        if frontend is None:
+            return
+        lines = []
+        for node in self.nodes.values():
+            if node.spec.image != "host":
+                continue
+            status, key = node.exec(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
+            if status != 0:
+                raise ContainerNotReadyError(
+                    f"Could not read {node.name}'s SSH host key ({key.strip()}); "
+                    "check the host image's entrypoint."
+                )
+            algorithm, blob = key.split()[:2]
+            lines.append(f"{node.name} {algorithm} {blob}\n")
+        frontend.container.put_archive(
+            f"{ONEADMIN_HOME}/.ssh",
+            _tar(
+                [("known_hosts", "".join(lines).encode(), 0o644)],
+                uid=ONEADMIN_UID,
+                gid=ONEADMIN_UID,
+            ),
+        )
+
+    def close(self) -> None:
+        """Remove every container (keeping its log) and the network; never raises."""
+        logs = cache_dir("logs")
+        for node in self.nodes.values():
+            try:
+                (logs / f"{self.run_id}-{node.name}.log").write_text(node.logs())
+            except (docker.errors.DockerException, OSError) as exc:
+                log.warning("could not keep the log of %s: %s", node.name, exc)
+            try:
+                node.container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.DockerException as exc:
+                log.warning("could not remove %s: %s", node.name, exc)
+        self.nodes.clear()
+        if self.network is not None:
+            try:
+                self.network.remove()
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.DockerException as exc:
+                log.warning("could not remove network %s: %s", self.network.name, exc)
+            self.network = None
+
+    def key_file(self, directory: Path) -> Path:
+        """Write oneadmin's private key into ``directory`` (mode 0600) for host-side ssh."""
+        path = directory / "id_ed25519"
+        path.touch(mode=0o600)
+        path.write_bytes(self.private_key)
+        return path

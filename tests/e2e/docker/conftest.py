@@ -1,0 +1,80 @@
+"""Session fixtures of the container tier: engine, images, and the running topology.
+
+Order matters for the timings reported at the end of the run: the engine first
+(found, or dockerd started here and stopped at the end), then the images (base,
+wheelhouse, san/host/frontend: built, loaded or already present), then the topology
+(started once per session, removed at the end even when tests failed).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from rig.docker.engine import Engine, ensure_engine, find_engine
+from rig.docker.errors import DockerUnavailableError
+from rig.docker.images import RigImages, ensure_images
+from rig.docker.topology import Topology
+from rig.need import need
+
+# "what: how long" lines, printed after the test summary so CI logs carry them.
+TIMINGS: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TIMINGS:
+        terminalreporter.section("docker tier timings")
+        for line in TIMINGS:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[Engine]:
+    installed = find_engine() is not None or bool(
+        shutil.which("dockerd") or shutil.which("dockerd", path="/usr/sbin")
+    )
+    need(installed, "Docker is not installed (Debian package docker.io)")
+    started = time.monotonic()
+    try:
+        engine = ensure_engine()
+    except DockerUnavailableError as exc:
+        need(False, str(exc))
+        raise  # unreachable: need() skipped or failed
+    TIMINGS.append(
+        f"engine: {'started' if engine.started_here else 'found'} {engine.version} "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def rig_images(docker_engine: Engine) -> RigImages:
+    need_executable_debootstrap()
+    started = time.monotonic()
+    images = ensure_images(docker_engine.client(), url=docker_engine.url)
+    TIMINGS.extend(f"{what}: {how}" for what, how in images.timings().items())
+    TIMINGS.append(f"images total: {time.monotonic() - started:.1f} s")
+    return images
+
+
+def need_executable_debootstrap() -> None:
+    # Only needed when the base image is not cached yet, but CI must be able to do it.
+    need(
+        bool(shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin")),
+        "debootstrap is not installed (Debian package debootstrap)",
+    )
+
+
+@pytest.fixture(scope="session")
+def topology(docker_engine: Engine, rig_images: RigImages) -> Iterator[Topology]:
+    with Topology(docker_engine.client(), rig_images) as topo:
+        TIMINGS.append(
+            f"topology start-to-ready: {topo.started_seconds:.1f} s ("
+            + ", ".join(f"{n.name} {n.ready_seconds:.1f} s" for n in topo.nodes.values())
+            + ")"
+        )
+        yield topo
