@@ -53,6 +53,7 @@ from eqliscsi.iscsi_discovery._text import decode_text, encode_text, text_dict
 from eqliscsi.iscsi_discovery._types import Auth, ChapAlgorithm, Portal
 from eqliscsi.iscsi_discovery.errors import (
     AuthenticationFailed,
+    ChapAlgorithmRefused,
     InvalidPortal,
     LocalProtocolError,
     LoginFailed,
@@ -455,6 +456,15 @@ class LoginMachine:
         ):
             return [RetryWithMd5(self._algorithm, status)], LoginState.RETRY_MD5
         user = auth.chap.user if auth.chap else None
+        if (
+            self.state is LoginState.SECURITY_CHAP_RESPONSE
+            and self._algorithm not in (None, ChapAlgorithm.MD5)
+            and status == 0x0200
+        ):
+            raise ChapAlgorithmRefused(
+                pdu.status_class, pdu.status_detail, self.config.portal, user,
+                self.config.target_name,
+            )  # fmt: skip
         if self.state is LoginState.SECURITY_AUTH_METHOD and status == 0x0201:
             raise AuthMethodRejected(
                 pdu.status_class, pdu.status_detail, self.config.portal, user,

@@ -21,6 +21,7 @@ __all__ = [
     "AuthorizationFailed",
     "CannotIncludeInSession",
     "ChapAlgorithmMismatch",
+    "ChapAlgorithmRefused",
     "ChapPolicyError",
     "InitiatorError",
     "InvalidDuringLogin",
@@ -233,6 +234,18 @@ class LoginFailed(IscsiError):
             f"The target at portal {self.portal} {self.what}{tgt} "
             f"(status 0x{self.status:04x}); {self.advice}."
         )
+
+
+class ChapAlgorithmRefused(LoginFailed):
+    """The target failed the login after choosing a CHAP_A stronger than MD5.
+
+    tgt numbers SHA-1 as 7 and then fails a SHA-256 answer with 0x0200
+    (open-iscsi#192); old LIO refuses any list with more than MD5 (open-iscsi#180).
+    """
+
+    reference = "iscsi-chap-algorithm-refused"
+    what = "failed CHAP with a stronger algorithm than MD5"
+    advice = "offer MD5 (CHAP_A 5) to this target"
 
 
 class InitiatorError(LoginFailed):
