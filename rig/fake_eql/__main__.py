@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from eqliscsi.errors import EqliscsiError, RigError
 from eqliscsi.secret import Secret
 from rig.fake_eql.dataplane import DataPlane
 from rig.fake_eql.server import FakeEql
 from rig.targets.base import Portal, TargetBackend
+from rig.targets.tgt import TgtBackend
 
 
 def _host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -42,19 +41,11 @@ def make_backends(
     same host.
     """
     if kind == "tgt":
-        try:
-            # Imported by name: rig/targets/tgt.py belongs to the iscsi-interop branch.
-            tgt: Any = importlib.import_module("rig.targets.tgt")
-        except ImportError:
-            raise RigError(
-                "The tgt backend (rig/targets/tgt.py) is not in this tree; "
-                "merge the iscsi-interop branch."
-            ) from None
-        group: TargetBackend = tgt.TgtBackend.start(
+        group: TargetBackend = TgtBackend.start(
             portal.host, portal.port, log_path=state_dir / "tgtd-group.log"
         )
         try:
-            member: TargetBackend = tgt.TgtBackend.start(
+            member: TargetBackend = TgtBackend.start(
                 portal.host, None, log_path=state_dir / "tgtd-member.log"
             )
         except BaseException:

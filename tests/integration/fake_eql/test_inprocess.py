@@ -42,10 +42,10 @@ async def _connect(port: int) -> asyncssh.SSHClientConnection:
     )
 
 
-async def _until_prompt(reader: asyncssh.SSHReader[str]) -> str:
+async def _until_prompt(reader: asyncssh.SSHReader[str], count: int = 1) -> str:
     buf = ""
     async with asyncio.timeout(10):
-        while not PROMPT.search(buf):
+        while len(PROMPT.findall(buf)) < count:
             chunk = await reader.read(4096)
             assert chunk, buf
             buf += chunk
@@ -66,6 +66,10 @@ async def test_target_exists_before_the_iqn_is_printed(
         iqn = re.search(r"iSCSI target name is (\S+)\.", await _until_prompt(proc.stdout))
         assert iqn and iqn[1] in backend.targets
         assert backend.targets[iqn[1]].backing_file.stat().st_size == 45 * 1024 * 1024
+        # two commands in one write: the second's target must appear too
+        proc.stdin.write("volume create v2 15\rvolume create v3 15\r")
+        await _until_prompt(proc.stdout, count=2)
+        assert {fake.san.volumes[n].iqn for n in ("v2", "v3")} <= set(backend.targets)
         proc.stdin.write("volume select v1 offline\r")
         await _until_prompt(proc.stdout)
         assert iqn[1] not in backend.targets

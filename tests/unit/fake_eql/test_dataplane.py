@@ -89,6 +89,16 @@ def test_reconcile_is_idempotent(tmp_path: Path) -> None:
     assert backend.calls == []
 
 
+def test_reconcile_waits_for_the_backing_file(tmp_path: Path) -> None:
+    san, plane, backend = _plane(tmp_path)
+    vol, ops = san.create_volume("v", 30)
+    plane.reconcile(desired_targets(san))  # the model ran ahead of its LunOps
+    assert backend.targets == {}
+    plane.apply(ops)
+    plane.reconcile(desired_targets(san))
+    assert list(backend.targets) == [vol.iqn]
+
+
 def test_group_portal_redirects_to_member(tmp_path: Path) -> None:
     san = San(group_name="g")
     group, member = RecordingBackend(), RecordingBackend(Portal("127.0.0.1", 3261))
