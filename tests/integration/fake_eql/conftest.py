@@ -46,7 +46,7 @@ class FakeProcess:
         os.replace(tmp, path)
 
 
-def start_fake(state: Path, password_file: Path) -> FakeProcess:
+def start_fake(state: Path, password_file: Path, iscsi_portal: str | None = None) -> FakeProcess:
     argv = [
         sys.executable, "-m", "rig.fake_eql",
         "--state", str(state),
@@ -56,14 +56,16 @@ def start_fake(state: Path, password_file: Path) -> FakeProcess:
         "--account", ACCOUNT,
         "--password-file", str(password_file),
     ]  # fmt: skip
+    if iscsi_portal:
+        argv += ["--iscsi-portal", iscsi_portal]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30)
     line = proc.stdout.readline().decode() if ready else ""
     m = re.fullmatch(r"ready (\S+):(\d+)\n", line)
     if not m:
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
         raise AssertionError(f"fake did not start: {line!r} {err.decode()!r}")
     return FakeProcess(proc, state, m[1], int(m[2]), password_file)
 
