@@ -167,3 +167,31 @@ def _lifecycle(client: paramiko.SSHClient, fake: FakeProcess, portal: str, tmp: 
     assert run("volume delete src") == ["Volume deletion succeeded."]
     assert not lun.exists()
     assert clone_iqn in _listed(portal)
+
+
+def test_restart_serves_the_same_volumes(tmp_path: Path, password_file: Path) -> None:
+    need_executable("tgtd", "tgt")
+    portal = f"127.0.0.1:{free_port()}"
+    state = tmp_path / "state"
+    fake = start_fake(state, password_file, iscsi_portal=portal)
+    try:
+        client = paramiko_client(fake)
+        run = lambda line: cinder_command(client, line)[1:-1]  # noqa: E731
+        run("cli-settings paging off")
+        run(f"chapuser create {CHAP_USER} password {CHAP_SECRET}")
+        iqn = _iqn(run("volume create keep 15"))
+        run(f"volume select keep access create {ACCESS}")
+        client.close()
+        uid = json.loads((state / "san.json").read_text())["volumes"][0]["uid"]
+        with open(state / "luns" / f"{uid}.img", "r+b") as f:
+            f.write(b"still here")
+    finally:
+        stop_fake(fake)
+    fake = start_fake(state, password_file, iscsi_portal=portal)
+    try:
+        done = _capacity(portal, iqn)
+        assert done.returncode == 0, done.stderr
+        assert int(done.stdout) == 15 * MiB
+        assert (state / "luns" / f"{uid}.img").read_bytes()[:10] == b"still here"
+    finally:
+        stop_fake(fake)
