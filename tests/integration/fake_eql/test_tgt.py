@@ -151,6 +151,14 @@ def _lifecycle(client: paramiko.SSHClient, fake: FakeProcess, portal: str, tmp: 
               "-O", "raw", str(out))  # fmt: skip
     assert out.read_bytes() == pattern.read_bytes()
 
+    # a snapshot is a target of its own once online (access records apply-to both)
+    snap = run("volume select src snapshot create-now")[1].removeprefix("Snapshot name is ")
+    snap_show = run(f"volume select src snapshot select {snap} show")
+    snap_iqn = next(x for x in snap_show if x.startswith("iSCSI Name: ")).split(": ", 1)[1]
+    assert snap_iqn not in _listed(portal)  # snapshots start offline
+    run(f"volume select src snapshot select {snap} online")
+    assert int(_capacity(portal, snap_iqn).stdout) == 30 * MiB
+
     # grow: the target comes back with the new size
     run("volume select src size 45 no-snap")
     assert int(_capacity(portal, iqn).stdout) == 45 * MiB
