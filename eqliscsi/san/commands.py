@@ -50,6 +50,7 @@ __all__ = [
     "VolumeMultihost",
     "VolumeRename",
     "VolumeResize",
+    "VolumeSetDescription",
     "VolumeSetStatus",
     "VolumeShow",
     "session_setup",
@@ -370,6 +371,22 @@ class VolumeShow(Command):
 
     def words(self) -> tuple[str, ...]:
         return ("volume", "select", self.name, "show")
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeSetDescription(Command):
+    """``volume select V description "<text>"`` (Cinder sets its tag this way)."""
+
+    mutating: ClassVar[bool] = True
+    name: str
+    description: str
+
+    def __post_init__(self) -> None:
+        validate_volume_name(self.name)
+        validate_description(self.description)
+
+    def words(self) -> tuple[str, ...]:
+        return ("volume", "select", self.name, "description", _quoted(self.description))
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,13 @@ import re
 from dataclasses import dataclass
 
 from eqliscsi.san.commands import Command
-from eqliscsi.san.errors import SanConnectionError, SanProtocolError
+from eqliscsi.san.errors import (
+    SanCommandError,
+    SanConnectionError,
+    SanObjectExists,
+    SanObjectMissing,
+    SanProtocolError,
+)
 from eqliscsi.san.parsers import find_error
 from eqliscsi.secret import REDACTED
 
@@ -48,6 +54,8 @@ __all__ = [
     "ConvState",
     "Event",
     "Ready",
+    "check_result",
+    "classify_error",
 ]
 
 _PROMPT_RE = re.compile(
@@ -246,3 +254,26 @@ def _redact(line: str, secrets: tuple[bytes, ...]) -> str:
     for s in secrets:
         line = line.replace(s.decode("utf-8", "replace"), REDACTED)
     return line
+
+
+def classify_error(cmd: Command, error: str) -> SanCommandError:
+    """Turn an error line into the matching exception (missing / exists / other)."""
+    text = error.lower()
+    shown = cmd.display()
+    if "does not exist" in text or "not found" in text:
+        cls: type[SanCommandError] = SanObjectMissing
+    elif "already exists" in text or "already in use" in text:
+        cls = SanObjectExists
+    else:
+        cls = SanCommandError
+    return cls(
+        f"The group refused '{shown}' with '{error}'; fix the cause named by the array and retry.",
+        command=shown,
+        error_line=error,
+    )
+
+
+def check_result(result: CommandCompleted) -> CommandCompleted:
+    if result.error is not None:
+        raise classify_error(result.command, result.error)
+    return result

@@ -29,14 +29,17 @@ from typing import TYPE_CHECKING, TypeVar
 import asyncssh
 
 from eqliscsi.san.commands import Command, session_setup
-from eqliscsi.san.conversation import CliConversation, Closed, CommandCompleted, Ready
+from eqliscsi.san.conversation import (
+    CliConversation,
+    Closed,
+    CommandCompleted,
+    Ready,
+    check_result,
+)
 from eqliscsi.san.errors import (
     SanAuthError,
-    SanCommandError,
     SanConnectionError,
     SanHostKeyError,
-    SanObjectExists,
-    SanObjectMissing,
     SanTimeout,
 )
 from eqliscsi.secret import Secret
@@ -159,29 +162,6 @@ def _known_hosts_arg(ep: SanEndpoint) -> object:
             "group's host key (ssh-keyscan) or choose another host key policy."
         )
     return ep.known_hosts
-
-
-def classify_error(cmd: Command, error: str) -> SanCommandError:
-    """Turn an error line into the matching exception (missing / exists / other)."""
-    text = error.lower()
-    shown = cmd.display()
-    if "does not exist" in text or "not found" in text:
-        cls: type[SanCommandError] = SanObjectMissing
-    elif "already exists" in text or "already in use" in text or "in use" in text:
-        cls = SanObjectExists
-    else:
-        cls = SanCommandError
-    return cls(
-        f"The group refused '{shown}' with '{error}'; fix the cause named by the array and retry.",
-        command=shown,
-        error_line=error,
-    )
-
-
-def check_result(result: CommandCompleted) -> CommandCompleted:
-    if result.error is not None:
-        raise classify_error(result.command, result.error)
-    return result
 
 
 class CliSession:
