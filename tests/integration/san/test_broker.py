@@ -1,0 +1,277 @@
+"""The session broker: on-demand start, warm reuse, session cap, crash safety, idle exit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from eqliscsi.san.broker import FairLimiter
+from eqliscsi.san.broker_client import BrokerConfig, broker_session, run_action
+from eqliscsi.san.errors import SanAuthError, SanTimeout
+from eqliscsi.san.ops import CliRunner, SanOps, VolumeSpec
+from eqliscsi.secret import Secret
+from rig.fake_eql.faults import Faults
+from tests.integration.san.conftest import Group, with_
+
+REMOTE = Path(__file__).with_name("remote_action.py")
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _pid(d: Path) -> int | None:
+    try:
+        return int((d / "broker.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie counts as gone.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return False
+    return True
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(os.stat(p).st_mode)
+
+
+def _read(p: Path) -> bytes:
+    with open(p, "rb") as f:
+        return f.read()
+
+
+def _reap() -> None:
+    # Brokers started by clients in this process are our children until they exit.
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+def _stop(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+        os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        _reap()
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def broker_dir(tmp_path: Path) -> Iterator[Path]:
+    d = tmp_path / "broker"
+    pids: set[int] = set()
+    yield d
+    for pid in {_pid(d), *pids} - {None}:
+        assert pid is not None
+        _stop(pid)
+    _reap()
+
+
+@pytest.fixture(autouse=True)
+def _pythonpath(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The broker runs as `python -m eqliscsi.san.broker` from "/"; make the package importable.
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+
+
+def cfg(d: Path, **kw: object) -> BrokerConfig:
+    base: dict[str, object] = {"directory": d, "fallback_direct": False, "start_timeout": 15.0}
+    base.update(kw)
+    return BrokerConfig(**base)  # type: ignore[arg-type]
+
+
+async def test_started_on_demand_private_and_warm(group: Group, broker_dir: Path) -> None:
+    c = cfg(broker_dir)
+    async with broker_session(group.endpoint, c) as r1:
+        assert not r1.reused
+        assert await SanOps(r1, 100).group_ip() == "127.0.0.1"
+    assert _mode(broker_dir) == 0o700
+    assert _mode(broker_dir / "broker.sock") == 0o600
+    pid = _pid(broker_dir)
+    assert pid is not None and _alive(pid)
+    async with broker_session(group.endpoint, c) as r2:
+        assert r2.reused  # the same warm CLI session
+        await SanOps(r2, 100).create_volume(VolumeSpec("b-1", 100))
+    assert _pid(broker_dir) == pid
+    assert group.fake.max_sessions_seen == 1
+    assert b"fake-group-password" not in _read(broker_dir / "broker.log")
+
+
+async def test_password_change_gets_its_own_pool(group: Group, broker_dir: Path) -> None:
+    c = cfg(broker_dir)
+    async with broker_session(group.endpoint, c) as r1:
+        await SanOps(r1, 100).group_ip()
+    bad = with_(group.endpoint, password=Secret(b"not-the-password", origin="test"))
+    with pytest.raises(SanAuthError):
+        async with broker_session(bad, c):
+            pass
+
+
+async def test_32_processes_share_at_most_4_sessions(group: Group, broker_dir: Path) -> None:
+    # The fake refuses a 5th concurrent session, so any overshoot would fail an action.
+    group.fake.set_faults(Faults(max_sessions=4, latency=0.02))
+    req = {"endpoint": group.endpoint.to_wire(), "broker_dir": str(broker_dir)}
+
+    async def one(i: int) -> dict[str, object]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(REMOTE),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        body = {**req, "action": "create", "name": f"par-{i}"}
+        out, err = await asyncio.wait_for(proc.communicate(json.dumps(body).encode()), 120)
+        assert proc.returncode == 0, err.decode()
+        return dict(json.loads(out))
+
+    results = await asyncio.gather(*(one(i) for i in range(32)))
+    errors = [r["error"] for r in results if "error" in r]
+    assert errors == []
+    iqns = {r["result"] for r in results}
+    assert len(iqns) == 32
+    assert not any(r["asyncssh_loaded"] for r in results)
+    assert 1 <= group.fake.max_sessions_seen <= 4
+    assert group.fake.sessions_refused == 0
+    # The password went over stdin and the socket only, never into a command line.
+    pid = _pid(broker_dir)
+    assert pid is not None
+    assert b"fake-group-password" not in _read(Path(f"/proc/{pid}/cmdline"))
+
+
+async def test_killed_broker_is_replaced(group: Group, broker_dir: Path) -> None:
+    c = cfg(broker_dir)
+
+    async def ip(r: CliRunner) -> str:
+        return await SanOps(r, 100).group_ip()
+
+    assert await run_action(group.endpoint, ip, broker=c) == "127.0.0.1"
+    old = _pid(broker_dir)
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    for _ in range(100):
+        _reap()
+        if not _alive(old):
+            break
+        await asyncio.sleep(0.02)
+    assert await run_action(group.endpoint, ip, broker=c) == "127.0.0.1"
+    new = _pid(broker_dir)
+    assert new is not None and new != old
+
+
+async def test_stuck_broker_is_replaced_within_the_timeout(group: Group, broker_dir: Path) -> None:
+    c = cfg(broker_dir, ping_timeout=0.5)
+
+    async def ip(r: CliRunner) -> str:
+        return await SanOps(r, 100).group_ip()
+
+    assert await run_action(group.endpoint, ip, broker=c) == "127.0.0.1"
+    old = _pid(broker_dir)
+    assert old is not None
+    os.kill(old, signal.SIGSTOP)  # alive, holding its socket, answering nothing
+    try:
+        t0 = time.monotonic()
+        assert await run_action(group.endpoint, ip, broker=c) == "127.0.0.1"
+        assert time.monotonic() - t0 < 10
+        new = _pid(broker_dir)
+        assert new is not None and new != old
+        for _ in range(100):
+            _reap()
+            if not _alive(old):
+                break
+            await asyncio.sleep(0.02)
+        assert not _alive(old)
+    finally:
+        _stop(old)
+
+
+async def test_idle_broker_exits(group: Group, broker_dir: Path) -> None:
+    c = cfg(broker_dir, idle_exit=1.0, session_idle=0.5)
+    async with broker_session(group.endpoint, c) as r:
+        await SanOps(r, 100).group_ip()
+    pid = _pid(broker_dir)
+    assert pid is not None
+    for _ in range(200):
+        _reap()
+        if not _alive(pid):
+            break
+        await asyncio.sleep(0.05)
+    assert not _alive(pid)
+    assert not (broker_dir / "broker.sock").exists()
+    assert group.fake.sessions_open == 0
+
+
+async def test_queue_timeout_when_all_sessions_busy(group: Group, broker_dir: Path) -> None:
+    c = cfg(broker_dir, max_sessions=1, queue_timeout=0.5)
+    async with broker_session(group.endpoint, c) as r1:
+        await SanOps(r1, 100).group_ip()
+        t0 = time.monotonic()
+        with pytest.raises(SanTimeout, match="became free"):
+            async with broker_session(group.endpoint, c):
+                pass
+        assert time.monotonic() - t0 < 5
+
+
+async def test_fair_limiter_serves_in_arrival_order() -> None:
+    lim: FairLimiter[str] = FairLimiter(1)
+    await lim.acquire()
+    order: list[int] = []
+
+    async def waiter(i: int) -> None:
+        await lim.acquire()
+        order.append(i)
+        await asyncio.sleep(0)
+        lim.release()
+
+    tasks = []
+    for i in range(5):
+        tasks.append(asyncio.create_task(waiter(i)))
+        await asyncio.sleep(0)
+    lim.release()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert order == [0, 1, 2, 3, 4]
+    assert lim.in_use == 0
+
+
+async def test_fair_limiter_hands_over_by_key_and_survives_cancel() -> None:
+    lim: FairLimiter[str] = FairLimiter(1)
+    await lim.acquire("a")
+    gone = asyncio.create_task(lim.acquire("a"))
+    b = asyncio.create_task(lim.acquire("b"))
+    await asyncio.sleep(0)
+    gone.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await gone
+    # The session is for "a"; the oldest live waiter wants "b": it gets the slot only.
+    assert lim.release("session-a", key="a") == "session-a"
+    assert await b is None
+    assert lim.in_use == 1
+    assert lim.release() is None
+    assert lim.in_use == 0
+
+
+def test_broker_client_does_not_import_asyncssh() -> None:
+    code = (
+        "import sys, eqliscsi.san.broker_client, eqliscsi.san.ops;"
+        "assert 'asyncssh' not in sys.modules, 'asyncssh imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
