@@ -126,7 +126,7 @@ class _Warm:
     last_used: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Relayed(Command):
     """A command built and validated by the client process, relayed as its line."""
 

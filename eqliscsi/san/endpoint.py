@@ -4,7 +4,6 @@ the broker and the broker's client (which must not import asyncssh)."""
 from __future__ import annotations
 
 import enum
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +66,8 @@ class SanEndpoint:
 
     def credential_key(self) -> str:
         """Host, account and a hash of everything else: equal keys may share sessions."""
+        import hashlib  # noqa: PLC0415 - only the broker calls this; remotes skip the import
+
         h = hashlib.sha256()
         for part in (
             self.host,

@@ -18,9 +18,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 from eqliscsi.san.errors import SanProtocolError
+
+if TYPE_CHECKING:
+    from decimal import Decimal
 
 __all__ = [
     "AccessRecord",
@@ -45,7 +48,7 @@ __all__ = [
 
 _ERROR_RE = re.compile(r"^\s*(%\s*Error\b|Error:)", re.ASCII)
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(MB|GB|TB)\s*$", re.ASCII)
-_UNIT_MB = {"MB": Decimal(1), "GB": Decimal(1024), "TB": Decimal(1024 * 1024)}
+_UNIT_MB = {"MB": 1, "GB": 1024, "TB": 1024 * 1024}
 _IQN_RE = re.compile(
     r"(iqn\.\d{4}-\d{2}\.[A-Za-z0-9.-]+(?::[A-Za-z0-9.:_-]+)?|eui\.[0-9A-Fa-f]{16})", re.ASCII
 )
@@ -77,14 +80,15 @@ def parse_size_mb(text: str) -> Decimal:
             f"The array printed the size {text!r}, which is not a number of MB, GB or TB; "
             "report this output."
         )
-    try:
-        return Decimal(m.group(1)) * _UNIT_MB[m.group(2)]
-    except InvalidOperation:  # pragma: no cover - the regex admits only valid decimals
-        raise SanProtocolError(f"The array printed an unreadable size {text!r}.") from None
+    # Imported here: decimal costs tens of ms to import and most actions parse no size.
+    from decimal import Decimal  # noqa: PLC0415
+
+    return Decimal(m.group(1)) * _UNIT_MB[m.group(2)]
 
 
 def _floor_mb(value: Decimal) -> int:
-    return int(value.to_integral_value(rounding=ROUND_FLOOR))
+    # Sizes are never negative, so truncation is the floor.
+    return int(value)
 
 
 def parse_target_name(lines: Sequence[str]) -> str:
