@@ -12,8 +12,8 @@ The overhead goal (issue 3) is a median of at most 60 ms on an idle machine.
 from __future__ import annotations
 
 import argparse
-import compileall
 import asyncio
+import compileall
 import contextlib
 import json
 import os
