@@ -18,6 +18,7 @@ from eqliscsi.secret import Secret
 from rig.fake_eql.dataplane import DataPlane
 from rig.fake_eql.server import FakeEql
 from rig.targets.base import Portal, TargetBackend
+from rig.targets.tgt import TgtBackend
 
 
 def _host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -29,14 +30,28 @@ def _host_port(text: str, default_port: int) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def make_backend(kind: str, portal: Portal, state_dir: Path) -> TargetBackend:
-    """The target backend named on the command line, serving ``portal``."""
+def make_backends(
+    kind: str, portal: Portal, state_dir: Path
+) -> tuple[TargetBackend, TargetBackend | None]:
+    """The group backend serving ``portal`` and, for tgt, a member backend behind it.
+
+    Like a real group, the group portal answers SendTargets for every volume and
+    redirects each login to the member that holds the data (RFC 7143 §11.13.5,
+    status 0x0101); with tgt the member is a second ``tgtd`` on a free port of the
+    same host.
+    """
     if kind == "tgt":
-        # Wired in once the iscsi-interop branch (rig/targets/tgt.py) is merged.
-        raise RigError(
-            "The tgt backend (rig/targets/tgt.py) is not in this tree; "
-            "merge the iscsi-interop branch."
+        group: TargetBackend = TgtBackend.start(
+            portal.host, portal.port, log_path=state_dir / "tgtd-group.log"
         )
+        try:
+            member: TargetBackend = TgtBackend.start(
+                portal.host, None, log_path=state_dir / "tgtd-member.log"
+            )
+        except BaseException:
+            group.close()
+            raise
+        return group, member
     raise RigError(f"Target backend {kind!r} is not available here; use --target-backend tgt.")
 
 
@@ -67,32 +82,45 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.iscsi_portal:
         ihost, iport = _host_port(args.iscsi_portal, 3260)
         group_ip = ihost
-        backend = make_backend(args.target_backend, Portal(ihost, iport), state)
-        dataplane = DataPlane(backend, state / "luns")
-    fake = FakeEql(
-        state,
-        group_name=args.group_name,
-        account=args.account,
-        password=password,
-        dataplane=dataplane,
-        group_ip=group_ip,
-    )
-    bound_host, bound_port = await fake.start(host, port)
-    print(f"ready {bound_host}:{bound_port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await fake.close()
-    if dataplane is not None:
-        dataplane.close()
-        dataplane.backend.close()
+        group, member = make_backends(args.target_backend, Portal(ihost, iport), state)
+        dataplane = DataPlane(group, state / "luns", member=member)
+    try:
+        fake = FakeEql(
+            state,
+            group_name=args.group_name,
+            account=args.account,
+            password=password,
+            dataplane=dataplane,
+            group_ip=group_ip,
+        )
+        bound_host, bound_port = await fake.start(host, port)
+        print(f"ready {bound_host}:{bound_port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await fake.close()
+    finally:
+        if dataplane is not None:
+            _close_dataplane(dataplane)
     return 0
+
+
+def _close_dataplane(dataplane: DataPlane) -> None:
+    try:
+        dataplane.close()
+    finally:
+        try:
+            dataplane.backend.close()
+        finally:
+            if dataplane.member is not None:
+                dataplane.member.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    args.state.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return asyncio.run(_serve(args))

@@ -89,6 +89,9 @@ class RecordingBackend:
 
     def create_target(self, iqn: str, backing_file: Path) -> None:
         self.calls.append(("create", iqn))
+        # as strict as tgt: the backing file must exist, the name must be new
+        if not backing_file.is_file() or iqn in self.targets:
+            raise ValueError(f"cannot create {iqn} on {backing_file}")
         self.targets[iqn] = _RecordedTarget(backing_file)
 
     def delete_target(self, iqn: str) -> None:
@@ -168,6 +171,11 @@ class DataPlane:
             if want is None or want.uid != spec.uid or spec.uid in self._stale:
                 self._delete(iqn)
         for iqn, want in desired.items():
+            if not self.lun_path(want.uid).exists():
+                # The model runs ahead of the bytes: a command's LunOps are applied
+                # after the shell has changed the model, so a target whose file is
+                # not there yet is created by the reconcile that follows its ops.
+                continue
             have = self._applied.get(iqn)
             if have is None:
                 self._create(want)

@@ -186,9 +186,7 @@ def reserve_mb(size_mb: int) -> int:
 
 def check_name(name: str, what: str = "volume") -> None:
     if not _NAME_RE.match(name):
-        raise CliError(
-            f"Invalid {what} name {name!r}; use 1 to 63 characters from A-Z a-z 0-9 . - :."
-        )
+        raise CliError(f"Invalid {what} name {name!r}; use up to 63 of A-Z a-z 0-9 . - :.")
 
 
 @dataclass

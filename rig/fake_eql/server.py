@@ -95,9 +95,9 @@ class FakeEql:
     def set_faults(self, faults: Faults) -> None:
         write_faults(self.state_dir, faults)
 
-    def commit(self) -> None:
-        """Save and apply the model if it changed since the last commit."""
-        if self.san.generation == self._saved_generation:
+    def commit(self, *, force: bool = False) -> None:
+        """Save and apply the model if it changed since the last commit (or ``force``)."""
+        if self.san.generation == self._saved_generation and not force:
             return
         if self.dataplane is not None:
             self.dataplane.reconcile(desired_targets(self.san))
@@ -227,9 +227,7 @@ class FakeEql:
                 self._commit_logged()
                 process.stdout.write(event.data)
             elif isinstance(event, ApplyLuns):
-                if self.dataplane is not None:
-                    self.dataplane.apply(event.ops)
-                self._commit_logged()
+                self._apply_logged(event)
             elif isinstance(event, Delay):
                 await asyncio.sleep(event.seconds)
             elif isinstance(event, Stall):
@@ -250,9 +248,17 @@ class FakeEql:
         self._commit_logged()
         return True
 
-    def _commit_logged(self) -> None:
+    def _apply_logged(self, event: ApplyLuns) -> None:
         try:
-            self.commit()
+            if self.dataplane is not None:
+                self.dataplane.apply(event.ops)
+        except Exception:
+            log.exception("applying LUN operations failed")
+        self._commit_logged(force=True)
+
+    def _commit_logged(self, *, force: bool = False) -> None:
+        try:
+            self.commit(force=force)
         except Exception:
             # The reply still goes out: the client must see what the model did, and
             # the rig's log says what the data plane failed to do.
