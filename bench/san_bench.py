@@ -77,10 +77,10 @@ async def operations(ep: SanEndpoint) -> list[tuple[str, int, int]]:
     return rows
 
 
-CPU: dict[str, list[float]] = {"": [], "-S": []}
+CPU: dict[str, list[float]] = {}
 
 
-async def spawn_remote(req: bytes, *flags: str) -> float:
+async def spawn_remote(req: bytes, *flags: str, sync: bool = False) -> float:
     t0 = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -90,10 +90,12 @@ async def spawn_remote(req: bytes, *flags: str) -> float:
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    out, _ = await asyncio.wait_for(proc.communicate(req), 60)
+    body = json.loads(req)
+    body["sync"] = sync
+    out, _ = await asyncio.wait_for(proc.communicate(json.dumps(body).encode()), 60)
     res = json.loads(out)
-    assert res["reused"] and not res["asyncssh"], res
-    CPU[" ".join(flags)].append(float(res["cpu"]))
+    assert res["reused"] and not res["asyncssh"] and res["asyncio"] != sync, res
+    CPU.setdefault(" ".join([*flags, "sync" if sync else "async"]), []).append(float(res["cpu"]))
     return float(res["first_sent"]) - t0
 
 
@@ -165,6 +167,8 @@ async def main() -> None:
             warm = [await spawn_remote(req) for _ in range(args.runs)]
             # -S: no site-packages (the remote needs none: the broker client is stdlib-only).
             warm_s = [await spawn_remote(req, "-S") for _ in range(args.runs)]
+            sync = [await spawn_remote(req, sync=True) for _ in range(args.runs)]
+            sync_s = [await spawn_remote(req, "-S", sync=True) for _ in range(args.runs)]
             base = [await floor() for _ in range(args.runs)]
             base_s = [await floor("-S") for _ in range(args.runs)]
             cold = [await direct(ep) for _ in range(max(3, args.runs // 5))]
@@ -186,10 +190,13 @@ async def main() -> None:
             f"p90={pct(ms, 0.9):.1f} ms min={min(ms):.1f} ms"
         )
 
-    line("warm broker, process start -> first CLI command", warm)
-    line("warm broker, python -S, process start -> first CLI command", warm_s)
-    line("  CPU time of that process up to the first command", CPU[""][-len(warm) :])
-    line("  CPU time with python -S", CPU["-S"])
+    line("warm broker, asyncio client, process start -> first CLI command", warm)
+    line("  same, CPU time of the child up to its first command", CPU["async"][-len(warm) :])
+    line("warm broker, asyncio client, python -S", warm_s)
+    line("warm broker, blocking client, process start -> first CLI command", sync)
+    line("  same, CPU time of the child up to its first command", CPU["sync"])
+    line("warm broker, blocking client, python -S", sync_s)
+    line("  same, CPU time of the child up to its first command", CPU["-S sync"])
     line("interpreter start only (python -c)", base)
     line("interpreter start only (python -S -c)", base_s)
     line("direct SSH (no broker), process start -> first CLI command", cold)
@@ -205,6 +212,9 @@ async def main() -> None:
                     "warm_S": warm_s,
                     "base": base,
                     "base_S": base_s,
+                    "sync": sync,
+                    "sync_S": sync_s,
+                    "cpu": CPU,
                     "direct": cold,
                     "load": load,
                 }

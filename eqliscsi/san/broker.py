@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from eqliscsi.errors import SanError
-from eqliscsi.san.broker_client import (
+from eqliscsi.san.broker_common import (
     MAX_MESSAGE,
     PID_NAME,
     PROTOCOL_VERSION,

@@ -33,19 +33,29 @@ import json
 import logging
 import os
 import random
-import signal
-import stat
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from eqliscsi.errors import SanError
+from eqliscsi.san.broker_common import (
+    LOG_NAME,
+    MAX_MESSAGE,
+    PROTOCOL_VERSION,
+    SPAWN_LOCK,
+    BrokerConfig,
+    completed_from_reply,
+    default_broker_dir,
+    ensure_private_dir,
+    is_session_problem,
+    kill_stuck,
+    raise_remote,
+    run_message,
+    spawn,
+)
 from eqliscsi.san.commands import Command
-from eqliscsi.san.conversation import CommandCompleted, check_result
+from eqliscsi.san.conversation import CommandCompleted
 from eqliscsi.san.endpoint import SanEndpoint
 from eqliscsi.san.errors import (
     SanAuthError,
@@ -55,7 +65,6 @@ from eqliscsi.san.errors import (
     SanTimeout,
 )
 from eqliscsi.san.ops import CliRunner
-from eqliscsi.san.parsers import find_error
 
 __all__ = [
     "BrokerConfig",
@@ -68,68 +77,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-SOCKET_NAME = "broker.sock"
-PID_NAME = "broker.pid"
-SPAWN_LOCK = "spawn.lock"
-LOG_NAME = "broker.log"
-MAX_MESSAGE = 32 * 1024 * 1024
-PROTOCOL_VERSION = 1
-
-
-def default_broker_dir() -> Path:
-    env = os.environ.get("EQLISCSI_BROKER_DIR")
-    if env:
-        return Path(env)
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and Path(runtime).is_dir():
-        return Path(runtime) / "eqliscsi"
-    return Path(f"/tmp/eqliscsi-{os.getuid()}")  # noqa: S108 - checked to be ours and 0700
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerConfig:
-    """How to find (and, when needed, start) the broker."""
-
-    directory: Path = field(default_factory=default_broker_dir)
-    max_sessions: int = 4  # warm + busy CLI sessions per group
-    idle_exit: float = 120.0  # the broker exits after this long without work
-    session_idle: float = 60.0  # a warm session is closed after this long unused
-    queue_timeout: float = 60.0  # how long an action waits for a free session
-    ping_timeout: float = 2.0  # a broker slower than this is considered stuck
-    start_timeout: float = 10.0  # spawning a broker (imports asyncssh) takes < 1 s
-    fallback_direct: bool = True  # connect directly when no broker can be had
-
-    @property
-    def socket(self) -> Path:
-        return self.directory / SOCKET_NAME
-
-
-def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` 0700, or check that an existing one is ours and private."""
-    with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=0o700, parents=True)
-    st = path.lstat()
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise SanConnectionError(
-            f"The broker directory {path} is not a private directory of this user; "
-            "remove it or set EQLISCSI_BROKER_DIR to one (mode 0700)."
-        )
-
-
-_ERRORS: dict[str, type[SanError]] = {
-    cls.reference: cls
-    for cls in (SanConnectionError, SanTimeout, SanAuthError, SanHostKeyError, SanProtocolError)
-}
-
-
-def _raise_remote(error: dict[str, Any], mutating_sent: bool) -> None:
-    cls = _ERRORS.get(str(error.get("reference")), SanConnectionError)
-    message = str(error.get("message", "The session broker failed; retry the action."))
-    sent = mutating_sent or bool(error.get("mutating_sent"))
-    if issubclass(cls, SanConnectionError):
-        raise cls(message, mutating_sent=sent)
-    raise cls(message)
 
 
 class BrokerRunner:
@@ -154,13 +101,6 @@ class BrokerRunner:
         self.first_sent_at: float | None = None
 
     async def run(self, command: Command, *, check: bool = True) -> CommandCompleted:
-        msg = {
-            "op": "run",
-            "line": command.line(),
-            "display": command.display(),
-            "mutating": command.mutating,
-            "secrets": [s.decode("utf-8", "replace") for s in command.secrets()],
-        }
         if command.mutating:
             self.mutating_sent = True
         if self.first_sent_at is None:
@@ -169,24 +109,13 @@ class BrokerRunner:
         reply = await _exchange(
             self._reader,
             self._writer,
-            msg,
+            run_message(command),
             limit=self.endpoint.command_timeout + 5.0,
             what=f"'{command.display()}'",
             mutating_sent=self.mutating_sent,
         )
-        if not reply.get("ok"):
-            _raise_remote(reply.get("error") or {}, self.mutating_sent)
-        lines = tuple(str(x) for x in reply.get("lines", []))
         self.round_trips += 1
-        res = CommandCompleted(
-            command=command,
-            lines=lines,
-            error=find_error(lines),
-            mode=reply.get("mode"),
-            reprinted=str(reply.get("reprinted", "")),
-            events=(),
-        )
-        return check_result(res) if check else res
+        return completed_from_reply(command, reply, check=check, mutating_sent=self.mutating_sent)
 
 
 async def _exchange(
@@ -246,64 +175,6 @@ async def _open(cfg: BrokerConfig) -> tuple[asyncio.StreamReader, asyncio.Stream
     return reader, writer
 
 
-def _broker_pid(cfg: BrokerConfig) -> int | None:
-    try:
-        pid = int((cfg.directory / PID_NAME).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        st = os.stat(f"/proc/{pid}")
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    # Only ever signal our own broker, never a process that reused the pid.
-    if st.st_uid != os.getuid() or b"eqliscsi.san.broker" not in cmdline:
-        return None
-    return pid
-
-
-def _kill_stuck(cfg: BrokerConfig) -> None:
-    pid = _broker_pid(cfg)
-    if pid is not None:
-        log.warning("the SAN session broker (pid %d) is not answering; replacing it", pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(FileNotFoundError):
-        cfg.socket.unlink()
-
-
-def _spawn(cfg: BrokerConfig) -> None:
-    import subprocess  # noqa: PLC0415 - only the first action of a burst pays for it
-
-    argv = [
-        sys.executable,
-        "-m",
-        "eqliscsi.san.broker",
-        "--dir",
-        str(cfg.directory),
-        "--max-sessions",
-        str(cfg.max_sessions),
-        "--idle-exit",
-        str(cfg.idle_exit),
-        "--session-idle",
-        str(cfg.session_idle),
-    ]
-    log_fd = os.open(cfg.directory / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        # A new session: the broker must outlive this remote and not get its signals.
-        subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log_fd,
-            stderr=log_fd,
-            start_new_session=True,
-            close_fds=True,
-            cwd="/",
-        )
-    finally:
-        os.close(log_fd)
-
-
 async def _connect_or_start(
     cfg: BrokerConfig,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -330,8 +201,8 @@ async def _connect_or_start(
         with contextlib.suppress(OSError, TimeoutError, SanError):
             return await _open(cfg)  # someone else started it while we waited
         if stuck:
-            _kill_stuck(cfg)
-        _spawn(cfg)
+            kill_stuck(cfg)
+        spawn(cfg)
         while time.monotonic() < deadline:
             await asyncio.sleep(0.02)
             with contextlib.suppress(OSError, TimeoutError, SanError):
@@ -361,7 +232,7 @@ async def broker_session(
             mutating_sent=False,
         )
         if not reply.get("ok"):
-            _raise_remote(reply.get("error") or {}, False)
+            raise_remote(reply.get("error") or {}, False)
         yield BrokerRunner(
             reader, writer, endpoint, str(reply.get("group")), bool(reply.get("reused"))
         )
@@ -387,7 +258,7 @@ async def open_runner(
         except (SanAuthError, SanHostKeyError):
             raise
         except SanConnectionError as exc:
-            if not broker.fallback_direct or _is_session_problem(exc):
+            if not broker.fallback_direct or is_session_problem(exc):
                 raise
             log.warning("SAN session broker unavailable (%s); connecting directly", exc)
         else:
@@ -404,13 +275,6 @@ async def open_runner(
 
     async with open_session(endpoint) as session:
         yield session
-
-
-def _is_session_problem(exc: SanConnectionError) -> bool:
-    # Errors the broker relayed from the group itself (timeouts talking to the array, a
-    # full session queue) are answers, not a broken broker: falling back would only add
-    # one more session to an array that is already at its limit.
-    return not str(exc.message).startswith("The SAN session broker")
 
 
 async def run_action(

@@ -18,7 +18,8 @@ import pytest
 
 from eqliscsi.san.broker import FairLimiter
 from eqliscsi.san.broker_client import BrokerConfig, broker_session, run_action
-from eqliscsi.san.errors import SanAuthError, SanTimeout
+from eqliscsi.san.broker_sync import drive
+from eqliscsi.san.errors import SanAuthError, SanProtocolError, SanTimeout
 from eqliscsi.san.ops import CliRunner, SanOps, VolumeSpec
 from eqliscsi.secret import Secret
 from rig.fake_eql.faults import Faults
@@ -139,7 +140,8 @@ async def test_32_processes_share_at_most_4_sessions(group: Group, broker_dir: P
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        body = {**req, "action": "create", "name": f"par-{i}"}
+        # Half use the asyncio client, half the blocking one.
+        body = {**req, "action": "create", "name": f"par-{i}", "sync": i % 2 == 0}
         out, err = await asyncio.wait_for(proc.communicate(json.dumps(body).encode()), 120)
         assert proc.returncode == 0, err.decode()
         return dict(json.loads(out))
@@ -150,6 +152,7 @@ async def test_32_processes_share_at_most_4_sessions(group: Group, broker_dir: P
     iqns = {r["result"] for r in results}
     assert len(iqns) == 32
     assert not any(r["asyncssh_loaded"] for r in results)
+    assert [r["asyncio_loaded"] for r in results] == [i % 2 == 1 for i in range(32)]
     assert 1 <= group.fake.max_sessions_seen <= 4
     assert group.fake.sessions_refused == 0
     # The password went over stdin and the socket only, never into a command line.
@@ -269,9 +272,27 @@ async def test_fair_limiter_hands_over_by_key_and_survives_cancel() -> None:
     assert lim.in_use == 0
 
 
-def test_broker_client_does_not_import_asyncssh() -> None:
+def test_broker_clients_import_neither_asyncssh_nor_asyncio() -> None:
     code = (
         "import sys, eqliscsi.san.broker_client, eqliscsi.san.ops;"
         "assert 'asyncssh' not in sys.modules, 'asyncssh imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
+    code = (
+        "import sys, eqliscsi.san.broker_sync, eqliscsi.san.ops;"
+        "bad = {'asyncssh', 'asyncio'} & set(sys.modules); assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
+
+
+def test_drive_refuses_a_coroutine_that_suspends() -> None:
+    async def suspends() -> None:
+        await asyncio.sleep(0)
+
+    with pytest.raises(SanProtocolError):
+        drive(suspends())
+
+    async def returns() -> int:
+        return 7
+
+    assert drive(returns()) == 7
