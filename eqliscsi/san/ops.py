@@ -221,7 +221,7 @@ class SanOps:
         try:
             res = await self.runner.run(c.VolumeClone(source, spec.name, description=self.tag))
         except SanCommandError as exc:
-            return await self._adopt_existing(spec, exc)
+            return await self._adopt_existing(spec, exc, grow=True)
         iqn = parse_target_name(res.lines)
         await self._finish_new_volume(
             spec.name, spec, undo=True, grow_from=src.size_mb, set_description=True
@@ -274,15 +274,21 @@ class SanOps:
                     "delete it on the group."
                 )
 
-    async def _adopt_existing(self, spec: VolumeSpec, exc: SanCommandError) -> VolumeRef:
-        """oned retried: accept a volume that is ours and has the size asked for."""
+    async def _adopt_existing(
+        self, spec: VolumeSpec, exc: SanCommandError, *, grow: bool = False
+    ) -> VolumeRef:
+        """oned retried: accept a volume that is ours and has the size asked for.
+
+        For clones (``grow``), an earlier attempt may have stopped before growing the
+        clone, so a smaller volume of ours is accepted and grown.
+        """
         name, size_mb = spec.name, spec.size_mb
         info = await self.volume_info(name)
         if info is None:
             raise exc
-        if tag_owner(info.description) != self.datastore_id or not _same_size(
-            info.size_mb, size_mb
-        ):
+        ours = tag_owner(info.description) == self.datastore_id
+        fits = _same_size(info.size_mb, size_mb) or (grow and info.size_mb < size_mb)
+        if not ours or not fits:
             raise SanObjectExists(
                 f"A volume named {name} already exists and is not this datastore's "
                 f"{size_mb} MB volume; choose another name or remove it.",
@@ -291,7 +297,7 @@ class SanOps:
             ) from None
         log.info("volume %s already exists and is ours; reusing it", name)
         # Redo the idempotent steps: the earlier attempt may have stopped before them.
-        await self._finish_new_volume(name, spec, undo=False)
+        await self._finish_new_volume(name, spec, undo=False, grow_from=info.size_mb)
         return VolumeRef(name, info.iqn)
 
     # -- delete / resize ----------------------------------------------------------------

@@ -384,3 +384,21 @@ async def test_reads() -> None:
 )
 def test_tag_owner(desc: str, owner: int | None) -> None:
     assert tag_owner(desc) == owner
+
+
+async def test_clone_retry_adopts_and_grows_our_clone() -> None:
+    r = ScriptedRunner(
+        [
+            ("volume select src show", show("src", "1GB")),
+            (
+                'volume select src clone dst description "eqliscsi ds=100"',
+                "% Error - Volume dst already exists.",
+            ),
+            ("volume select dst show", show("dst", "1GB")),
+            ("volume select dst size 4096MB no-snap", ""),
+            ("volume select dst multihost-access enable", ""),
+        ]
+    )
+    ref = await SanOps(r, 100).clone_volume("src", VolumeSpec("dst", 4096))
+    assert ref.iqn == IQN_PREFIX + "dst"
+    r.done()
