@@ -90,7 +90,7 @@ def ensure_private_dir(path: Path) -> None:
     st = path.lstat()
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
         raise SanConnectionError(
-            f"The broker directory {path} is not a private directory of this user; "
+            f"The SAN session broker directory {path} is not a private directory of this user; "
             "remove it or set EQLISCSI_BROKER_DIR to one (mode 0700)."
         )
 

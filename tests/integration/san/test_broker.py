@@ -19,7 +19,7 @@ import pytest
 from eqliscsi.san.broker import FairLimiter
 from eqliscsi.san.broker_client import BrokerConfig, broker_session, run_action
 from eqliscsi.san.broker_sync import drive
-from eqliscsi.san.errors import SanAuthError, SanProtocolError, SanTimeout
+from eqliscsi.san.errors import SanAuthError, SanConnectionError, SanProtocolError, SanTimeout
 from eqliscsi.san.ops import CliRunner, SanOps, VolumeSpec
 from eqliscsi.secret import Secret
 from rig.fake_eql.faults import Faults
@@ -296,3 +296,18 @@ def test_drive_refuses_a_coroutine_that_suspends() -> None:
         return 7
 
     assert drive(returns()) == 7
+
+
+async def test_unsafe_broker_dir_falls_back_to_direct(group: Group, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # e.g. pre-created by someone else: never used for the socket
+
+    async def ip(r: CliRunner) -> str:
+        return await SanOps(r, 100).group_ip()
+
+    c = cfg(shared, fallback_direct=True)
+    assert await run_action(group.endpoint, ip, broker=c) == "127.0.0.1"
+    assert not (shared / "broker.sock").exists()
+    with pytest.raises(SanConnectionError, match="not a private directory"):
+        await run_action(group.endpoint, ip, broker=cfg(shared))
