@@ -39,6 +39,7 @@ from eqliscsi.san.errors import (
     SanAuthError,
     SanConnectionError,
     SanHostKeyError,
+    SanProtocolError,
     SanTimeout,
 )
 
@@ -125,6 +126,9 @@ class CliSession:
         self._conv = conversation
         self._lock = asyncio.Lock()
         self.round_trips = 0
+        # Why the shell can no longer be trusted with a command (rejected input left in
+        # the edit buffer, or a sub-mode prompt), or None.
+        self._dirty: str | None = None
 
     @property
     def group(self) -> str | None:
@@ -138,7 +142,8 @@ class CliSession:
     def usable(self) -> bool:
         """At the prompt with the channel open: safe to lend to another action."""
         return (
-            self._conv.state is ConvState.READY
+            self._dirty is None
+            and self._conv.state is ConvState.READY
             and not self._proc.stdout.at_eof()
             and not self._proc.channel.get_connection().is_closed()
         )
@@ -180,6 +185,11 @@ class CliSession:
     async def run(self, command: Command, *, check: bool = True) -> CommandCompleted:
         """Send one command and return its output; raise SanCommandError on an error line."""
         async with self._lock:
+            if self._dirty is not None:
+                raise SanProtocolError(
+                    f"The CLI session to {self.endpoint.host} cannot take more commands: "
+                    f"{self._dirty}; retry the action on a new session."
+                )
             shown = command.display()
             log.debug("%s: > %s", self.endpoint.host, shown)
             self._proc.stdin.write(self._conv.send_command(command))
@@ -188,6 +198,14 @@ class CliSession:
             self.round_trips += 1
             if ev.error:
                 log.debug("%s: %s", self.endpoint.host, ev.error)
+            if ev.reprinted:
+                # reprintBadInput is on: the array put the rejected line back in the edit
+                # buffer, and the next command would be appended to it (Cinder 1378394).
+                self._dirty = "the array kept rejected input in its edit buffer"
+            elif ev.mode is not None:
+                # Our commands are complete one-liners; a sub-mode prompt means the array
+                # read one differently, and later commands would run inside that mode.
+                self._dirty = f"the array is in sub-mode {ev.mode!r}"
             return check_result(ev) if check else ev
 
     async def _login(self) -> None:
@@ -199,7 +217,11 @@ class CliSession:
                 f"{self.endpoint.group!r}; fix the configured group name or address."
             )
         for cmd in session_setup():
-            await self.run(cmd)
+            # Old firmware may lack a setting (reprintBadInput, for one); that is worth a
+            # warning, not a failed action.  A poisoned edit buffer is caught by run().
+            res = await self.run(cmd, check=False)
+            if res.error:
+                log.warning("%s: '%s' failed: %s", self.endpoint.host, cmd.display(), res.error)
 
     async def _logout(self) -> None:
         # 'logout' asks for confirmation only when confirmation is on, which setup turned

@@ -17,6 +17,7 @@ import pytest
 
 from eqliscsi.san import commands as c
 from eqliscsi.san.endpoint import SanEndpoint
+from eqliscsi.san.errors import SanProtocolError
 from eqliscsi.san.parsers import parse_target_name, parse_volume_info
 from eqliscsi.san.session import open_session
 from eqliscsi.secret import Secret
@@ -38,6 +39,7 @@ SHOW_2 = (
 @dataclass
 class Replay:
     received: list[str] = field(default_factory=list)
+    old_firmware: bool = False
 
     async def process(self, proc: asyncssh.SSHServerProcess[bytes]) -> None:
         proc.stdout.write(BANNER + PROMPT)
@@ -56,12 +58,16 @@ class Replay:
                     if line == "logout":
                         proc.exit(0)
                         return
-                    await self.reply(proc, line)
-                    proc.stdout.write(PROMPT)
+                    reprint = await self.reply(proc, line)
+                    proc.stdout.write(PROMPT + reprint)
         except (asyncssh.Error, ConnectionError):
             pass
 
-    async def reply(self, proc: asyncssh.SSHServerProcess[bytes], line: str) -> None:
+    async def reply(self, proc: asyncssh.SSHServerProcess[bytes], line: str) -> bytes:
+        """Write the reply; return text to reprint after the prompt (reprintBadInput)."""
+        if line == "cli-settings reprintBadInput off" and self.old_firmware:
+            proc.stdout.write(b"% Error - Unknown command reprintBadInput.\r\n")
+            return line.encode()
         if line == "volume select centos-test show":
             # Paging stays on for this account in this replay: one page, then wait.
             proc.stdout.write(SHOW_1 + b"Press any key to continue (Q to quit)")
@@ -78,6 +84,7 @@ class Replay:
             proc.stdout.write(
                 b"Volume creation succeeded.\r\n" + text[:80] + b"\r\n" + text[80:] + b"\r\n"
             )
+        return b""
 
 
 @dataclass
@@ -158,3 +165,14 @@ async def test_chap_secret_is_sent_but_never_logged(
     assert "chapuser create one password Sup3r-Secret-CHAP" in server.replay.received
     assert "Sup3r-Secret-CHAP" not in caplog.text
     assert "chapuser create one password ***" in caplog.text
+
+
+async def test_reprinted_bad_input_poisons_the_session(server: Server) -> None:
+    # Firmware without reprintBadInput: setup warns, and the reprinted line left in the
+    # edit buffer makes the session refuse further commands instead of sending garbage.
+    server.replay.old_firmware = True
+    async with open_session(server.endpoint) as s:
+        assert not s.usable
+        with pytest.raises(SanProtocolError, match="edit buffer"):
+            await s.run(c.VolumeShow("centos-test"))
+    assert "volume select centos-test show" not in server.replay.received
