@@ -19,6 +19,7 @@ import pytest
 from eqliscsi.san.broker import FairLimiter
 from eqliscsi.san.broker_client import BrokerConfig, broker_session, run_action
 from eqliscsi.san.broker_sync import drive
+from eqliscsi.san.commands import VolumeCreate
 from eqliscsi.san.errors import SanAuthError, SanConnectionError, SanProtocolError, SanTimeout
 from eqliscsi.san.ops import CliRunner, SanOps, VolumeSpec
 from eqliscsi.secret import Secret
@@ -311,3 +312,38 @@ async def test_unsafe_broker_dir_falls_back_to_direct(group: Group, tmp_path: Pa
     assert not (shared / "broker.sock").exists()
     with pytest.raises(SanConnectionError, match="not a private directory"):
         await run_action(group.endpoint, ip, broker=cfg(shared))
+
+
+async def test_dropped_warm_session_is_replaced_for_a_read(group: Group, broker_dir: Path) -> None:
+    c = cfg(broker_dir)
+
+    async def ip(r: CliRunner) -> str:
+        return await SanOps(r, 100).group_ip()
+
+    assert await run_action(group.endpoint, ip, broker=c) == "127.0.0.1"
+    # The warm session has run 7 setup commands + 1; its next command is dropped.
+    group.fake.set_faults(Faults(drop_after=8))
+    assert await run_action(group.endpoint, ip, broker=c, backoff=0.05) == "127.0.0.1"
+
+
+async def test_dropped_warm_session_is_not_retried_for_a_mutation(
+    group: Group, broker_dir: Path
+) -> None:
+    c = cfg(broker_dir)
+    calls = 0
+
+    async def ip(r: CliRunner) -> str:
+        return await SanOps(r, 100).group_ip()
+
+    async def create(r: CliRunner) -> object:
+        nonlocal calls
+        calls += 1
+        # Skip the read that would come first, so the dropped command is the create.
+        return await r.run(VolumeCreate("drop-1", 100))
+
+    assert await run_action(group.endpoint, ip, broker=c) == "127.0.0.1"
+    group.fake.set_faults(Faults(drop_after=8))
+    with pytest.raises(SanConnectionError) as exc:
+        await run_action(group.endpoint, create, broker=c, backoff=0.05)
+    assert exc.value.mutating_sent
+    assert calls == 1
