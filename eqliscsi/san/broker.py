@@ -239,18 +239,30 @@ class Broker:
     async def _janitor(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self.idle_exit / 2))
-            now = time.monotonic()
-            for group, warm_list in self._warm.items():
-                for w in [w for w in warm_list if now - w.last_used > self.session_idle]:
-                    warm_list.remove(w)
-                    await self._close(w)
-                    self._limiter(group).release()
-                for w in self._limiter(group).take_orphans():
-                    await self._close(w)
-            idle = self._clients == 0 and not any(self._warm.values())
-            if idle and now - self._last_activity > self.idle_exit:
-                self._stop.set()
-                return
+            try:
+                if await self._sweep():
+                    self._stop.set()
+                    return
+            except Exception:
+                # The janitor must outlive any one bad session: it is what makes the
+                # broker exit when idle.
+                log.exception("cleaning up idle sessions failed")
+
+    async def _sweep(self) -> bool:
+        """Close idle sessions and orphans; True when the broker should exit."""
+        now = time.monotonic()
+        # Copies: _take() runs while this task awaits a close.
+        for group, warm_list in list(self._warm.items()):
+            for w in [w for w in warm_list if now - w.last_used > self.session_idle]:
+                if w not in warm_list:
+                    continue  # lent out meanwhile
+                warm_list.remove(w)
+                await self._close(w)
+                self._limiter(group).release()
+            for w in self._limiter(group).take_orphans():
+                await self._close(w)
+        idle = self._clients == 0 and not any(self._warm.values())
+        return idle and now - self._last_activity > self.idle_exit
 
     async def _close(self, w: _Warm) -> None:
         with contextlib.suppress(Exception):
