@@ -20,6 +20,7 @@ Rules (issue 3):
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 from collections.abc import Sequence
@@ -40,12 +41,14 @@ from eqliscsi.san.parsers import (
     PoolCapacity,
     VolumeInfo,
     parse_access_records,
+    parse_chap_password,
     parse_group_params,
     parse_pool_capacity,
     parse_snapshot_name,
     parse_target_name,
     parse_volume_info,
 )
+from eqliscsi.secret import Secret
 
 __all__ = [
     "CliRunner",
@@ -376,6 +379,35 @@ class SanOps:
             await self.runner.run(c.SnapshotRestore(volume, snapshot))
         finally:
             await self.runner.run(c.VolumeSetStatus(volume, online=True))
+
+    # -- CHAP users (group-local accounts for iSCSI CHAP) --------------------------------
+    async def ensure_chap_user(self, name: str, secret: Secret) -> bool:
+        """Create the CHAP user with this secret; True when created, False when it existed.
+
+        An existing user with a different secret is refused rather than changed: other
+        datastores or hosts may log in with it.  The secret is compared, never shown.
+        """
+        try:
+            res = await self.runner.run(c.ChapUserShow(name))
+        except SanObjectMissing:
+            await self.runner.run(c.ChapUserCreate(name, secret))
+            return True
+        current = parse_chap_password(res.lines)
+        if current is None or not hmac.compare_digest(current.encode(), secret.reveal()):
+            raise SanObjectExists(
+                f"The CHAP user {name} already exists on the group with another secret; "
+                "choose another user name or update its secret on the group.",
+                command=c.ChapUserShow(name).display(),
+                error_line="",
+            )
+        return False
+
+    async def delete_chap_user(self, name: str) -> bool:
+        try:
+            await self.runner.run(c.ChapUserDelete(name))
+        except SanObjectMissing:
+            return False
+        return True
 
     # -- access -------------------------------------------------------------------------
     async def set_multihost(self, volume: str, enable: bool) -> None:
