@@ -236,9 +236,17 @@ class SanOps:
         try:
             res = await self.runner.run(c.SnapshotClone(volume, snapshot, spec.name))
         except SanCommandError as exc:
-            return await self._adopt_existing(spec, exc)
+            return await self._adopt_existing(spec, exc, grow=True)
         iqn = parse_target_name(res.lines)
-        await self._finish_new_volume(spec.name, spec, undo=True, set_description=True)
+        # The clone has the snapshot's size, which only the array knows; one 'show' tells.
+        try:
+            made = await self._existing(spec.name)
+        except BaseException as exc:
+            await self._undo_volume(spec.name, exc)
+            raise
+        await self._finish_new_volume(
+            spec.name, spec, undo=True, grow_from=made.size_mb, set_description=True
+        )
         return VolumeRef(spec.name, iqn)
 
     async def _finish_new_volume(
@@ -255,7 +263,12 @@ class SanOps:
                 # Whether a clone keeps the description given to 'clone' or inherits the
                 # source's is not documented; set ours explicitly.
                 await self.runner.run(c.VolumeSetDescription(name, self.tag))
-            if grow_from is not None and not _same_size(grow_from, spec.size_mb):
+            # Grow only: a clone larger than asked for keeps its size (shrinking loses data).
+            if (
+                grow_from is not None
+                and spec.size_mb > grow_from
+                and not _same_size(grow_from, spec.size_mb)
+            ):
                 await self.runner.run(c.VolumeResize(name, spec.size_mb))
             await self.runner.run(c.VolumeMultihost(name, spec.multihost))
             await self._apply_access(name, spec.access)

@@ -66,8 +66,11 @@ async def test_volume_lifecycle(group: Group) -> None:
         snap = await ops.snapshot_create("one-7", "snap-0")
         assert snap == "snap-0"
         await ops.snapshot_restore("one-7", "snap-0")
-        clone = await ops.snapshot_clone("one-7", "snap-0", VolumeSpec("one-8", 2048))
+        clone = await ops.snapshot_clone("one-7", "snap-0", VolumeSpec("one-8", 3072))
         assert clone.iqn.endswith("-one-8") and clone.iqn != ref.iqn
+        info = await ops.volume_info("one-8")
+        assert info is not None and info.size_mb == 3072
+        assert info.description == "eqliscsi ds=100"
         assert await ops.snapshot_delete("one-7", "snap-0") is True
         assert await ops.snapshot_delete("one-7", "snap-0") is False
 
