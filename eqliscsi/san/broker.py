@@ -28,6 +28,8 @@ import json
 import logging
 import os
 import signal
+import socket
+import struct
 import sys
 import time
 from collections import deque
@@ -153,6 +155,16 @@ class _MutatingRelayed(_Relayed):
     mutating: ClassVar[bool] = True
 
 
+def _same_user(writer: asyncio.StreamWriter) -> bool:
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return False
+    # struct ucred {pid_t pid; uid_t uid; gid_t gid;} (Linux SO_PEERCRED)
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return bool(uid == os.getuid())
+
+
 def _error(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, SanError):
         return {
@@ -269,6 +281,12 @@ class Broker:
             await asyncio.wait_for(w.stack.aclose(), 3.0)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not _same_user(writer):
+            # The socket is 0600 in a 0700 directory; this is the second lock on the door
+            # in case someone loosened those modes.
+            log.warning("refused a connection from another user")
+            writer.close()
+            return
         self._clients += 1
         self._last_activity = time.monotonic()
         try:

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from eqliscsi.san.errors import SanAuthError, SanConnectionError, SanProtocolErr
 from eqliscsi.san.ops import CliRunner, SanOps, VolumeSpec
 from eqliscsi.secret import Secret
 from rig.fake_eql.faults import Faults
+from rig.need import need
 from tests.integration.san.conftest import Group, with_
 
 REMOTE = Path(__file__).with_name("remote_action.py")
@@ -347,3 +350,57 @@ async def test_dropped_warm_session_is_not_retried_for_a_mutation(
         await run_action(group.endpoint, create, broker=c, backoff=0.05)
     assert exc.value.mutating_sent
     assert calls == 1
+
+
+async def test_other_users_are_refused_even_with_loose_modes(group: Group) -> None:
+    need(os.getuid() == 0, "needs root to connect as another user")
+    # The venv interpreter may live under /root; the other user runs the system one.
+    other_python = shutil.which("python3", path="/usr/bin:/bin")
+    need(other_python is not None, "python3 is not installed in /usr/bin (Debian package python3)")
+    assert other_python is not None
+    # A directory the other user can traverse (pytest's tmp_path is private to root).
+    top = Path(tempfile.mkdtemp(prefix="eqliscsi-broker-test-"))
+    broker_dir = top / "b"
+    try:
+        async with broker_session(group.endpoint, cfg(broker_dir)) as r:
+            await SanOps(r, 100).group_ip()
+        # Loosen the modes as a careless admin might; the broker checks SO_PEERCRED itself.
+        os.chmod(top, 0o755)
+        os.chmod(broker_dir, 0o755)
+        os.chmod(broker_dir / "broker.sock", 0o666)
+        sock_path = str(broker_dir / "broker.sock")
+        code = (
+            "import socket\n"
+            "s = socket.socket(socket.AF_UNIX)\n"
+            "s.settimeout(5)\n"
+            f"s.connect({sock_path!r})\n"
+            "try:\n"
+            '    s.sendall(b\'{"op": "ping"}\\n\')\n'
+            "    print('closed' if s.recv(100) == b'' else 'answered')\n"
+            "except (BrokenPipeError, ConnectionResetError):\n"
+            "    print('closed')\n"
+        )
+        proc = await asyncio.create_subprocess_exec(
+            other_python,
+            "-S",
+            "-c",
+            code,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            user=65534,
+            cwd="/",
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, err.decode()
+        assert out.strip() == b"closed"  # connected (modes allowed it), then refused
+        assert b"refused a connection from another user" in _read(broker_dir / "broker.log")
+        # The owner is still served (the broker does not mind its directory's mode).
+        os.chmod(broker_dir, 0o700)
+        async with broker_session(group.endpoint, cfg(broker_dir)) as r:
+            assert await SanOps(r, 100).group_ip() == "127.0.0.1"
+    finally:
+        pid = _pid(broker_dir)
+        if pid is not None:
+            _stop(pid)
+        _reap()
+        shutil.rmtree(top, ignore_errors=True)
