@@ -35,6 +35,7 @@ from eqliscsi.san.errors import (
     SanNotOwned,
     SanObjectExists,
     SanObjectMissing,
+    SanProtocolError,
 )
 from eqliscsi.san.parsers import (
     AccessRecord,
@@ -202,7 +203,7 @@ class SanOps:
             res = await self.runner.run(cmd)
         except SanCommandError as exc:
             return await self._adopt_existing(spec, exc)
-        iqn = parse_target_name(res.lines)
+        iqn = await self._new_iqn(res, spec.name)
         await self._finish_new_volume(spec.name, spec, undo=True)
         return VolumeRef(spec.name, iqn)
 
@@ -225,7 +226,7 @@ class SanOps:
             res = await self.runner.run(c.VolumeClone(source, spec.name, description=self.tag))
         except SanCommandError as exc:
             return await self._adopt_existing(spec, exc, grow=True)
-        iqn = parse_target_name(res.lines)
+        iqn = await self._new_iqn(res, spec.name)
         await self._finish_new_volume(
             spec.name, spec, undo=True, grow_from=src.size_mb, set_description=True
         )
@@ -237,17 +238,33 @@ class SanOps:
             res = await self.runner.run(c.SnapshotClone(volume, snapshot, spec.name))
         except SanCommandError as exc:
             return await self._adopt_existing(spec, exc, grow=True)
-        iqn = parse_target_name(res.lines)
         # The clone has the snapshot's size, which only the array knows; one 'show' tells.
         try:
             made = await self._existing(spec.name)
         except BaseException as exc:
             await self._undo_volume(spec.name, exc)
             raise
+        try:
+            iqn = parse_target_name(res.lines, spec.name)
+        except SanProtocolError:
+            iqn = made.iqn
         await self._finish_new_volume(
             spec.name, spec, undo=True, grow_from=made.size_mb, set_description=True
         )
         return VolumeRef(spec.name, iqn)
+
+    async def _new_iqn(self, res: CommandCompleted, name: str) -> str:
+        """The new volume's IQN; undoes the volume when it cannot be had."""
+        try:
+            try:
+                return parse_target_name(res.lines, name)
+            except SanProtocolError:
+                # Unexpected wording or wrapping: the volume exists, so ask for its name.
+                log.warning("no parsable target name after creating %s; reading it back", name)
+                return (await self._existing(name)).iqn
+        except BaseException as exc:
+            await self._undo_volume(name, exc)
+            raise
 
     async def _finish_new_volume(
         self,

@@ -20,6 +20,7 @@ from eqliscsi.san.errors import (
     SanNotOwned,
     SanObjectExists,
     SanObjectMissing,
+    SanProtocolError,
 )
 from eqliscsi.san.ops import SanOps, VolumeSpec, tag_owner
 from eqliscsi.san.parsers import find_error
@@ -401,4 +402,31 @@ async def test_clone_retry_adopts_and_grows_our_clone() -> None:
     )
     ref = await SanOps(r, 100).clone_volume("src", VolumeSpec("dst", 4096))
     assert ref.iqn == IQN_PREFIX + "dst"
+    r.done()
+
+
+async def test_create_reads_the_iqn_back_when_the_output_is_unexpected() -> None:
+    r = ScriptedRunner(
+        [
+            (CREATE, "Volume creation succeeded."),
+            ("volume select one-1 show", show("one-1")),
+            ("volume select one-1 multihost-access enable", ""),
+        ]
+    )
+    ref = await SanOps(r, 100).create_volume(VolumeSpec("one-1", 1024, pool="default"))
+    assert ref.iqn == IQN_PREFIX + "one-1"
+    r.done()
+
+
+async def test_create_without_any_iqn_is_undone() -> None:
+    r = ScriptedRunner(
+        [
+            (CREATE, "Volume creation succeeded."),
+            ("volume select one-1 show", "Name: one-1\nSize: 1GB"),
+            ("volume select one-1 offline", ""),
+            ("volume delete one-1", "Volume deletion succeeded."),
+        ]
+    )
+    with pytest.raises(SanProtocolError):
+        await SanOps(r, 100).create_volume(VolumeSpec("one-1", 1024, pool="default"))
     r.done()
