@@ -101,7 +101,9 @@ DEFAULT_NODES: tuple[NodeSpec, ...] = (
         "san",
         ports=(3260, 22),
         ready=(LogLine("eqliscsi-san: ready"),),
-        environment=(("EQLISCSI_TARGET_BACKEND", "auto"),),
+        # The docker tier's tests so far check the image's own smoke target; the fake
+        # EqualLogic shell (rig.fake_eql) is wired in with the driver's e2e suite.
+        environment=(("EQLISCSI_TARGET_BACKEND", "auto"), ("EQLISCSI_SAN_SMOKE", "1")),
     ),
     # FUSE and loop devices for the iscsiadm stand-in need a privileged container.
     NodeSpec("host1", "host", ports=(22,), privileged=True, ready=(SshBanner(22),)),
