@@ -83,7 +83,7 @@ __all__ = [
 ISCSIADM = "iscsiadm"
 # Where the TM driver's remotes land on a host (OpenNebula copies remotes/ to
 # /var/tmp/one on every host at `onehost sync`).
-DEFAULT_AUTH_HELPER = "/var/tmp/one/tm/eqliscsi/eqliscsi-node-auth"
+DEFAULT_AUTH_HELPER = "/var/tmp/one/tm/eqliscsi/eqliscsi-node-auth"  # noqa: S108 - oned's remotes dir
 DEFAULT_LOCK_PATH = "/var/lock/eqliscsi-iscsi.lock"
 # A logout that iscsid reports as busy is retried this many times, one second apart.
 LOGOUT_ATTEMPTS = 5
@@ -247,9 +247,7 @@ class TargetPortal:
                 "the group's IP address."
             ) from None
         if str(ip) != self.address:
-            raise UsageError(
-                f"{self.address!r} is not in canonical form; write it as {ip}."
-            )
+            raise UsageError(f"{self.address!r} is not in canonical form; write it as {ip}.")
         if not 0 < self.port < 65536:
             raise UsageError(f"Port {self.port} is out of range; use 1..65535 (3260 is usual).")
 

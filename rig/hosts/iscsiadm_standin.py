@@ -31,9 +31,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from eqliscsi.errors import UsageError
 from eqliscsi.opennebula.iscsiadm import IscsiadmStatus as S
 from eqliscsi.opennebula.iscsiadm import TargetPortal, validate_iface, validate_iqn
-from eqliscsi.errors import UsageError
 
 ISCSI_DB = Path(os.environ.get("EQLISCSI_STANDIN_DB", "/etc/iscsi"))
 DEV_DIR = Path(os.environ.get("EQLISCSI_STANDIN_DEV", "/dev/iscsi"))
@@ -229,7 +229,9 @@ def _find_session(cmd: Command) -> Session | None:
 
 def _label(cmd: Command, tpgt: int | None = None) -> str:
     assert cmd.portal is not None
-    return f"[iface: {cmd.iface}, target: {cmd.iqn}, portal: {cmd.portal.address},{cmd.portal.port}]"
+    return (
+        f"[iface: {cmd.iface}, target: {cmd.iqn}, portal: {cmd.portal.address},{cmd.portal.port}]"
+    )
 
 
 @contextlib.contextmanager
@@ -353,9 +355,17 @@ def login(cmd: Command) -> None:
         raise Exit(S.INTERNAL, f"iscsiadm: losetup failed: {loop.stderr.strip()}")
     loopdev = loop.stdout.strip()
     session = Session(
-        sid, cmd.iqn, cmd.portal.address, cmd.portal.port, tpgt, cmd.iface, qsd_pid,
-        str(mountpoint), loopdev, None,
-    )  # fmt: skip
+        sid,
+        cmd.iqn,
+        cmd.portal.address,
+        cmd.portal.port,
+        tpgt,
+        cmd.iface,
+        qsd_pid,
+        str(mountpoint),
+        loopdev,
+        None,
+    )
     _save(session)
     link = _udev_add(session)
     _save(Session(**{**asdict(session), "link": link}))

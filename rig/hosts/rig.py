@@ -185,8 +185,15 @@ class HostRig:
         netns = f"eqh{self.rig_id}-{name}"
         address = f"10.254.{self.subnet}.{10 + n}"
         state = self.workdir / name
-        for sub in ("etc-upper/iscsi/ifaces", "etc-work", "varlib-upper/one/datastores",
-                    "varlib-work", "vartmp/one/tm/eqliscsi", "sbin", "log"):  # fmt: skip
+        for sub in (
+            "etc-upper/iscsi/ifaces",
+            "etc-work",
+            "varlib-upper/one/datastores",
+            "varlib-work",
+            "vartmp/one/tm/eqliscsi",
+            "sbin",
+            "log",
+        ):
             (state / sub).mkdir(parents=True, exist_ok=True)
         etc = state / "etc-upper"
         (etc / "iscsi" / "initiatorname.iscsi").write_text(
@@ -208,11 +215,19 @@ class HostRig:
             '-m rig.hosts.iscsiadm_standin "$@"\n'
         )
         wrapper.chmod(0o755)
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-              str(state / "ssh_host_ed25519_key")])  # fmt: skip
-        (state / "authorized_keys").write_text(
-            Path(str(self.client_key) + ".pub").read_text()
+        _run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-f",
+                str(state / "ssh_host_ed25519_key"),
+            ]
         )
+        (state / "authorized_keys").write_text(Path(str(self.client_key) + ".pub").read_text())
         (state / "sshd_config").write_text(
             f"ListenAddress {address}:22\n"
             f"HostKey {state / 'ssh_host_ed25519_key'}\n"
@@ -271,8 +286,21 @@ class HostRig:
         log = open(state / "log" / "holder.log", "ab")  # noqa: SIM115 - handed to holder
         with log:
             proc = subprocess.Popen(
-                ["ip", "netns", "exec", netns, "unshare", "--mount", "--uts", "--propagation",
-                 "private", "--", "sh", "-c", setup],  # fmt: skip
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    netns,
+                    "unshare",
+                    "--mount",
+                    "--uts",
+                    "--propagation",
+                    "private",
+                    "--",
+                    "sh",
+                    "-c",
+                    setup,
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -348,8 +376,7 @@ class HostRig:
 
     def loop_devices(self) -> list[str]:
         """Loop devices whose backing file is one of this rig's files."""
-        out = _run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
-                   check=False)  # fmt: skip
+        out = _run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"], check=False)
         prefix = str(self.workdir)
         devs = []
         for line in out.splitlines():
