@@ -95,7 +95,7 @@ def parse_argv(argv: Sequence[str]) -> Command:
         if a == ["-m", "session"]:
             return Command("session")
         if (
-            len(a) == 12
+            len(a) == 11
             and a[:5] == ["-m", "discoverydb", "-t", "sendtargets", "-p"]
             and a[6] == "-I"
             and a[8:] == ["-o", "new", "--discover"]
