@@ -31,6 +31,10 @@ inside the script, which itself travels on SSH's stdin) to a small shipped helpe
 ``/etc/iscsi/nodes/<IQN>/<IP>,<PORT>,<TPGT>/<IFACE>`` with shell builtins only and
 mode 0600.  iscsiadm reads that record afresh on every ``--login``.
 
+The here-document is a pipe under dash (Debian's ``/bin/sh``) and under bash >= 5.1
+for small documents; older bash writes it to a 0600 temporary file that it unlinks
+at once.  Either way no process title shows it.
+
 Node-database changes on one host are serialized by ``flock`` on a per-host lock
 file, taken inside the snippet: two VMs deploying on the same host would otherwise
 race discovery (which rewrites records) against another volume's CHAP edit.
@@ -88,6 +92,8 @@ DEFAULT_LOCK_PATH = "/var/lock/eqliscsi-iscsi.lock"
 # A logout that iscsid reports as busy is retried this many times, one second apart.
 LOGOUT_ATTEMPTS = 5
 LOCK_TIMEOUT_S = 120
+# Non-interactive: a sudo that would prompt fails at once instead of hanging the TM.
+_SUDO = ("sudo", "-n")
 
 
 class IscsiadmStatus(enum.IntEnum):
@@ -402,26 +408,30 @@ def login_script(
     chap: ChapCredentials | None = None,
     helper: str = DEFAULT_AUTH_HELPER,
     lock_path: str = DEFAULT_LOCK_PATH,
+    sudo: bool = False,
 ) -> RemoteScript:
     """Discovery, CHAP settings and login, under the host lock; idempotent.
 
     Already logged in (status 15) counts as success, so a retried deploy or a
-    second disk of the same volume does not fail.
+    second disk of the same volume does not fail.  ``sudo`` prefixes iscsiadm and the
+    helper with ``sudo -n`` for hosts where the driver runs as oneadmin (OpenNebula's
+    sudoers already lists iscsiadm; the helper must be added next to it).
     """
+    pre = _SUDO if sudo else ()
     lines = ["set -u\n", _STEP_FN, _lock_lines(lock_path)]
-    lines.append(f"step discovery {shlex.join(discovery_argv(node.portal, node.iface))}\n")
+    lines.append(f"step discovery {shlex.join(pre + discovery_argv(node.portal, node.iface))}\n")
     secrets: tuple[Secret, ...] = ()
     ops = [Op.LOCK, Op.DISCOVERY]
     if chap is not None:
         # Quoted delimiter: no expansion inside; the validated values cannot contain
         # a newline, so they cannot end the here-document early.
         lines.append(
-            f"step auth {shlex.join(auth_helper_argv(node, helper))} <<'EQLISCSI_CHAP'\n"
+            f"step auth {shlex.join(pre + auth_helper_argv(node, helper))} <<'EQLISCSI_CHAP'\n"
             f"{chap.username}\n{_secret_placeholder(chap.secret)}\nEQLISCSI_CHAP\n"
         )
         secrets = (chap.secret,)
         ops.append(Op.AUTH)
-    login = shlex.join(login_argv(node))
+    login = shlex.join(pre + login_argv(node))
     lines.append(
         f"_rc=0; {login} || _rc=$?\n"
         f'case "$_rc" in 0|{IscsiadmStatus.SESS_EXISTS:d}) ;; '
@@ -432,14 +442,19 @@ def login_script(
 
 
 def logout_script(
-    node: Node, *, delete_record: bool = True, lock_path: str = DEFAULT_LOCK_PATH
+    node: Node,
+    *,
+    delete_record: bool = True,
+    lock_path: str = DEFAULT_LOCK_PATH,
+    sudo: bool = False,
 ) -> RemoteScript:
     """Logout (retrying while iscsid reports the session busy), then drop the record.
 
     Not logged in (status 21, no matching session) counts as success; so does a
     record that is already gone.
     """
-    logout = shlex.join(logout_argv(node))
+    pre = _SUDO if sudo else ()
+    logout = shlex.join(pre + logout_argv(node))
     ok = f"0|{IscsiadmStatus.NO_OBJS_FOUND:d}"
     retry = f"{IscsiadmStatus.BUSY:d}|{IscsiadmStatus.AGAIN:d}"
     lines = [
@@ -461,7 +476,7 @@ def logout_script(
     ]
     ops = [Op.LOCK, Op.LOGOUT]
     if delete_record:
-        delete = shlex.join(node_delete_argv(node))
+        delete = shlex.join(pre + node_delete_argv(node))
         lines.append(
             f"_rc=0; {delete} || _rc=$?\n"
             f'case "$_rc" in {ok}) ;; '

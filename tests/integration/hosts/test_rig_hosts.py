@@ -150,6 +150,25 @@ def test_no_record_for_unknown_target(host_rig: HostRig, tgt: Tgt) -> None:
         run_script(host_rig, h1, ia.login_script(node))
 
 
+def test_hosts_are_separate(host_rig: HostRig) -> None:
+    h1, h2 = host_rig.hosts
+    assert ssh(host_rig, h1, "hostname").strip() == "h1"
+    assert ssh(host_rig, h2, "hostname").strip() == "h2"
+    assert h1.address in ssh(host_rig, h1, "ip -4 -o addr show dev eth0")
+    assert h2.address not in ssh(host_rig, h1, "ip -4 -o addr show")
+    # Own system datastore directory: a file made on h1 is not on h2.
+    ssh(
+        host_rig,
+        h1,
+        "mkdir -p /var/lib/one/datastores/0/42 && touch /var/lib/one/datastores/0/42/x",
+    )
+    assert (h1.datastores / "0" / "42" / "x").exists()
+    assert ssh(host_rig, h2, "ls -A /var/lib/one/datastores").strip() == ""
+    # Own node database.
+    assert "h1" in ssh(host_rig, h1, "cat /etc/iscsi/initiatorname.iscsi")
+    assert "h2" in ssh(host_rig, h2, "cat /etc/iscsi/initiatorname.iscsi")
+
+
 def test_standin_rejects_forms_the_driver_does_not_build(host_rig: HostRig) -> None:
     h1 = host_rig.hosts[0]
     for form in (

@@ -422,3 +422,19 @@ def test_env_unused() -> None:
     before = dict(os.environ)
     ia.login_script(NODE)
     assert dict(os.environ) == before
+
+
+def test_sudo_prefixes_every_privileged_command() -> None:
+    chap = ia.ChapCredentials("oneadmin", Secret(b"s3cret-value", origin="test"))
+    login = str(ia.login_script(NODE, chap=chap, sudo=True))
+    logout = str(ia.logout_script(NODE, sudo=True))
+    commands = [
+        line.split("; ")[-1].lstrip()
+        for line in (login + logout).splitlines()
+        if "iscsiadm -m" in line or "eqliscsi-node-auth" in line
+    ]
+    assert len(commands) == 5
+    for c in commands:
+        words = c.removeprefix("step discovery ").removeprefix("step auth ").split()
+        assert words[:2] == ["sudo", "-n"], c
+    assert "sudo" not in str(ia.login_script(NODE, chap=chap))
