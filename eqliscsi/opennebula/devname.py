@@ -39,7 +39,7 @@ def volume_from_iqn(iqn: str) -> str | None:
     cannot be told apart from IQN syntax, so such volumes get no link), and IQNs are
     lower case (RFC 3722 stringprep).  '.' and '..' are refused outright.
     """
-    m = _EQL_IQN_RE.match(iqn)
+    m = _EQL_IQN_RE.fullmatch(iqn)
     if m is None:
         return None
     volume = m["volume"]

@@ -29,7 +29,9 @@ inside the script, which itself travels on SSH's stdin) to a small shipped helpe
 ``eqliscsi-node-auth`` (``remotes/tm/eqliscsi/``), which rewrites the three
 ``node.session.auth.*`` lines of the node record file
 ``/etc/iscsi/nodes/<IQN>/<IP>,<PORT>,<TPGT>/<IFACE>`` with shell builtins only and
-mode 0600.  iscsiadm reads that record afresh on every ``--login``.
+mode 0600.  iscsiadm reads that record afresh on every ``--login``, deriving the
+hidden ``password_length`` from the password line as it parses it (open-iscsi
+``idbm_rec_update_param``), so the three lines are all a record needs.
 
 The here-document is a pipe under dash (Debian's ``/bin/sh``) and under bash >= 5.1
 for small documents; older bash writes it to a 0600 temporary file that it unlinks
@@ -94,6 +96,7 @@ LOGOUT_ATTEMPTS = 5
 LOCK_TIMEOUT_S = 120
 # Non-interactive: a sudo that would prompt fails at once instead of hanging the TM.
 _SUDO = ("sudo", "-n")
+_HEREDOC_END = "EQLISCSI_CHAP"
 
 
 class IscsiadmStatus(enum.IntEnum):
@@ -191,7 +194,8 @@ class IscsiadmUnavailableError(IscsiadmError):
 # stringprep'd name restricted, in practice, to lowercase ASCII letters, digits,
 # '-', '.', ':'.  eui. and naa. names are hex.  223 bytes is the RFC 7143 §4.2.7.1
 # maximum.  Rejecting everything else also means an IQN can never carry a shell
-# metacharacter into a snippet.
+# metacharacter into a snippet.  (Every pattern here is applied with fullmatch:
+# with match(), "$" would accept a trailing newline.)
 _IQN_RE = re.compile(
     r"^(?:iqn\.[0-9]{4}-(?:0[1-9]|1[0-2])\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
     r"(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[a-z0-9.:-]+)?"
@@ -207,7 +211,7 @@ _PATH_RE = re.compile(r"^/(?:[A-Za-z0-9_.+@-]+/)*[A-Za-z0-9_.+@-]+$")
 
 
 def validate_iqn(iqn: str) -> str:
-    if len(iqn.encode()) > 223 or not _IQN_RE.match(iqn):
+    if len(iqn.encode()) > 223 or not _IQN_RE.fullmatch(iqn):
         raise UsageError(
             f"{iqn!r} is not an iSCSI name this driver accepts; use the target IQN "
             "that the SAN reports for the volume."
@@ -216,7 +220,7 @@ def validate_iqn(iqn: str) -> str:
 
 
 def validate_iface(name: str) -> str:
-    if not _IFACE_RE.match(name):
+    if not _IFACE_RE.fullmatch(name):
         raise UsageError(
             f"{name!r} is not a usable open-iscsi iface name; set EQL_IFACE to a name "
             "from `iscsiadm -m iface` (letters, digits, '_', '.', ':', '-')."
@@ -225,7 +229,7 @@ def validate_iface(name: str) -> str:
 
 
 def _validate_path(path: str, what: str) -> str:
-    if not _PATH_RE.match(path) or "/../" in path + "/" or "/./" in path + "/":
+    if not _PATH_RE.fullmatch(path) or "/../" in path + "/" or "/./" in path + "/":
         raise UsageError(
             f"The {what} path {path!r} must be absolute and use only letters, digits "
             "and '_.+@-'; fix the configured path."
@@ -285,7 +289,7 @@ class ChapCredentials:
     secret: Secret
 
     def __post_init__(self) -> None:
-        if not _CHAP_RE.match(self.username):
+        if not _CHAP_RE.fullmatch(self.username) or self.username == _HEREDOC_END:
             raise UsageError(
                 "The CHAP user name must be 1-255 printable ASCII characters without "
                 "spaces or quotes; fix the datastore's CHAP user."
@@ -294,7 +298,8 @@ class ChapCredentials:
             text = self.secret.reveal_str()
         except UnicodeDecodeError:
             text = "\n"
-        if not _CHAP_RE.match(text):
+        # A value equal to the here-document's delimiter would end it early.
+        if not _CHAP_RE.fullmatch(text) or text == _HEREDOC_END:
             raise UsageError(
                 "The CHAP secret must be 1-255 printable ASCII characters without spaces "
                 f"or quotes; fix the secret in {self.secret.origin}."
@@ -426,8 +431,8 @@ def login_script(
         # Quoted delimiter: no expansion inside; the validated values cannot contain
         # a newline, so they cannot end the here-document early.
         lines.append(
-            f"step auth {shlex.join(pre + auth_helper_argv(node, helper))} <<'EQLISCSI_CHAP'\n"
-            f"{chap.username}\n{_secret_placeholder(chap.secret)}\nEQLISCSI_CHAP\n"
+            f"step auth {shlex.join(pre + auth_helper_argv(node, helper))} <<'{_HEREDOC_END}'\n"
+            f"{chap.username}\n{_secret_placeholder(chap.secret)}\n{_HEREDOC_END}\n"
         )
         secrets = (chap.secret,)
         ops.append(Op.AUTH)
@@ -638,7 +643,8 @@ class SessionInfo:
 
 
 _SESSION_RE = re.compile(
-    r"^(?P<transport>[a-z0-9_]+): \[(?P<sid>[0-9]+)\] "
+    # "tcp: [1] ..." since open-iscsi 2.0-870; older releases printed "tcp [1] ...".
+    r"^(?P<transport>[a-z0-9_]+):? \[(?P<sid>[0-9]+)\] "
     r"(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<ip4>[0-9.]+)):(?P<port>[0-9]+),(?P<tpgt>-?[0-9]+) "
     r"(?P<iqn>\S+)(?: \((?:non-)?flash\))?$"
 )
@@ -653,7 +659,7 @@ def parse_sessions(stdout: str, *, status: int = 0) -> list[SessionInfo]:
     for line in stdout.splitlines():
         if not line.strip():
             continue
-        m = _SESSION_RE.match(line.strip())
+        m = _SESSION_RE.fullmatch(line.strip())
         if m is None:
             raise IscsiadmError(
                 f"Cannot parse the iscsiadm session line {line.strip()[:120]!r}; report "

@@ -117,3 +117,7 @@ def test_rules_call_the_helper_for_disks_and_partitions() -> None:
     )
     assert rules[0].startswith('ACTION=="remove"')
     assert rules[-1] == 'LABEL="eqliscsi_end"'
+
+
+def test_trailing_newline_is_not_a_volume() -> None:
+    assert volume_from_iqn(PREFIX + "one-7\n") is None

@@ -76,6 +76,8 @@ def test_ipv6_portal(tmp_path: Path) -> None:
         pytest.param([IQN, "10.0.0.5:3260"], "u\ns\n", 7, id="missing-arg"),
         pytest.param([IQN, "10.0.0.5", "default"], "u\ns\n", 7, id="no-port"),
         pytest.param([IQN + "/../x", "10.0.0.5:3260", "default"], "u\ns\n", 7, id="slash"),
+        pytest.param([IQN, "10.0.0.5:3260", ".."], "u\ns\n", 7, id="dotdot-iface"),
+        pytest.param(["..", "10.0.0.5:3260", "default"], "u\ns\n", 7, id="dotdot-iqn"),
         pytest.param([IQN, "10.0.0.5:3260", "default"], "u\n", 7, id="no-secret"),
         pytest.param([IQN, "10.0.0.5:3260", "default"], "\ns\n", 7, id="empty-user"),
     ],
@@ -85,3 +87,13 @@ def test_refusals(tmp_path: Path, args: list[str], stdin: str, status: int) -> N
     r = helper(tmp_path, args, stdin)
     assert r.returncode == status, r.stderr
     assert rec.read_text() == RECORD
+
+
+def test_iqn_with_double_dot_is_a_name_not_a_path(tmp_path: Path) -> None:
+    iqn = IQN + "..x"
+    rec = tmp_path / "nodes" / iqn / "10.0.0.5,3260,1" / "default"
+    rec.parent.mkdir(parents=True)
+    rec.write_text(RECORD)
+    r = helper(tmp_path, [iqn, "10.0.0.5:3260", "default"], "u\nsecret-123\n")
+    assert r.returncode == 0, r.stderr
+    assert "node.session.auth.password = secret-123" in rec.read_text()
