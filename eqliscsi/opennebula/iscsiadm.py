@@ -461,7 +461,11 @@ def logout_script(
     pre = _SUDO if sudo else ()
     logout = shlex.join(pre + logout_argv(node))
     ok = f"0|{IscsiadmStatus.NO_OBJS_FOUND:d}"
-    retry = f"{IscsiadmStatus.BUSY:d}|{IscsiadmStatus.AGAIN:d}"
+    # iscsid answers 28 (busy) when iscsid.safe_logout is set and the disk is
+    # mounted, 29 (again) when it cannot take the request now, and 9 (internal)
+    # with "session ... in invalid state for logout. Try again later" while a login
+    # or reconnect is still in flight (open-iscsi usr/initiator.c).  Retry those.
+    retry = f"{IscsiadmStatus.BUSY:d}|{IscsiadmStatus.AGAIN:d}|{IscsiadmStatus.INTERNAL:d}"
     lines = [
         "set -u\n",
         _STEP_FN,

@@ -432,8 +432,44 @@ def logout(cmd: Command) -> None:
     if s is None:
         raise Exit(S.NO_OBJS_FOUND, "iscsiadm: No matching sessions found")
     print(f"Logging out of session [sid: {s.sid}, target: {s.iqn}, portal: {s.address},{s.port}]")
+    if _safe_logout() and _mounted(s):
+        # What iscsid does with iscsid.safe_logout = Yes (usr/initiator.c).
+        raise Exit(
+            S.BUSY,
+            f"iscsiadm: Could not logout of [sid: {s.sid}, target: {s.iqn}, portal: "
+            f"{s.address},{s.port}].\niscsiadm: initiator reported error (28 - device or "
+            "resource in use)",
+        )
     teardown(s)
     print(f"Logout of [sid: {s.sid}, target: {s.iqn}, portal: {s.address},{s.port}] successful.")
+
+
+def _safe_logout() -> bool:
+    conf = ISCSI_DB / "iscsid.conf"
+    if not conf.is_file():
+        return False
+    for line in conf.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "iscsid.safe_logout":
+            return value.strip().lower() == "yes"
+    return False
+
+
+def _mounted(s: Session) -> bool:
+    """Is the session's disk mounted in this host's mount namespace?"""
+    try:
+        rdev = os.stat(s.loop).st_rdev
+    except OSError:
+        return False
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        source = line.split(" ", 1)[0]
+        if source.startswith("/dev/"):
+            try:
+                if os.stat(source).st_rdev == rdev:
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 def teardown(s: Session) -> None:

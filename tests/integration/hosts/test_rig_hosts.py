@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from eqliscsi.opennebula import iscsiadm as ia
 from eqliscsi.secret import Secret
 from rig.hosts import Host, HostRig
+from rig.need import need_executable
 
 from .conftest import Tgt, need_host_rig, start_tgt
 
@@ -140,6 +142,33 @@ def test_wrong_chap_secret_is_a_typed_auth_error(host_rig: HostRig, tgt: Tgt) ->
     run_script(host_rig, h1, ia.logout_script(node), what=vol)
 
 
+def test_logout_of_mounted_disk_with_safe_logout_is_busy(host_rig: HostRig, tgt: Tgt) -> None:
+    need_executable("mkfs.ext4", "e2fsprogs")
+    h2 = host_rig.hosts[1]
+    user, secret = chap_user(), Secret(secrets.token_hex(8).encode(), origin="test")
+    vol = volume_name()
+    node = ia.Node(tgt.add_volume(vol, user, secret), ia.TargetPortal(tgt.address, tgt.port))
+    run_script(host_rig, h2, ia.login_script(node, chap=ia.ChapCredentials(user, secret)))
+    ssh(host_rig, h2, "echo 'iscsid.safe_logout = Yes' > /etc/iscsi/iscsid.conf")
+    try:
+        # The mount point is in the host's private /var/lib overlay; the mount itself
+        # lives only in the host's mount namespace.
+        mnt = f"/var/lib/one/datastores/mnt-{vol}"
+        ssh(host_rig, h2, f"mkfs.ext4 -q /dev/iscsi/{vol} && mkdir -p {mnt} && "
+                          f"mount /dev/iscsi/{vol} {mnt} && echo data > {mnt}/f")  # fmt: skip
+        started = time.monotonic()
+        with pytest.raises(ia.IscsiadmBusyError):
+            run_script(host_rig, h2, ia.logout_script(node), what=vol)
+        # Retried, one second apart, before giving up.
+        assert time.monotonic() - started >= ia.LOGOUT_ATTEMPTS - 1.5
+        assert [s.iqn for s in sessions(host_rig, h2)] == [node.iqn]
+        ssh(host_rig, h2, f"umount {mnt} && rmdir {mnt}")
+        run_script(host_rig, h2, ia.logout_script(node), what=vol)
+        assert sessions(host_rig, h2) == []
+    finally:
+        ssh(host_rig, h2, "rm -f /etc/iscsi/iscsid.conf", check=False)
+
+
 def test_no_record_for_unknown_target(host_rig: HostRig, tgt: Tgt) -> None:
     h1 = host_rig.hosts[0]
     node = ia.Node(
@@ -163,7 +192,7 @@ def test_hosts_are_separate(host_rig: HostRig) -> None:
         "mkdir -p /var/lib/one/datastores/0/42 && touch /var/lib/one/datastores/0/42/x",
     )
     assert (h1.datastores / "0" / "42" / "x").exists()
-    assert ssh(host_rig, h2, "ls -A /var/lib/one/datastores").strip() == ""
+    assert ssh(host_rig, h2, "test -e /var/lib/one/datastores/0/42/x; echo $?").strip() == "1"
     # Own node database.
     assert "h1" in ssh(host_rig, h1, "cat /etc/iscsi/initiatorname.iscsi")
     assert "h2" in ssh(host_rig, h2, "cat /etc/iscsi/initiatorname.iscsi")
