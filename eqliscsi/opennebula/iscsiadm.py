@@ -82,6 +82,7 @@ __all__ = [
     "parse_sessions",
     "parse_step_failure",
     "session_argv",
+    "validate_host",
     "validate_iface",
     "validate_iqn",
 ]
@@ -217,6 +218,29 @@ def validate_iqn(iqn: str) -> str:
             "that the SAN reports for the volume."
         )
     return iqn
+
+
+# RFC 1123 host names (labels of letters, digits, inner '-'), optionally with a
+# trailing dot; no label may start with '-', so a host can never be taken for an
+# ssh option (the TM argv's "host:path" comes from oned, i.e. from `onehost create`).
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_RE = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
+
+
+def validate_host(host: str) -> str:
+    """A hypervisor host as oned names it: a DNS name or an IP literal, nothing else."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return host
+    if len(host) > 253 or not _HOST_RE.fullmatch(host):
+        raise UsageError(
+            f"{host[:80]!r} is not a host name or IP address eqliscsi will connect to; "
+            "fix the host's name in OpenNebula (onehost list)."
+        )
+    return host
 
 
 def validate_iface(name: str) -> str:

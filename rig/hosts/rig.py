@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import ipaddress
 import json
 import os
@@ -45,6 +46,7 @@ REPO = Path(__file__).resolve().parents[2]
 REMOTES_TM = REPO / "remotes" / "tm" / "eqliscsi"
 SSHD = "/usr/sbin/sshd"
 READY_TIMEOUT_S = 15.0
+SUBNET_LOCK = "/run/lock/eqliscsi-hostrig.lock"
 
 
 class HostRigError(RigError):
@@ -149,11 +151,15 @@ class HostRig:
             raise
 
     def _up(self) -> None:
-        self.subnet = _free_subnet()
-        self._save()
         br = self.bridge
-        _run(["ip", "link", "add", br, "type", "bridge"])
-        _run(["ip", "addr", "add", f"{self.gateway}/24", "dev", br])
+        # Rigs of parallel test runs must not pick the same subnet: choosing it and
+        # claiming it with the bridge address is one step under a machine-wide lock.
+        with open(SUBNET_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.subnet = _free_subnet()
+            self._save()
+            _run(["ip", "link", "add", br, "type", "bridge"])
+            _run(["ip", "addr", "add", f"{self.gateway}/24", "dev", br])
         _run(["ip", "link", "set", br, "up"])
         if not Path("/dev/iscsi").exists():
             Path("/dev/iscsi").mkdir()

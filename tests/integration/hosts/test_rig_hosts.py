@@ -263,3 +263,24 @@ def _alive(pid: int) -> bool:
         return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
+
+
+def test_two_rigs_get_separate_subnets(tmp_path: Path) -> None:
+    need_host_rig()
+    with HostRig(tmp_path / "a", count=1) as a, HostRig(tmp_path / "b", count=1) as b:
+        assert a.subnet != b.subnet
+        assert a.bridge != b.bridge
+        (ha,), (hb,) = a.hosts, b.hosts
+        # No route from one rig's host to another rig's: nothing is even sent.
+        r = subprocess.run(
+            ha.nsenter("ip", "route", "get", hb.address),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert r.returncode != 0
+        assert "unreachable" in r.stderr.lower()
+        r = subprocess.run(
+            ha.nsenter("ip", "route", "get", a.gateway), capture_output=True, check=False
+        )
+        assert r.returncode == 0

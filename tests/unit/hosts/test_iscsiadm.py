@@ -435,3 +435,21 @@ def test_trailing_newline_rejected(value: str) -> None:
             ia.validate_iqn(value)
         else:
             ia.validate_iface(value)
+
+
+@pytest.mark.parametrize(
+    "host", ["node1", "kvm-01.example.org", "kvm-01.example.org.", "10.0.0.7", "fd00::7", "H1"]
+)
+def test_hosts_accepted(host: str) -> None:
+    assert ia.validate_host(host) == host
+
+
+@pytest.mark.parametrize(
+    "host",
+    [*HOSTILE, "-oProxyCommand=id", "node1 -v", "node1;id", "node_1", "node1\n", "a..b",
+     "-node", "node-", "a" * 64 + ".example", "root@node1", "node1:22", "[fd00::7]"],
+    ids=repr,
+)  # fmt: skip
+def test_hostile_hosts_rejected(host: str) -> None:
+    with pytest.raises(UsageError):
+        ia.validate_host(host)
