@@ -7,6 +7,13 @@ machine and the full-feature session.  The asyncio adapter (``discover``, ``prob
 
 from __future__ import annotations
 
+from eqliscsi.iscsi_discovery._asyncio import (
+    IscsiSession,
+    discover,
+    login,
+    probe,
+    validate_many,
+)
 from eqliscsi.iscsi_discovery._types import (
     Auth,
     ChapAlgorithm,
@@ -48,6 +55,7 @@ __all__ = [
     "DiscoveredTarget",
     "IscsiConnectionError",
     "IscsiProtocolError",
+    "IscsiSession",
     "IscsiTimeout",
     "LocalProtocolError",
     "LoginFailed",
@@ -67,4 +75,8 @@ __all__ = [
     "TooManyConnections",
     "ValidationRequest",
     "ValidationResult",
+    "discover",
+    "login",
+    "probe",
+    "validate_many",
 ]
