@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import socket
 from collections.abc import AsyncIterator, Iterable
@@ -132,7 +133,8 @@ class _Stream:
                 f"The portal address {portal.address} does not resolve; fix the host name."
             ) from None
         except OSError as exc:
-            why = exc.strerror or type(exc).__name__
+            # asyncio's strerror repeats the address; the errno text is the useful part.
+            why = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
             raise IscsiConnectionError(
                 f"Cannot connect to iSCSI portal {portal} ({why}); "
                 "check the address, the port and any firewall."
