@@ -1,8 +1,9 @@
 """Native iSCSI initiator for discovery and credential validation.
 
 Sans-IO core (RFC 7143): PDU codec and framing, text keys, CHAP, the login state
-machine and the full-feature session.  The asyncio adapter (``discover``, ``probe``,
-``login``, ``validate_many``) drives these with sockets and timeouts.
+machine and the full-feature session, published for adapters in
+:mod:`eqliscsi.iscsi_discovery.sansio`.  The asyncio adapter (``discover``,
+``probe``, ``login``, ``validate_many``) drives these with sockets and timeouts.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from eqliscsi.iscsi_discovery._types import (
 )
 from eqliscsi.iscsi_discovery.errors import (
     AuthenticationFailed,
+    AuthMethodRejected,
     AuthorizationFailed,
+    ChapAlgorithmMismatch,
+    ChapAlgorithmRefused,
+    ChapPolicyError,
+    InvalidIscsiName,
+    InvalidPortal,
     IscsiConnectionError,
     IscsiProtocolError,
     IscsiTimeout,
@@ -36,6 +43,7 @@ from eqliscsi.iscsi_discovery.errors import (
     MissingParameter,
     MutualAuthFailed,
     PduDecodeError,
+    PduRejected,
     PduTooLarge,
     RedirectLoop,
     RemoteProtocolError,
@@ -48,11 +56,17 @@ from eqliscsi.iscsi_discovery.errors import (
 
 __all__ = [
     "Auth",
+    "AuthMethodRejected",
     "AuthenticationFailed",
     "AuthorizationFailed",
     "ChapAlgorithm",
+    "ChapAlgorithmMismatch",
+    "ChapAlgorithmRefused",
     "ChapCredentials",
+    "ChapPolicyError",
     "DiscoveredTarget",
+    "InvalidIscsiName",
+    "InvalidPortal",
     "IscsiConnectionError",
     "IscsiProtocolError",
     "IscsiSession",
@@ -63,6 +77,7 @@ __all__ = [
     "MissingParameter",
     "MutualAuthFailed",
     "PduDecodeError",
+    "PduRejected",
     "PduTooLarge",
     "Portal",
     "ProbeResult",

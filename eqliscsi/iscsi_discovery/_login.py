@@ -50,9 +50,9 @@ from eqliscsi.iscsi_discovery._negotiation import (
 )
 from eqliscsi.iscsi_discovery._pdu import LoginRequest, LoginResponse, Reject, Stage
 from eqliscsi.iscsi_discovery._text import decode_text, encode_text, text_dict
-from eqliscsi.iscsi_discovery._types import Auth, ChapAlgorithm, Portal
+from eqliscsi.iscsi_discovery._types import Auth, ChapAlgorithm, Portal, check_iscsi_name
 from eqliscsi.iscsi_discovery.errors import (
-    AuthenticationFailed,
+    AuthMethodRejected,
     ChapAlgorithmRefused,
     InvalidPortal,
     LocalProtocolError,
@@ -65,7 +65,6 @@ from eqliscsi.iscsi_discovery.errors import (
 )
 
 __all__ = [
-    "AuthMethodRejected",
     "LoginConfig",
     "LoginEvent",
     "LoginInput",
@@ -176,6 +175,9 @@ class LoginConfig:
     max_redirects: int = 3
 
     def __post_init__(self) -> None:
+        check_iscsi_name(self.initiator_name, "initiator name")
+        if self.target_name is not None:
+            check_iscsi_name(self.target_name, "target name")
         if self.session_type is None:
             kind = SessionType.DISCOVERY if self.target_name is None else SessionType.NORMAL
             object.__setattr__(self, "session_type", kind)
@@ -236,24 +238,6 @@ class LoginWarning:
 
 
 LoginEvent = LoginSucceeded | LoginRedirected | RetryWithMd5 | LoginWarning
-
-
-class AuthMethodRejected(AuthenticationFailed):
-    """0x0201 in answer to our AuthMethod: the target uses another method for us."""
-
-    reference = "iscsi-auth-method-rejected"
-
-    def _sentence(self) -> str:
-        if self.user:
-            return (
-                f"The target at portal {self.portal} does not use CHAP for this initiator "
-                f"(status 0x{self.status:04x}); configure CHAP user {self.user} on the target "
-                "or drop the CHAP credentials."
-            )
-        return (
-            f"The target at portal {self.portal} requires authentication for this initiator "
-            f"(status 0x{self.status:04x}); give the CHAP user and secret."
-        )
 
 
 class LoginMachine:
@@ -520,9 +504,18 @@ class LoginMachine:
             self._operational_sent = dict(pairs)
             self._send(pairs, Stage.OPERATIONAL, Stage.FULL_FEATURE)
             return [], LoginState.OPERATIONAL
-        params = negotiated_params(self._received, self.config.offer)
-        done = LoginSucceeded(pdu.tsih, pdu.statsn, pdu.exp_cmdsn, pdu.max_cmdsn, params,
-                              self._algorithm)  # fmt: skip
+        negotiated = self.config.offer
+        if not self._operational_sent:
+            # No operational stage: nothing was declared, so RFC 7143 defaults hold on
+            # both sides (MaxRecvDataSegmentLength 8192, no digests).
+            negotiated = dataclasses.replace(
+                negotiated, max_recv_data_segment_length=8192, header_digest=("None",),
+                data_digest=("None",),
+            )  # fmt: skip
+        params = negotiated_params(self._received, negotiated)
+        done = LoginSucceeded(
+            pdu.tsih, pdu.statsn, pdu.exp_cmdsn, pdu.max_cmdsn, params, self._algorithm
+        )
         return [done], LoginState.FULL_FEATURE
 
     def _check_auth_method(self, keys: dict[str, str]) -> None:

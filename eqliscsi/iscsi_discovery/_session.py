@@ -42,7 +42,7 @@ from eqliscsi.iscsi_discovery._pdu import (
 )
 from eqliscsi.iscsi_discovery._scsi import ScsiStatus, Sense, parse_sense
 from eqliscsi.iscsi_discovery._text import TextAssembler, encode_text, parse_send_targets
-from eqliscsi.iscsi_discovery._types import DiscoveredTarget
+from eqliscsi.iscsi_discovery._types import DiscoveredTarget, check_iscsi_name
 from eqliscsi.iscsi_discovery.errors import (
     LocalProtocolError,
     PduRejected,
@@ -237,7 +237,10 @@ class Session:
         """Queue ``SendTargets=<value>`` (RFC 7143 Appendix C); returns the ITT.
 
         Non-immediate with CmdSN++, the form open-iscsi uses (reference §6).
+        ``value`` is ``All``, empty (this session's target), or one target name.
         """
+        if value not in ("All", ""):
+            check_iscsi_name(value, "target name")
         return self.text_request([("SendTargets", value)], _Kind.SEND_TARGETS)
 
     def text_request(self, pairs: list[tuple[str, str]], kind: _Kind = _Kind.TEXT) -> int:

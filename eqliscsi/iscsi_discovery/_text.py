@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from eqliscsi.iscsi_discovery._pdu import RESERVED_TAG
-from eqliscsi.iscsi_discovery._types import DiscoveredTarget, Portal
+from eqliscsi.iscsi_discovery._types import DiscoveredTarget, Portal, check_iscsi_name
 from eqliscsi.iscsi_discovery.errors import (
+    InvalidIscsiName,
     InvalidPortal,
     LocalProtocolError,
     PduDecodeError,
@@ -162,8 +163,12 @@ def parse_send_targets(
     current: str | None = None
     for key, value in pairs:
         if key == "TargetName":
-            if not value or len(value.encode()) > MAX_NAME:
-                raise PduDecodeError("The target listed an empty or over-long TargetName.")
+            try:
+                check_iscsi_name(value)
+            except InvalidIscsiName:
+                raise PduDecodeError(
+                    f"The target listed an invalid TargetName {value[:80]!r}."
+                ) from None
             current = value
             if value not in portals:
                 order.append(value)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from eqliscsi.errors import IscsiError
-from eqliscsi.iscsi_discovery.errors import ChapPolicyError, InvalidPortal
+from eqliscsi.iscsi_discovery.errors import ChapPolicyError, InvalidIscsiName, InvalidPortal
 from eqliscsi.secret import Secret
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "ProbeResult",
     "ValidationRequest",
     "ValidationResult",
+    "check_iscsi_name",
 ]
 
 DEFAULT_PORT = 3260
@@ -39,6 +40,26 @@ _HOSTNAME_RE = re.compile(
 # characters, and "=" / NUL which would corrupt the key=value framing.
 _CHAP_USER_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 MAX_CHAP_SECRET = 255  # EqualLogic and tgt both cap secrets at 255 bytes
+# RFC 7143 §4.2.7: "iqn." names (date, reversed domain, optional ":" part), "eui." +
+# 16 hex digits, "naa." + 16 or 32 hex digits; at most 223 bytes.  We also accept
+# upper case and "_", which tgt lets admins create, and nothing else: these names
+# end up in text keys, logs and reports.
+_ISCSI_NAME_RE = re.compile(
+    r"^(?:iqn\.\d{4}-\d{2}\.[A-Za-z0-9][A-Za-z0-9._:-]*"
+    r"|eui\.[0-9A-Fa-f]{16}"
+    r"|naa\.(?:[0-9A-Fa-f]{16}|[0-9A-Fa-f]{32}))$"
+)
+
+
+def check_iscsi_name(name: str, what: str = "iSCSI name") -> str:
+    """Return ``name`` if it is a valid iSCSI name, else raise :class:`InvalidIscsiName`."""
+    if len(name.encode("utf-8")) > 223 or not _ISCSI_NAME_RE.fullmatch(name):
+        shown = name[:80].encode("ascii", "backslashreplace").decode()
+        raise InvalidIscsiName(
+            f"The {what} {shown!r} is not an iqn., eui. or naa. name of at most 223 bytes; "
+            "fix the name."
+        )
+    return name
 
 
 class ChapAlgorithm(enum.IntEnum):
@@ -61,7 +82,7 @@ def _check_address(address: str, text: str) -> str:
         raise InvalidPortal(
             f"The portal {text!r} has an IPv6 address without brackets; write it as [addr]:port."
         )
-    if not _HOSTNAME_RE.match(address):
+    if not _HOSTNAME_RE.fullmatch(address):
         raise InvalidPortal(
             f"The portal {text!r} is neither an IP address nor a host name; fix the address."
         )
@@ -97,7 +118,7 @@ class Portal:
         Like open-iscsi: split the last ``,`` as tpgt, then the port after ``]`` or
         the only ``:``.  Raises :class:`InvalidPortal`.
         """
-        rest, tpgt_text = text.strip(), None
+        rest, tpgt_text = text, None
         if "," in rest:
             rest, tpgt_text = rest.rsplit(",", 1)
         tpgt = _parse_number(tpgt_text, text, "portal group tag") if tpgt_text is not None else None
@@ -159,7 +180,7 @@ class ChapCredentials:
     secret: Secret
 
     def __post_init__(self) -> None:
-        if not _CHAP_USER_RE.match(self.user):
+        if not _CHAP_USER_RE.fullmatch(self.user):
             raise ChapPolicyError(
                 "The CHAP user name is empty, longer than 255 characters or has spaces or "
                 "control characters; use a printable name without spaces."

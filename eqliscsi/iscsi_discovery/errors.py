@@ -17,6 +17,7 @@ from typing import ClassVar
 from eqliscsi.errors import ExitCode, IscsiError
 
 __all__ = [
+    "AuthMethodRejected",
     "AuthenticationFailed",
     "AuthorizationFailed",
     "CannotIncludeInSession",
@@ -25,6 +26,7 @@ __all__ = [
     "ChapPolicyError",
     "InitiatorError",
     "InvalidDuringLogin",
+    "InvalidIscsiName",
     "InvalidPortal",
     "IscsiConnectionError",
     "IscsiProtocolError",
@@ -101,6 +103,13 @@ class PduRejected(RemoteProtocolError):
         )
         self.reason = reason
         self.portal = str(portal)
+
+
+class InvalidIscsiName(IscsiError):
+    """An initiator or target name is not a usable iSCSI name (RFC 7143 §4.2.7)."""
+
+    reference = "iscsi-invalid-name"
+    exit_code = ExitCode.USAGE
 
 
 class InvalidPortal(IscsiError):
@@ -262,6 +271,24 @@ class AuthenticationFailed(LoginFailed):
         return (
             f"CHAP authentication failed for {who} at portal {self.portal} "
             f"(status 0x{self.status:04x}); check the CHAP user and secret."
+        )
+
+
+class AuthMethodRejected(AuthenticationFailed):
+    """0x0201 in answer to our AuthMethod: the target uses another method for us."""
+
+    reference = "iscsi-auth-method-rejected"
+
+    def _sentence(self) -> str:
+        if self.user:
+            return (
+                f"The target at portal {self.portal} does not use CHAP for this initiator "
+                f"(status 0x{self.status:04x}); configure CHAP user {self.user} on the target "
+                "or drop the CHAP credentials."
+            )
+        return (
+            f"The target at portal {self.portal} requires authentication for this initiator "
+            f"(status 0x{self.status:04x}); give the CHAP user and secret."
         )
 
 

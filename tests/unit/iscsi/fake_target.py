@@ -101,6 +101,8 @@ class FakeTarget:
         self.session_type = "Normal"
         self.target_name: str | None = None
         self.statsn = 0x1000
+        self.sent_statsn: set[int] = set()
+        self.last_exp_statsn = 0
         self.exp_cmdsn = 0
         self.max_cmdsn = 0
         self.algorithm: str | None = None
@@ -143,6 +145,7 @@ class FakeTarget:
 
     def _next_statsn(self) -> int:
         self.statsn += 1
+        self.sent_statsn.add(self.statsn)
         return self.statsn
 
     def _window(self) -> tuple[int, int]:
@@ -184,8 +187,13 @@ class FakeTarget:
             self._violation(f"unexpected {type(pdu).__name__}")
 
     def _check_expstatsn(self, exp_statsn: int) -> None:
-        if exp_statsn != (self.statsn + 1) & 0xFFFFFFFF:
-            self._violation(f"ExpStatSN {exp_statsn} != {self.statsn + 1}")
+        # Pipelined requests may lag, but must acknowledge a StatSN we really sent,
+        # and never go backwards.
+        if (exp_statsn - 1) & 0xFFFFFFFF not in self.sent_statsn:
+            self._violation(f"ExpStatSN {exp_statsn} acknowledges a StatSN never sent")
+        if exp_statsn < self.last_exp_statsn:
+            self._violation(f"ExpStatSN went back from {self.last_exp_statsn} to {exp_statsn}")
+        self.last_exp_statsn = exp_statsn
 
     def _check_cmdsn(self, cmdsn: int, immediate: bool) -> None:
         if immediate:
@@ -220,7 +228,8 @@ class FakeTarget:
             tsih=self.cfg.tsih if final else 0,
             statsn=self._next_statsn() if cls == 0 else 0,
             exp_cmdsn=req.cmdsn,
-            max_cmdsn=(req.cmdsn + 1) & 0xFFFFFFFF,
+            # tgt gives MaxCmdSN = ExpCmdSN + 1 during login; the final one opens the window.
+            max_cmdsn=(req.cmdsn + (self.cfg.window - 1 if final else 1)) & 0xFFFFFFFF,
             status_class=cls,
             status_detail=status & 0xFF,
             data=encode_text(pairs),

@@ -21,7 +21,6 @@ from eqliscsi.iscsi_discovery import (
 from eqliscsi.iscsi_discovery._framing import encode_pdu
 from eqliscsi.iscsi_discovery._login import (
     _TRANSITIONS,
-    AuthMethodRejected,
     LoginConfig,
     LoginInput,
     LoginMachine,
@@ -36,8 +35,10 @@ from eqliscsi.iscsi_discovery._negotiation import OperationalOffer, SessionType
 from eqliscsi.iscsi_discovery._pdu import LoginResponse, Reject
 from eqliscsi.iscsi_discovery._text import encode_text
 from eqliscsi.iscsi_discovery.errors import (
+    AuthMethodRejected,
     ChapAlgorithmMismatch,
     ChapAlgorithmRefused,
+    InvalidIscsiName,
     IscsiError,
     LocalProtocolError,
     PduRejected,
@@ -284,8 +285,12 @@ def test_login_table(case: Case, request: pytest.FixtureRequest) -> None:
     # all attempts of one logical login keep one ISID (reference §3)
     assert {t.first.isid for t in conn.targets_used if t.first} == {config.isid}
     assert done.tsih == 0x0100  # opaque, as tgt sent it
+    params = conn.session.params
     if "digests" in request.node.callspec.id:
-        assert conn.session.params.header_digest and conn.session.params.data_digest
+        assert params.header_digest and params.data_digest
+    # what we declared is what we enforce: 262144 after an operational stage, else 8192
+    skipped = case.skip_operational and not case.target.nsg_downgrade
+    assert params.max_recv_data_segment_length == (8192 if skipped else 262144)
 
 
 def test_chap_round_trips_like_tgt() -> None:
@@ -340,8 +345,10 @@ def test_isid_random_type() -> None:
     assert new_isid() != new_isid()
     with pytest.raises(LocalProtocolError):
         LoginConfig(GROUP, INITIATOR, IQN, isid=bytes(6))
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(InvalidIscsiName):
         LoginConfig(GROUP, INITIATOR, "", session_type=SessionType.NORMAL)
+    with pytest.raises(LocalProtocolError):
+        LoginConfig(GROUP, INITIATOR, None, session_type=SessionType.NORMAL)
 
 
 # -- crafted responses ---------------------------------------------------------------

@@ -2,13 +2,18 @@ from __future__ import annotations
 
 import pytest
 
-from eqliscsi.errors import ExitCode
+import eqliscsi.iscsi_discovery as pkg
+import eqliscsi.iscsi_discovery.errors as errors_mod
+import eqliscsi.iscsi_discovery.sansio as sansio
+from eqliscsi.errors import ExitCode, IscsiError
 from eqliscsi.iscsi_discovery import Auth, ChapAlgorithm, ChapCredentials, Portal
+from eqliscsi.iscsi_discovery._types import check_iscsi_name
 from eqliscsi.iscsi_discovery.errors import (
     AuthenticationFailed,
     AuthorizationFailed,
     ChapPolicyError,
     InitiatorError,
+    InvalidIscsiName,
     InvalidPortal,
     LoginFailed,
     OutOfResources,
@@ -60,6 +65,7 @@ def test_portal_parse_and_render(text: str, portal: Portal, rendered: str) -> No
         pytest.param("host,abc", id="tpgt-junk"),
         pytest.param("a b:3260", id="space"),
         pytest.param("$(reboot)", id="shell"),
+        pytest.param("host\n", id="trailing-newline"),
         pytest.param("host:3260,70000", id="tpgt-big"),
     ],
 )
@@ -84,6 +90,8 @@ def test_auth_policy() -> None:
         ChapCredentials("alice", Secret(b"x" * 256))
     with pytest.raises(ChapPolicyError):
         ChapCredentials("al ice", Secret(b"x" * 16))
+    with pytest.raises(ChapPolicyError):
+        ChapCredentials("alice\n", Secret(b"x" * 16))
     assert "initiator-secret" not in repr(Auth(chap=a))
 
 
@@ -117,3 +125,51 @@ def test_authentication_failed_message() -> None:
         "CHAP authentication failed for user alice at portal 10.1.1.1:3260 "
         "(status 0x0201); check the CHAP user and secret."
     )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "iqn.2001-05.com.equallogic:0-8a0906-83bcb3401-16e0002fd0a46f3d-vol1",
+        "iqn.2026-01.test:t1",
+        "iqn.1991-05.com.microsoft:Host_01",
+        "eui.02004567A425678D",
+        "naa.52004567BA64678D",
+        "naa.62004567BA64678D0123456789ABCDEF",
+        "iqn.2026-01.x:" + "a" * 208,
+    ],
+)
+def test_iscsi_names_accepted(name: str) -> None:
+    assert check_iscsi_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("iqn.2026-01.x:" + "a" * 210, id="too-long"),
+        pytest.param("iqn.26-01.test:t", id="bad-date"),
+        pytest.param("iqn.2026-01.test:t 1", id="space"),
+        pytest.param("iqn.2026-01.test:t;reboot", id="shell"),
+        pytest.param("iqn.2026-01.test:t\n", id="newline"),
+        pytest.param("eui.02004567A425678", id="eui-short"),
+        pytest.param("naa.1234", id="naa-short"),
+        pytest.param("IQN.2026-01.test:t", id="prefix-case"),
+        pytest.param("SendTargets=All", id="text-key"),
+    ],
+)
+def test_iscsi_names_rejected(name: str) -> None:
+    with pytest.raises(InvalidIscsiName) as info:
+        check_iscsi_name(name, "target name")
+    assert info.value.exit_code == ExitCode.USAGE
+
+
+def test_public_surface_resolves() -> None:
+
+    for mod in (pkg, sansio, errors_mod):
+        for name in mod.__all__:
+            assert getattr(mod, name) is not None, name
+    for name in errors_mod.__all__:
+        obj = getattr(errors_mod, name)
+        if isinstance(obj, type):
+            assert issubclass(obj, IscsiError), name
