@@ -9,6 +9,7 @@ malformed-packet expert info, and the CHAP secret must not be on the wire.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -42,11 +43,9 @@ def capture(port: int, path: Path) -> Iterator[None]:
             stderr=err,
         )
     try:
-        for _ in range(200):  # up to 10 s for "Capturing on 'Loopback: lo'"
-            if b"Capturing on" in log.read_bytes() or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, log.read_text(errors="replace")
+        # "Capturing on" comes before the filter is live.  So knock (an empty TCP
+        # connection, harmless to the target) until the capture file grows.
+        wait_until_capturing(proc, port, path, log)
         yield
         time.sleep(0.3)  # let the last segments reach the capture buffer
     finally:
@@ -56,6 +55,29 @@ def capture(port: int, path: Path) -> Iterator[None]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+def wait_until_capturing(proc: subprocess.Popen[bytes], port: int, path: Path, log: Path) -> None:
+    for _ in range(200):  # up to ~10 s for the capture file to appear
+        if _size(path) > 0 or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None and _size(path) > 0, log.read_text(errors="replace")
+    start = _size(path)
+    for _ in range(200):  # up to ~10 s for a knock to be captured
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+        time.sleep(0.05)
+        if _size(path) > start:
+            return
+    raise AssertionError("tshark did not capture on lo within 10 s")
 
 
 def tshark_fields(path: Path, port: int, display: str, *fields: str) -> list[list[str]]:
