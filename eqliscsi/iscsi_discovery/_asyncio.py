@@ -26,43 +26,10 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import socket
 from collections.abc import AsyncIterator, Iterable
 
 from eqliscsi.errors import IscsiError
-from eqliscsi.iscsi_discovery._login import (
-    LoginConfig,
-    LoginMachine,
-    LoginRedirected,
-    LoginSucceeded,
-    LoginWarning,
-    RetryWithMd5,
-)
-from eqliscsi.iscsi_discovery._negotiation import OperationalOffer, SessionParams, SessionType
-from eqliscsi.iscsi_discovery._scsi import (
-    DeviceType,
-    cdb_inquiry,
-    cdb_read_capacity16,
-    cdb_report_luns,
-    cdb_test_unit_ready,
-    decode_lun,
-    lun_info,
-    parse_device_identifiers,
-    parse_inquiry,
-    parse_read_capacity16,
-    parse_report_luns,
-    parse_unit_serial,
-)
-from eqliscsi.iscsi_discovery._session import (
-    AsyncEvent,
-    LogoutCompleted,
-    ScsiCompleted,
-    SendTargetsCompleted,
-    Session,
-    SessionEvent,
-    TaskRejected,
-)
 from eqliscsi.iscsi_discovery._types import (
     Auth,
     DiscoveredTarget,
@@ -75,10 +42,40 @@ from eqliscsi.iscsi_discovery._types import (
 from eqliscsi.iscsi_discovery.errors import (
     IscsiConnectionError,
     IscsiTimeout,
-    LocalProtocolError,
     PduRejected,
     RemoteProtocolError,
     ScsiCommandFailed,
+)
+from eqliscsi.iscsi_discovery.sansio import (
+    AsyncEvent,
+    DeviceType,
+    LoginConfig,
+    LoginMachine,
+    LoginRedirected,
+    LoginSucceeded,
+    LoginWarning,
+    LogoutCompleted,
+    OperationalOffer,
+    RetryWithMd5,
+    ScsiCompleted,
+    SendTargetsCompleted,
+    Session,
+    SessionEvent,
+    SessionParams,
+    SessionType,
+    TaskRejected,
+    cdb_inquiry,
+    cdb_read_capacity16,
+    cdb_report_luns,
+    cdb_test_unit_ready,
+    check_iscsi_name,
+    decode_lun,
+    lun_info,
+    parse_device_identifiers,
+    parse_inquiry,
+    parse_read_capacity16,
+    parse_report_luns,
+    parse_unit_serial,
 )
 
 __all__ = [
@@ -100,18 +97,10 @@ _READ_CHUNK = 64 * 1024
 _LOGOUT_TIMEOUT = 2.0  # a courtesy: never let a silent target delay the caller long
 _UA_RETRIES = 3  # unit attentions queued after login (tgt: 06/29/00) clear one per command
 _MAX_REPORT_LUNS = 256 * 8 + 8
-_IQN_RE = re.compile(r"^(iqn\.\d{4}-\d{2}\.[^\s,]+|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16,32})$")
 
 
 def _portal(value: Portal | str) -> Portal:
     return value if isinstance(value, Portal) else Portal.parse(value)
-
-
-def _check_name(name: str, what: str) -> str:
-    # RFC 7143 §4.2.7: iqn./eui./naa. names; anything else is a typo or an injection.
-    if not _IQN_RE.match(name) or len(name) > 223:
-        raise LocalProtocolError(f"The {what} {name[:80]!r} is not an iqn./eui./naa. name; fix it.")
-    return name
 
 
 class _Stream:
@@ -318,7 +307,7 @@ class IscsiSession:
     async def send_targets(self, value: str = "All") -> list[DiscoveredTarget]:
         """``SendTargets=<value>`` (RFC 7143 Appendix C): ``All``, an IQN, or empty."""
         if value not in ("All", ""):
-            _check_name(value, "SendTargets target name")
+            check_iscsi_name(value, "SendTargets target name")
         async with self._lock:
             itt = self._session.send_targets(value)
             event = await self._run(itt, "SendTargets")
@@ -439,10 +428,10 @@ async def login(
     """
     start = _portal(portal)
     if target is not None:
-        _check_name(target, "target name")
+        check_iscsi_name(target, "target name")
     config = LoginConfig(
         portal=start,
-        initiator_name=_check_name(initiator_name or DEFAULT_INITIATOR_NAME, "initiator name"),
+        initiator_name=check_iscsi_name(initiator_name or DEFAULT_INITIATOR_NAME, "initiator name"),
         target_name=target,
         auth=auth,
         session_type=session_type,
