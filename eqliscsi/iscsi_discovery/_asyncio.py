@@ -268,27 +268,35 @@ class IscsiSession:
 
     async def _run(self, itt: int, what: str) -> SessionEvent:
         """Send what the session queued and pump until task ``itt`` completes."""
+        return (await self._run_many([itt], what))[itt]
+
+    async def _run_many(self, itts: list[int], what: str) -> dict[int, SessionEvent]:
+        """Send what the session queued and pump until every task in ``itts`` completes.
+
+        Several tasks in flight at once cost one round trip instead of one each; the
+        sans-IO session holds back whatever the CmdSN window does not admit yet.
+        """
         if self._broken or self._closed:
             raise IscsiConnectionError(
                 f"The session with portal {self.portal} is closed; open a new session."
             )
+        wanted = set(itts)
+        done: dict[int, SessionEvent] = {}
         try:
             async with asyncio.timeout(self.timeout):
                 await self._stream.send(self._session.data_to_send())
-                while True:
+                while len(done) < len(wanted):
                     data = await self._stream.receive(f"while waiting for {what}")
-                    found: SessionEvent | None = None
                     for event in self._session.receive_data(data):
                         if isinstance(event, AsyncEvent):
                             self._on_async(event)
-                        elif getattr(event, "itt", None) == itt:
-                            found = event
-                    # NOP-In answers and continuation requests go out right away.
+                        elif isinstance(event, TaskRejected) and event.itt in wanted:
+                            raise PduRejected(event.reason, self._stream.portal, what)
+                        elif (itt := getattr(event, "itt", None)) in wanted:
+                            done[itt] = event
+                    # NOP-In answers, continuations and window-held commands go out now.
                     await self._stream.send(self._session.data_to_send())
-                    if found is not None:
-                        if isinstance(found, TaskRejected):
-                            raise PduRejected(found.reason, self._stream.portal, what)
-                        return found
+                return done
         except TimeoutError:
             self._broken = True
             raise IscsiTimeout(
@@ -379,31 +387,70 @@ class IscsiSession:
         )  # fmt: skip
         return [decode_lun(field) for field in parse_report_luns(data)]
 
+    async def scsi_batch(
+        self, lun: int, commands: list[tuple[str, bytes, int]]
+    ) -> list[ScsiCompleted]:
+        """Run ``(name, cdb, read_length)`` commands in flight together; raw completions.
+
+        No status check and no unit-attention retry here: the caller decides which
+        failures matter (see :meth:`lun_info`).
+        """
+        async with self._lock:
+            itts = [
+                self._session.scsi_command(lun, cdb, read_length=length)
+                for _, cdb, length in commands
+            ]
+            events = await self._run_many(itts, "SCSI " + ", ".join(c[0] for c in commands))
+        out = []
+        for itt in itts:
+            event = events[itt]
+            if not isinstance(event, ScsiCompleted):  # pragma: no cover - table bug
+                raise RemoteProtocolError(f"A SCSI command to {self.portal} ended unexpectedly.")
+            out.append(event)
+        return out
+
     async def lun_info(self, lun: int) -> LunInfo:
-        """INQUIRY (standard, VPD 0x80 and 0x83) and READ CAPACITY(16) of one LUN."""
-        await self.scsi(lun, cdb_test_unit_ready(), command="TEST UNIT READY")
-        inquiry = parse_inquiry(
-            await self.scsi(lun, cdb_inquiry(), read_length=255, command="INQUIRY")
-        )
+        """INQUIRY (standard, VPD 0x80 and 0x83) and READ CAPACITY(16) of one LUN.
+
+        All five commands go out at once.  TEST UNIT READY leads so that it, not a
+        command we need, receives the unit attention a target queues after login
+        (tgt: 06/29/00, reference §8); any other command hit by one is re-run alone.
+        """
+        commands = [
+            ("TEST UNIT READY", cdb_test_unit_ready(), 0),
+            ("INQUIRY", cdb_inquiry(), 255),
+            ("READ CAPACITY(16)", cdb_read_capacity16(), 32),
+            ("INQUIRY VPD 80", cdb_inquiry(0x80), 255),
+            ("INQUIRY VPD 83", cdb_inquiry(0x83), 255),
+        ]
+        results = await self.scsi_batch(lun, commands)
+        data: dict[str, bytes | None] = {}
+        for (name, cdb, length), done in zip(commands, results, strict=True):
+            if done.unit_attention and name != "TEST UNIT READY":
+                try:
+                    data[name] = await self.scsi(lun, cdb, read_length=length, command=name)
+                except ScsiCommandFailed:
+                    data[name] = None
+            else:
+                data[name] = done.data if done.good else None
+        inquiry_data = data["INQUIRY"]
+        if inquiry_data is None:
+            # Standard INQUIRY is mandatory (SPC-4): without it the LUN is unusable.
+            results[1].check("INQUIRY", self.target or "")
+            raise AssertionError("unreachable: check() raises for a failed command")
+        inquiry = parse_inquiry(inquiry_data)
         capacity = None
         if inquiry.device_type == DeviceType.DISK:
-            capacity = parse_read_capacity16(
-                await self.scsi(
-                    lun, cdb_read_capacity16(), read_length=32, command="READ CAPACITY(16)"
-                )
-            )
-        serial = ""
-        identifiers: tuple[str, ...] = ()
-        # VPD pages are optional (SPC-4 makes only 0x00 and 0x83 mandatory): a target
-        # that refuses one still has a usable LUN.
-        with contextlib.suppress(ScsiCommandFailed):
-            serial = parse_unit_serial(
-                await self.scsi(lun, cdb_inquiry(0x80), read_length=255, command="INQUIRY VPD 80")
-            )
-        with contextlib.suppress(ScsiCommandFailed):
-            identifiers = parse_device_identifiers(
-                await self.scsi(lun, cdb_inquiry(0x83), read_length=255, command="INQUIRY VPD 83")
-            )
+            capacity_data = data["READ CAPACITY(16)"]
+            if capacity_data is None:
+                results[2].check("READ CAPACITY(16)", self.target or "")
+                raise AssertionError("unreachable: check() raises for a failed command")
+            capacity = parse_read_capacity16(capacity_data)
+        # VPD pages are optional (SPC-4 makes only 0x00 and 0x83 mandatory, and not
+        # every target honours that): a target that refuses one still has a usable LUN.
+        serial_data, ids_data = data["INQUIRY VPD 80"], data["INQUIRY VPD 83"]
+        serial = parse_unit_serial(serial_data) if serial_data else ""
+        identifiers = parse_device_identifiers(ids_data) if ids_data else ()
         return lun_info(lun, inquiry, capacity, serial, identifiers)
 
 
