@@ -99,6 +99,24 @@ _UA_RETRIES = 3  # unit attentions queued after login (tgt: 06/29/00) clear one 
 _MAX_REPORT_LUNS = 256 * 8 + 8
 
 
+def _name_portal(exc: RemoteProtocolError, portal: Portal, during: str) -> None:
+    """Put the portal into a decoder's message, which cannot know it (h11's split).
+
+    The codec raises on bytes alone; only the adapter knows whose bytes they were.
+    The exception keeps its type and fields; only its one sentence grows.
+    """
+    if str(portal) in exc.message:
+        return
+    # Keep what happened; drop the decoder's own advice, ours replaces it.
+    detail = exc.message.split(";", 1)[0].rstrip(".")
+    detail = detail[:1].lower() + detail[1:]
+    exc.message = (
+        f"The target at portal {portal} broke the iSCSI protocol {during} ({detail}); "
+        "check the target's log, or report it with the target's model."
+    )
+    exc.args = (exc.message,)
+
+
 def _portal(value: Portal | str) -> Portal:
     return value if isinstance(value, Portal) else Portal.parse(value)
 
@@ -186,6 +204,10 @@ async def _login_attempt(
             await stream.send(machine.data_to_send())
             if outcome is not None:
                 return stream, machine, outcome
+    except RemoteProtocolError as exc:
+        _name_portal(exc, config.portal, "during login")
+        await stream.close()
+        raise
     except BaseException:
         await stream.close()
         raise
@@ -303,6 +325,10 @@ class IscsiSession:
                 f"The target at portal {self._stream.portal} did not answer {what} within "
                 f"{self.timeout:g} s; check that the target is healthy."
             ) from None
+        except RemoteProtocolError as exc:
+            self._broken = True
+            _name_portal(exc, self._stream.portal, f"answering {what}")
+            raise
         except IscsiError:
             self._broken = True
             raise

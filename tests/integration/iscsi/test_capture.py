@@ -8,6 +8,7 @@ malformed-packet expert info, and the CHAP secret must not be on the wire.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 
 from eqliscsi.iscsi_discovery import Auth, ChapCredentials, Portal, discover, probe
 from eqliscsi.secret import Secret
-from rig.need import need_executable
+from rig.need import need, need_executable
 from rig.targets.base import TargetBackend
 
 from .conftest import MakeDisk, chap
@@ -35,6 +36,7 @@ TUSER, TSECRET = "capture-target", "capture-tsecret-8"
 @contextmanager
 def capture(port: int, path: Path) -> Iterator[None]:
     tshark = need_executable("tshark", "tshark")
+    need(os.geteuid() == 0, "capturing on lo needs root (CAP_NET_RAW)")
     log = path.with_suffix(".log")
     with open(log, "wb") as err:
         proc = subprocess.Popen(
