@@ -104,7 +104,7 @@ async def test_discovery_and_mutual_chap_login_decode_cleanly(
     pcap = tmp_path / "iscsi.pcapng"
     with capture(portal.port, pcap):
         assert [t.name for t in await discover(portal)] == [IQN]
-        assert (await probe(portal, IQN, auth=auth)).luns[0].lun == 1
+        assert (await probe(portal, IQN, auth=auth)).luns[0].lun == backend.lun_of(IQN)
 
     port = portal.port
     payload_frames = tshark_fields(pcap, port, "tcp.len > 0", "frame.number")

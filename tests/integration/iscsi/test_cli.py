@@ -20,7 +20,7 @@ import pytest
 
 from rig.targets.base import TargetBackend
 
-from .conftest import MakeDisk, chap
+from .conftest import MakeDisk, Quirks, chap
 from .judges import iscsi_ls, iscsi_ls_targets
 
 pytestmark = [pytest.mark.tgt]
@@ -137,7 +137,10 @@ def test_discover_with_discovery_chap_from_file_and_env(
 
 
 def test_probe_json_size_equals_backing_file(
-    backend: TargetBackend, make_disk: MakeDisk, secret_files: tuple[Path, Path]
+    backend: TargetBackend,
+    make_disk: MakeDisk,
+    quirks: Quirks,
+    secret_files: tuple[Path, Path],
 ) -> None:
     disk = make_disk(size_bytes=48 << 20)
     backend.create_target(IQN, disk)
@@ -150,14 +153,14 @@ def test_probe_json_size_equals_backing_file(
     result = json.loads(done.stdout)
     assert result["target"] == IQN
     (lun,) = result["luns"]
-    assert lun["lun"] == 1 and lun["size_bytes"] == disk.stat().st_size
+    assert lun["lun"] == backend.lun_of(IQN) and lun["size_bytes"] == disk.stat().st_size
     assert set(lun) == {"lun", "size_bytes", "block_size", "vendor", "product", "serial"}
     plain = run_cli(
-        "probe", str(backend.portal), IQN, "--lun", "1", "--chap-user", USER,
+        "probe", str(backend.portal), IQN, "--lun", str(backend.lun_of(IQN)), "--chap-user", USER,
         env={"EQLISCSI_CHAP_SECRET": SECRET}, secrets=(SECRET,),
     )  # fmt: skip
     assert plain.returncode == 0, plain.stderr
-    assert "48.0 MiB" in plain.stdout and "VIRTUAL-DISK" in plain.stdout
+    assert "48.0 MiB" in plain.stdout and quirks.vendor_product[1] in plain.stdout
 
 
 @pytest.mark.parametrize(
