@@ -389,9 +389,17 @@ class LoginMachine:
             # RFC 7143 §11.12.2: answer an empty request in the same stage until C=0.
             self._send([], _STAGE_OF[self.state], None)
             return []
-        pairs = decode_text(bytes(self._text))
+        text = bytes(self._text)
         self._text.clear()
-        keys = text_dict(pairs)
+        if kind is LoginInput.FAILURE:
+            # The status says what went wrong; a garbled text segment beside it must
+            # not hide that behind a decode error.
+            try:
+                keys = text_dict(decode_text(text))
+            except RemoteProtocolError:
+                keys = {}
+        else:
+            keys = text_dict(decode_text(text))
         handler = {
             LoginInput.REDIRECT: self._on_redirect,
             LoginInput.FAILURE: self._on_failure,

@@ -26,6 +26,7 @@ __all__ = [
     "cdb_report_luns",
     "cdb_test_unit_ready",
     "cdb_write16",
+    "data_in_length",
     "decode_lun",
     "lun_info",
     "parse_device_identifiers",
@@ -64,6 +65,26 @@ class DeviceType(enum.IntEnum):
     DISK = 0x00
     CONTROLLER = 0x0C  # tgt's LUN 0 (reference §8)
     UNKNOWN = 0x1F
+
+
+def data_in_length(cdb: bytes) -> int | None:
+    """The Data-In length a CDB asks for, when the CDB alone says so.
+
+    INQUIRY, REPORT LUNS and READ CAPACITY(16) carry an allocation length; TEST UNIT
+    READY moves nothing.  READ(16) depends on the block size, so ``None``.
+    """
+    if not cdb:
+        return None
+    op = cdb[0]
+    if op == 0x00 and len(cdb) >= 6:
+        return 0
+    if op == 0x12 and len(cdb) >= 6:
+        return int.from_bytes(cdb[3:5], "big")
+    if op == 0xA0 and len(cdb) >= 12:
+        return int.from_bytes(cdb[6:10], "big")
+    if op == 0x9E and len(cdb) >= 16:
+        return int.from_bytes(cdb[10:14], "big")
+    return None
 
 
 def _u32(n: int) -> bytes:

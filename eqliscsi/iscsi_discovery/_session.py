@@ -40,7 +40,7 @@ from eqliscsi.iscsi_discovery._pdu import (
     TextResponse,
     lun_field,
 )
-from eqliscsi.iscsi_discovery._scsi import ScsiStatus, Sense, parse_sense
+from eqliscsi.iscsi_discovery._scsi import ScsiStatus, Sense, data_in_length, parse_sense
 from eqliscsi.iscsi_discovery._text import TextAssembler, encode_text, parse_send_targets
 from eqliscsi.iscsi_discovery._types import DiscoveredTarget, check_iscsi_name
 from eqliscsi.iscsi_discovery.errors import (
@@ -252,9 +252,27 @@ class Session:
         return itt
 
     def scsi_command(
-        self, lun: int, cdb: bytes, *, read_length: int = 0, write_data: bytes = b""
+        self, lun: int, cdb: bytes, *, read_length: int | None = None, write_data: bytes = b""
     ) -> int:
-        """Queue a SCSI command; returns the ITT of the task."""
+        """Queue a SCSI command; returns the ITT of the task.
+
+        ``read_length`` (ExpectedDataTransferLength for Data-In) defaults to the
+        allocation length in the CDB for INQUIRY, REPORT LUNS, READ CAPACITY(16) and
+        TEST UNIT READY; a different value is refused, because targets (tgt) fail
+        such a command with ILLEGAL REQUEST 24/00.
+        """
+        implied = data_in_length(cdb)
+        if read_length is None:
+            if implied is None and not write_data:
+                raise LocalProtocolError(
+                    f"SCSI opcode 0x{cdb[0] if cdb else 0:02x} needs an explicit read_length."
+                )
+            read_length = implied or 0
+        elif implied is not None and read_length != implied:
+            raise LocalProtocolError(
+                f"read_length {read_length} differs from the CDB's allocation length {implied}; "
+                "make them equal."
+            )
         if read_length and write_data:
             raise LocalProtocolError("Bidirectional SCSI commands are not supported.")
         if self.config.kind is SessionType.DISCOVERY:

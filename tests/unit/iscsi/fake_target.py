@@ -529,6 +529,8 @@ class FakeTarget:
         luns = self.cfg.targets[self.target_name or ""]
         lun = luns.get(lun_no)
         op = cmd.cdb[0]
+        if op == 0x12 and int.from_bytes(cmd.cdb[3:5], "big") != cmd.edtl:
+            self._violation("INQUIRY allocation length differs from EDTL (tgt: 05/24/00)")
         if lun is None and op not in (0x12, 0xA0):
             return self._check(cmd, 0x05, 0x25, 0x00)  # LOGICAL UNIT NOT SUPPORTED
         if lun_no in self.ua_pending and op not in (0x12, 0xA0):

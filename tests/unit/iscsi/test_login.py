@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eqliscsi.iscsi_discovery import (
     Auth,
@@ -45,7 +47,7 @@ from eqliscsi.iscsi_discovery.errors import (
 )
 from eqliscsi.secret import Secret
 
-from .fake_target import TGT_CHAP_A, FakeTarget, Lun, TargetConfig
+from .fake_target import LIO_CHAP_A, TGT_CHAP_A, FakeTarget, Lun, TargetConfig
 from .helpers import INITIATOR, connect, run_login
 
 IQN = "iqn.2026-01.test:vol1"
@@ -490,3 +492,76 @@ def test_md5_only_config_keeps_isid() -> None:
     retry = config.md5_only()
     assert retry.auth.algorithms == (MD5,) and retry.isid == config.isid
     assert dataclasses.replace(config, redirects=0) == config
+
+
+def test_failure_with_garbled_text_still_reports_the_status() -> None:
+    m = _machine(ONE_WAY)
+    with pytest.raises(AuthMethodRejected):
+        m.receive_data(_resp(m, transit=False, status_class=2, status_detail=1, data=b"junk"))
+
+
+_algorithm_lists = st.sampled_from(
+    [(MD5,), (SHA256, MD5), (SHA3, SHA256, SHA1, MD5), (SHA1, MD5), (MD5, SHA256)]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    target_chap=st.booleans(),
+    target_mutual=st.booleans(),
+    client_chap=st.sampled_from(["none", "right", "wrong"]),
+    client_mutual=st.booleans(),
+    algorithms=_algorithm_lists,
+    tgt_numbering=st.booleans(),
+    reject_lists=st.booleans(),
+    missing_mutual=st.sampled_from(["omit", "fail"]),
+    nsg_downgrade=st.booleans(),
+    propose=st.booleans(),
+    discovery=st.booleans(),
+)
+def test_login_outcome_oracle(
+    target_chap: bool,
+    target_mutual: bool,
+    client_chap: str,
+    client_mutual: bool,
+    algorithms: tuple[ChapAlgorithm, ...],
+    tgt_numbering: bool,
+    reject_lists: bool,
+    missing_mutual: str,
+    nsg_downgrade: bool,
+    propose: bool,
+    discovery: bool,
+) -> None:
+    """Login succeeds exactly when the credentials match, whatever the quirks."""
+    cfg = _cfg(
+        chap=CHAP_ALICE if target_chap else None,
+        mutual=MUTUAL_ARRAY if target_mutual else None,
+        chap_a=dict(TGT_CHAP_A) if tgt_numbering else dict(LIO_CHAP_A),
+        challenge_length=50 if tgt_numbering else None,
+        reject_chap_a_lists=reject_lists,
+        missing_mutual=missing_mutual,
+        nsg_downgrade=nsg_downgrade,
+        propose_keys=propose,
+    )
+    chap = {
+        "none": None,
+        "right": ALICE,
+        "wrong": ChapCredentials("alice", Secret(b"wrong-secret-123")),
+    }[client_chap]
+    auth = Auth(
+        chap=chap, mutual=TARGET_ACCT if client_mutual and chap else None, algorithms=algorithms
+    )
+    config = LoginConfig(
+        GROUP, INITIATOR, None if discovery else IQN, auth, skip_operational=nsg_downgrade
+    )
+    should = (not target_chap and chap is None) or (
+        target_chap and client_chap == "right" and (auth.mutual is None or target_mutual)
+    )
+    try:
+        conn = connect(config, {str(GROUP): cfg})
+    except IscsiError as exc:
+        assert not should, f"unexpected {type(exc).__name__}: {exc}"
+        return
+    assert should
+    assert conn.target.violations == []
+    assert all(t.violations == [] for t in conn.targets_used)

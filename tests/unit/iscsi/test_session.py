@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eqliscsi.iscsi_discovery import DiscoveredTarget, Portal, ScsiCommandFailed
 from eqliscsi.iscsi_discovery._framing import encode_pdu
@@ -90,7 +92,7 @@ def test_send_targets_single_and_empty() -> None:
 
 
 def _scsi(
-    conn: Connected, lun: int, cdb: bytes, length: int = 0, data: bytes = b""
+    conn: Connected, lun: int, cdb: bytes, length: int | None = None, data: bytes = b""
 ) -> ScsiCompleted:
     itt = conn.session.scsi_command(lun, cdb, read_length=length, write_data=data)
     done = _one(exchange(conn), ScsiCompleted)
@@ -121,9 +123,9 @@ def test_probe_like_sequence(data_in_status: bool, chunk: int, digests: bool) ->
     assert conn.session.params.header_digest is digests
     fields = parse_report_luns(_scsi(conn, 0, cdb_report_luns(), 4096).check("REPORT LUNS"))
     assert [decode_lun(f) for f in fields] == [0, 1]
-    controller = parse_inquiry(_scsi(conn, 0, cdb_inquiry(), 96).check("INQUIRY"))
+    controller = parse_inquiry(_scsi(conn, 0, cdb_inquiry(None, 96)).check("INQUIRY"))
     assert controller.device_type == 0x0C and controller.product == "Controller"
-    std = parse_inquiry(_scsi(conn, 1, cdb_inquiry(), 96).check("INQUIRY"))
+    std = parse_inquiry(_scsi(conn, 1, cdb_inquiry(None, 96)).check("INQUIRY"))
     assert (std.vendor, std.product, std.device_type) == ("IET", "VIRTUAL-DISK", 0)
     serial = parse_unit_serial(_scsi(conn, 1, cdb_inquiry(0x80), 255).check("INQUIRY"))
     ids = parse_device_identifiers(_scsi(conn, 1, cdb_inquiry(0x83), 255).check("INQUIRY"))
@@ -244,7 +246,7 @@ def test_reject_of_a_task_and_unknown_task() -> None:
 
 def test_data_in_beyond_expected_length() -> None:
     conn = _login(TargetConfig(targets={TGT: {0: Lun()}}), TGT)
-    itt = conn.session.scsi_command(0, cdb_inquiry(), read_length=4)
+    itt = conn.session.scsi_command(0, cdb_inquiry(None, 4))
     conn.session.data_to_send()
     with pytest.raises(RemoteProtocolError, match="past the expected 4 bytes"):
         conn.session.receive_data(encode_pdu(DataIn(itt=itt, data=b"12345678")))
@@ -263,3 +265,98 @@ def test_data_in_beyond_expected_length() -> None:
 )
 def test_serial_arithmetic(a: int, b: int, lt: bool) -> None:
     assert serial_lt(a, b) is lt
+
+
+def test_read_length_follows_the_cdb() -> None:
+    """tgt fails INQUIRY with 05/24/00 when allocation length and EDTL differ."""
+    conn = _login(TargetConfig(targets={TGT: {0: Lun()}}), TGT)
+    with pytest.raises(LocalProtocolError, match="differs from the CDB"):
+        conn.session.scsi_command(0, cdb_inquiry(), read_length=96)
+    with pytest.raises(LocalProtocolError, match="explicit read_length"):
+        conn.session.scsi_command(0, cdb_read16(0, 1))
+    conn.session.scsi_command(0, cdb_report_luns(1024))
+    assert conn.session.data_to_send()[20:24] == (1024).to_bytes(4, "big")  # EDTL
+
+
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.integers(0, 60), st.integers(1, 40)),
+        st.tuples(st.just("read"), st.integers(0, 60), st.integers(1, 40)),
+        st.tuples(st.just("tur"), st.just(0), st.just(0)),
+        st.tuples(st.just("inquiry"), st.sampled_from([36, 96, 255]), st.just(0)),
+        st.tuples(st.just("nop"), st.integers(0, 100), st.just(0)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    ops=_ops,
+    window=st.integers(1, 4),
+    chunk=st.sampled_from([512, 3000, 8192]),
+    collapse=st.booleans(),
+    immediate=st.booleans(),
+    digests=st.booleans(),
+    batch=st.booleans(),
+)
+def test_random_workloads_complete(
+    ops: list[tuple[str, int, int]],
+    window: int,
+    chunk: int,
+    collapse: bool,
+    immediate: bool,
+    digests: bool,
+    batch: bool,
+) -> None:
+    """Any mix of commands, windows and PDU sizes completes, in order, with no rule broken."""
+    lun = Lun(blocks=128)
+    cfg = TargetConfig(
+        targets={TGT: {1: lun}},
+        window=window,
+        data_in_chunk=chunk,
+        data_in_status=collapse,
+        digests=digests,
+    )
+    offer = OperationalOffer(
+        immediate_data=immediate, header_digest=("CRC32C", "None"), data_digest=("CRC32C", "None")
+    )
+    conn = _login(cfg, TGT, offer=offer)
+    model = bytearray(128 * 512)
+    expected: list[tuple[int, object]] = []
+    events: list[object] = []
+    for op, a, b in ops:
+        s = conn.session
+        if op == "write":
+            data = bytes([(a + b + i) & 0xFF for i in range(b * 512)])
+            itt = s.scsi_command(1, cdb_write16(a, b), write_data=data)
+            model[a * 512 : (a + b) * 512] = data
+            expected.append((itt, b""))
+        elif op == "read":
+            itt = s.scsi_command(1, cdb_read16(a, b), read_length=b * 512)
+            expected.append((itt, bytes(model[a * 512 : (a + b) * 512])))
+        elif op == "tur":
+            expected.append((s.scsi_command(1, cdb_test_unit_ready()), b""))
+        elif op == "inquiry":
+            expected.append((s.scsi_command(1, cdb_inquiry(None, a)), None))
+        else:
+            expected.append((s.nop_ping(bytes(a)), bytes(a)))
+        # One at a time, or pipelined through the window.  A write is a barrier even
+        # when pipelining: SIMPLE tasks may be reordered by the target (SAM-5), so a
+        # read queued behind an unfinished write may see the old data.
+        if not batch or op == "write":
+            events += exchange(conn, rounds=200)
+    events += exchange(conn, rounds=200)
+    assert conn.target.violations == []
+    done = {e.itt: e for e in events if isinstance(e, (ScsiCompleted, NopCompleted))}
+    assert set(done) == {itt for itt, _ in expected}
+    for itt, want in expected:
+        got = done[itt]
+        if isinstance(got, ScsiCompleted):
+            assert got.good
+            if want is not None:
+                assert got.data == want
+        else:
+            assert got.data == want
+    assert conn.session.open_tasks == 0

@@ -173,3 +173,54 @@ def test_public_surface_resolves() -> None:
         obj = getattr(errors_mod, name)
         if isinstance(obj, type):
             assert issubclass(obj, IscsiError), name
+
+
+def _one_sentence(msg: str) -> bool:
+    return msg.endswith(".") and ". " not in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(errors_mod.PduTooLarge(9000, 8192), id="pdu-too-large"),
+        pytest.param(errors_mod.PduRejected(4, Portal("10.0.0.1")), id="rejected"),
+        pytest.param(errors_mod.MutualAuthFailed(Portal("10.0.0.1"), "array", "why"), id="mutual"),
+        pytest.param(errors_mod.RedirectLoop(Portal("10.0.0.1"), 3), id="redirect-loop"),
+        pytest.param(
+            errors_mod.ScsiCommandFailed(
+                "READ CAPACITY(16)",
+                status=2,
+                sense_key=6,
+                asc=0x29,
+                ascq=0,
+                target="iqn.2026-01.test:t",
+                lun=1,
+            ),
+            id="scsi",
+        ),
+        pytest.param(
+            errors_mod.ScsiCommandFailed("INQUIRY", status=8, sense_key=None, asc=None, ascq=None),
+            id="scsi-busy",
+        ),
+        pytest.param(
+            errors_mod.AuthMethodRejected(2, 1, Portal("10.0.0.1"), "alice"), id="auth-method-chap"
+        ),
+        pytest.param(
+            errors_mod.AuthMethodRejected(2, 1, Portal("10.0.0.1")), id="auth-method-none"
+        ),
+        pytest.param(
+            errors_mod.ChapAlgorithmRefused(2, 0, Portal("10.0.0.1"), "alice"),
+            id="algorithm-refused",
+        ),
+        *[
+            pytest.param(
+                errors_mod.login_error_for(c, d, Portal("10.0.0.1"), "alice", "iqn.x:y"),
+                id=f"login-{c:02x}{d:02x}",
+            )
+            for c, d in [(2, n) for n in range(12)] + [(3, 0), (3, 1), (3, 2)]
+        ],
+    ],
+)
+def test_every_message_is_one_sentence(error: IscsiError) -> None:
+    assert _one_sentence(str(error)), str(error)
+    assert error.reference and error.reference.startswith("iscsi-")
