@@ -34,8 +34,9 @@ from eqliscsi.iscsi_discovery import (
     probe,
     validate_many,
 )
-from eqliscsi.iscsi_discovery._negotiation import OperationalOffer
+from eqliscsi.iscsi_discovery.sansio import OperationalOffer
 from eqliscsi.secret import Secret
+from rig.need import need
 from rig.targets.base import Portal as RigPortal
 from rig.targets.base import TargetBackend
 from rig.targets.tgt import free_port
@@ -96,6 +97,24 @@ async def test_open_discovery_matches_iscsi_ls(backend: TargetBackend, make_disk
     assert as_judge(found) == iscsi_ls_targets(judge.stdout)
     assert sorted(t.name for t in found) == [f"{IQN}{n}" for n in range(3)]
     assert all(t.portals == (Portal("127.0.0.1", backend.portal.port, 1),) for t in found)
+
+
+@pytest.mark.judge
+async def test_ipv6_portal(make_backend: MakeBackend, make_disk: MakeDisk) -> None:
+    # TargetAddress carries IPv6 in brackets (RFC 7143 §13.8); the parser must strip
+    # them, keep the port and the TPGT, and the probe must connect over ::1.
+    try:
+        free_port("::1")
+    except OSError:
+        need(False, "the IPv6 loopback address ::1 is not configured on lo")
+    backend = make_backend("::1")
+    backend.create_target(IQN, make_disk(size_bytes=4 << 20))
+    found = await discover(f"[::1]:{backend.portal.port}")
+    assert found == [DiscoveredTarget(IQN, (Portal("::1", backend.portal.port, 1),))]
+    assert as_judge(found) == iscsi_ls_targets(iscsi_ls(backend.portal).stdout)
+    assert str(found[0].portals[0]) == f"[::1]:{backend.portal.port},1"
+    result = await probe(found[0].portals[0], IQN)
+    assert result.luns[0].size_bytes == 4 << 20
 
 
 async def test_discover_one_target_by_name(backend: TargetBackend, make_disk: MakeDisk) -> None:
