@@ -279,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rig.guest.agent")
     ap.add_argument("--port", type=int, default=7000)
     args = ap.parse_args(argv)
+    # rtslib-fb insists that its dbroot exists before it touches a backstore (it
+    # keeps ALUA metadata there); Debian's package does not create it.
+    Path("/etc/rtslib-fb-target").mkdir(parents=True, exist_ok=True)
     with _Server(args.port) as srv:
         READY_FILE.write_text(f"{args.port}\n")
         print(f"EQLISCSI-AGENT-READY {args.port}", flush=True, file=sys.stderr)

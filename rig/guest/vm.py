@@ -274,10 +274,17 @@ class GuestVM:
         ]
 
     def ssh(
-        self, command: Sequence[str], *, timeout: float = 60.0, check: bool = True
+        self,
+        command: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout: float = 60.0,
+        check: bool = True,
     ) -> subprocess.CompletedProcess[str]:
+        """Run ``command`` in the guest; pass secrets through ``input``, never argv."""
         proc = subprocess.run(
             self.ssh_argv(command),
+            input=input,
             capture_output=True,
             text=True,
             timeout=timeout,
