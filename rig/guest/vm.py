@@ -203,6 +203,7 @@ class GuestVM:
         )
 
     def close(self) -> None:
+        self._stop_ssh_master()
         if self._agent is not None:
             with contextlib.suppress(OSError):
                 self._agent.close()
@@ -246,6 +247,17 @@ class GuestVM:
             f"[127.0.0.1]:{self.ports.ssh} {key[0]} {key[1]}\n"
         )
 
+    def _stop_ssh_master(self) -> None:
+        if not (self.workdir / "ssh-control").exists():
+            return
+        argv = self.ssh_argv(["true"])
+        i = argv.index("root@127.0.0.1")
+        # "-O exit" asks the ControlPersist master (a daemon we started) to quit.
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            subprocess.run(
+                [*argv[:i], "-O", "exit", argv[i]], capture_output=True, timeout=10, check=False
+            )
+
     def ssh_argv(self, command: Sequence[str]) -> list[str]:
         """OpenSSH argv running ``command`` (quoted word by word) as root in the guest."""
         return [
@@ -268,6 +280,14 @@ class GuestVM:
             "ConnectTimeout=30",
             "-o",
             "LogLevel=ERROR",
+            # One SSH connection for the whole session: under TCG every key
+            # exchange costs the guest a second or more of emulated crypto.
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={self.workdir / 'ssh-control'}",
+            "-o",
+            "ControlPersist=600",
             "root@127.0.0.1",
             "--",
             shlex.join(command),
