@@ -1,1 +1,97 @@
-"""TODO"""
+"""Native iSCSI initiator for discovery and credential validation.
+
+Sans-IO core (RFC 7143): PDU codec and framing, text keys, CHAP, the login state
+machine and the full-feature session, published for adapters in
+:mod:`eqliscsi.iscsi_discovery.sansio`.  The asyncio adapter (``discover``,
+``probe``, ``login``, ``validate_many``) drives these with sockets and timeouts.
+"""
+
+from __future__ import annotations
+
+from eqliscsi.iscsi_discovery._asyncio import (
+    IscsiSession,
+    discover,
+    login,
+    probe,
+    validate_many,
+)
+from eqliscsi.iscsi_discovery._types import (
+    Auth,
+    ChapAlgorithm,
+    ChapCredentials,
+    DiscoveredTarget,
+    LunInfo,
+    Portal,
+    ProbeResult,
+    ValidationRequest,
+    ValidationResult,
+)
+from eqliscsi.iscsi_discovery.errors import (
+    AuthenticationFailed,
+    AuthMethodRejected,
+    AuthorizationFailed,
+    ChapAlgorithmMismatch,
+    ChapAlgorithmRefused,
+    ChapPolicyError,
+    InvalidIscsiName,
+    InvalidPortal,
+    IscsiConnectionError,
+    IscsiProtocolError,
+    IscsiTimeout,
+    LocalProtocolError,
+    LoginFailed,
+    MissingParameter,
+    MutualAuthFailed,
+    PduDecodeError,
+    PduRejected,
+    PduTooLarge,
+    RedirectLoop,
+    RemoteProtocolError,
+    ScsiCommandFailed,
+    TargetError,
+    TargetNotFound,
+    TargetRemoved,
+    TooManyConnections,
+)
+
+__all__ = [
+    "Auth",
+    "AuthMethodRejected",
+    "AuthenticationFailed",
+    "AuthorizationFailed",
+    "ChapAlgorithm",
+    "ChapAlgorithmMismatch",
+    "ChapAlgorithmRefused",
+    "ChapCredentials",
+    "ChapPolicyError",
+    "DiscoveredTarget",
+    "InvalidIscsiName",
+    "InvalidPortal",
+    "IscsiConnectionError",
+    "IscsiProtocolError",
+    "IscsiSession",
+    "IscsiTimeout",
+    "LocalProtocolError",
+    "LoginFailed",
+    "LunInfo",
+    "MissingParameter",
+    "MutualAuthFailed",
+    "PduDecodeError",
+    "PduRejected",
+    "PduTooLarge",
+    "Portal",
+    "ProbeResult",
+    "RedirectLoop",
+    "RemoteProtocolError",
+    "ScsiCommandFailed",
+    "TargetError",
+    "TargetNotFound",
+    "TargetRemoved",
+    "TooManyConnections",
+    "ValidationRequest",
+    "ValidationResult",
+    "discover",
+    "login",
+    "probe",
+    "validate_many",
+]
