@@ -132,7 +132,7 @@ class GuestVM:
             "1",
             "-no-reboot",
             "-kernel",
-            str(self.image.vmlinuz),
+            str(self.image.vmlinux if self.image.vmlinux.is_file() else self.image.vmlinuz),
             "-initrd",
             str(self.image.initrd),
             "-append",

@@ -44,6 +44,7 @@ def test_qemu_failure_is_reported(guest_image: GuestImage, tmp_path: Path) -> No
         directory=guest_image.directory,
         kernel_version=guest_image.kernel_version,
         vmlinuz=tmp_path / "no-such-kernel",
+        vmlinux=tmp_path / "no-such-kernel",
         initrd=guest_image.initrd,
         rootfs=guest_image.rootfs,
         ssh_key=guest_image.ssh_key,
@@ -55,3 +56,22 @@ def test_qemu_failure_is_reported(guest_image: GuestImage, tmp_path: Path) -> No
     ):
         vm.start()
     assert not vm.running
+
+
+def test_guest_runs_the_project_with_its_dependencies(guest_vm: GuestVM) -> None:
+    # The tree comes over 9p (read-only), the PyPI dependencies from the build:
+    # the guest can run eqliscsi code such as the fake EqualLogic shell.
+    out = guest_vm.ssh(
+        [
+            "env",
+            "PYTHONPATH=/opt/eqliscsi",
+            "python3",
+            "-c",
+            "import asyncssh, construct, eqliscsi.iscsi_discovery as d, rtslib_fb; "
+            "print(d.ChapAlgorithm.SHA3_256.value, construct.version_string)",
+        ]
+    ).stdout.split()
+    assert out[0] == "8"
+    assert out[1].startswith("2.10.")
+    touched = guest_vm.ssh(["touch", "/opt/eqliscsi/x"], check=False)
+    assert touched.returncode != 0, "the project tree must be read-only in the guest"

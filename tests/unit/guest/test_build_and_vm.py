@@ -18,6 +18,7 @@ def fake_image(tmp_path: Path) -> GuestImage:
         directory=tmp_path,
         kernel_version="6.1.0-0-amd64",
         vmlinuz=tmp_path / "vmlinuz",
+        vmlinux=tmp_path / "vmlinux",
         initrd=tmp_path / "initrd.cpio.gz",
         rootfs=tmp_path / "rootfs.ext4",
         ssh_key=tmp_path / "id_ed25519",
