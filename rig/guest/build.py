@@ -467,20 +467,31 @@ def _configure_rootfs(tree: Path, out: Path) -> None:
     )
 
 
+def prune(keep: Path) -> list[Path]:
+    """Remove every cached guest but ``keep`` (and unfinished builds); return what went."""
+    gone = []
+    with _locked(cache_root() / ".lock"):
+        for d in cache_root().iterdir():
+            if d.is_dir() and d != keep:
+                shutil.rmtree(d)
+                gone.append(d)
+    return gone
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m rig.guest.build [--prune]``: build (or find) the guest and print
+    where it is; ``--prune`` then deletes older guests from the cache."""
     args = list(sys.argv[1:] if argv is None else argv)
     t0 = time.monotonic()
     image = build(log=True)
-    print(
-        json.dumps(
-            {
-                "directory": str(image.directory),
-                "kernel": image.kernel_version,
-                "seconds": round(time.monotonic() - t0, 1),
-                "args": args,
-            }
-        )
-    )
+    removed = prune(image.directory) if "--prune" in args else []
+    report = {
+        "directory": str(image.directory),
+        "kernel": image.kernel_version,
+        "seconds": round(time.monotonic() - t0, 1),
+        "pruned": [str(d) for d in removed],
+    }
+    print(json.dumps(report))
     return 0
 
 
