@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
 from rig.guest.build import GuestImage
-from rig.guest.vm import GuestBootError, GuestVM
+from rig.guest.vm import GuestBootError, GuestPorts, GuestVM
 
 pytestmark = [pytest.mark.guest, pytest.mark.timeout(900)]
 
@@ -75,3 +76,20 @@ def test_guest_runs_the_project_with_its_dependencies(guest_vm: GuestVM) -> None
     assert out[1].startswith("2.10.")
     touched = guest_vm.ssh(["touch", "/opt/eqliscsi/x"], check=False)
     assert touched.returncode != 0, "the project tree must be read-only in the guest"
+
+
+def test_taken_forward_port_is_retried(guest_image: GuestImage, tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        vm = GuestVM(guest_image, share_dir=tmp_path / "share", workdir=tmp_path)
+        vm.ports = GuestPorts(iscsi=taken, ssh=vm.ports.ssh, agent=vm.ports.agent)
+        # The first QEMU exits at once on the taken port; the retry must come up.
+        try:
+            vm.start()
+            assert vm.agent("ping")["kernel"] == guest_image.kernel_version
+        finally:
+            vm.close()
+    assert vm.ports.iscsi != taken
+    assert not vm.running
