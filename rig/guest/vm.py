@@ -280,6 +280,37 @@ class GuestVM:
                 [*argv[:i], "-O", "exit", argv[i]], capture_output=True, timeout=10, check=False
             )
 
+    def write_ssh_config(self, alias: str = "eqlguest") -> Path:
+        """An OpenSSH client config naming the guest ``alias``, for code that runs
+        ``ssh -F <file> <alias> ...`` itself (the TM driver's steps on a host)."""
+        if not alias.replace("-", "").isalnum():
+            raise GuestAgentError(f"SSH host alias {alias!r} must be letters, digits and '-'.")
+        path = self.workdir / f"ssh_config.{alias}"
+        path.write_text(
+            f"Host {alias}\n"
+            "  HostName 127.0.0.1\n"
+            f"  Port {self.ports.ssh}\n"
+            "  User root\n"
+            f"  IdentityFile {self.image.ssh_key}\n"
+            "  IdentitiesOnly yes\n"
+            "  BatchMode yes\n"
+            "  StrictHostKeyChecking yes\n"
+            f"  UserKnownHostsFile {self.workdir / 'known_hosts'}\n"
+            "  LogLevel ERROR\n"
+        )
+        return path
+
+    def install_file(self, guest_path: str, content: str, mode: int = 0o644) -> None:
+        """Write ``content`` to ``guest_path`` in the guest (e.g. a udev rule), through
+        SSH's stdin, so secrets in it never reach an argv."""
+        if not guest_path.startswith("/"):
+            raise GuestAgentError(f"Guest path {guest_path!r} must be absolute.")
+        q = shlex.quote(guest_path)
+        self.ssh(
+            ["sh", "-euc", f'mkdir -p "$(dirname {q})"; cat > {q}; chmod {mode:o} {q}'],
+            input=content,
+        )
+
     def ssh_argv(self, command: Sequence[str]) -> list[str]:
         """OpenSSH argv running ``command`` (quoted word by word) as root in the guest."""
         return [

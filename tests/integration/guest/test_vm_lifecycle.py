@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,17 @@ def test_taken_forward_port_is_retried(guest_image: GuestImage, tmp_path: Path) 
             vm.close()
     assert vm.ports.iscsi != taken
     assert not vm.running
+
+
+def test_plain_openssh_reaches_the_guest_by_alias(guest_vm: GuestVM) -> None:
+    cfg = guest_vm.write_ssh_config("hv1")
+    guest_vm.install_file("/etc/eqliscsi/probe.txt", "hello from the host\n", mode=0o600)
+    r = subprocess.run(
+        ["ssh", "-F", str(cfg), "hv1", "hostname; stat -c %a /etc/eqliscsi/probe.txt;"
+         " cat /etc/eqliscsi/probe.txt; iscsiadm --version"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:3] == ["eqlguest", "600", "hello from the host"]
+    assert lines[3].startswith("iscsiadm version ")
