@@ -436,7 +436,11 @@ class Session:
         assert task.text is not None
         if not task.text.add(pdu.data, final=pdu.final, ttt=pdu.ttt):
             # RFC 7143 §11.10.4: an empty request echoing the TTT asks for the rest.
-            self._submit(TextRequest(itt=pdu.itt, ttt=pdu.ttt))
+            # Sent immediate (RFC 7143 §3.2.2.1: delivered outside the CmdSN window):
+            # tgt answers a continuation with MaxCmdSN = ExpCmdSN - 1 and reopens the
+            # window only when the whole text exchange ends, so a non-immediate third
+            # request would wait for a window that never opens.
+            self._submit(TextRequest(itt=pdu.itt, ttt=pdu.ttt, immediate=True))
             return None
         del self._tasks[pdu.itt]
         pairs = task.text.pairs()

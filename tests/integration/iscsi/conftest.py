@@ -50,9 +50,6 @@ class Quirks:
     mutual_unconfigured: type[Exception]  # we ask for mutual, target has no account
     redirects: bool  # per-target login redirection can be configured
     vendor_product: tuple[str, str]  # standard INQUIRY of a file-backed disk
-    # tgt answers the 2nd Text continuation with MaxCmdSN = ExpCmdSN - 1 and never
-    # reopens the window (see test_150_targets_multi_pdu).
-    shuts_window_on_continuation: bool
 
 
 QUIRKS: dict[str, Quirks] = {
@@ -63,7 +60,6 @@ QUIRKS: dict[str, Quirks] = {
         mutual_unconfigured=AuthenticationFailed,
         redirects=True,
         vendor_product=("IET", "VIRTUAL-DISK"),
-        shuts_window_on_continuation=True,
     ),
 }
 
