@@ -149,7 +149,7 @@ class Image:
     datastore_id: int | None
     cloning_id: int | None
     target_snapshot: int | None
-    template: Mapping[str, str] = field(default=_EMPTY)
+    template: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     snapshots: tuple[ImageSnapshot, ...] = ()
 
     @property
@@ -181,7 +181,7 @@ class Datastore:
     type: int | None
     disk_type: int | None
     state: int | None
-    template: Mapping[str, str] = field(default=_EMPTY)
+    template: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
     @property
     def bridge_list(self) -> tuple[str, ...]:
@@ -316,7 +316,7 @@ class VmDisk:
     size_mb: int | None
     original_size_mb: int | None
     type: str
-    attrs: Mapping[str, str] = field(default=_EMPTY)
+    attrs: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
 
 @dataclass(frozen=True, slots=True)
