@@ -211,7 +211,9 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-_]{0,252})$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._/\-+@]{0,4095}$")
 _DISK_RE = re.compile(r"/disk\.(0|[1-9][0-9]{0,5})$")
 _TM_NAME_RE = re.compile(r"^[a-z0-9_\-]{1,64}$")
-_SOURCE_RE = re.compile(r"^[A-Za-z0-9._:\-/]{1,255}$")
+# SOURCE: a volume name, or a v0.1 "EQL_HOST:IQN"; never starting with '-' (it will
+# be a word of an EqualLogic CLI command).
+_SOURCE_RE = re.compile(r"^[A-Za-z0-9/][A-Za-z0-9._:\-/]{0,254}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +238,16 @@ class HostPath:
                 f"The path {path[:80]!r} in the {what} is not a plain absolute path."
             )
         return cls(host, path)
+
+    @classmethod
+    def parse_source(cls, word: str, what: str) -> HostPath:
+        """``fe:SOURCE`` of clone/ln: the path part is an image SOURCE, not a file."""
+        host, sep, source = word.partition(":")
+        if not sep:
+            raise BadCallError(f"The {what} {word[:80]!r} is not host:SOURCE.")
+        if not _HOST_RE.match(host):
+            raise BadValueError(f"The host name {host[:80]!r} in the {what} is not a host name.")
+        return cls(host, _parse_source(source))
 
     @property
     def disk_id(self) -> int | None:
@@ -325,9 +337,14 @@ def parse_tm_call(
         return _parse_migrate(action, argv, read_stdin, version)
     if action in {"clone", "ln", "mv"}:
         need(4)
+        src = (
+            HostPath.parse(argv[0], "source argument")
+            if action == "mv"
+            else HostPath.parse_source(argv[0], "source argument")
+        )
         return TmCall(
             action,
-            src=HostPath.parse(argv[0], "source argument"),
+            src=src,
             dst=HostPath.parse(argv[1], "destination argument"),
             vm_id=_parse_int(argv[2], "VM id"),
             ds_id=_parse_int(argv[3], "datastore id"),

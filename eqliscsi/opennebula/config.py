@@ -302,7 +302,13 @@ def resolve(
             if not (key.startswith("EQL_") or key == "NO_ISCSI"):
                 continue  # stock attributes (BRIDGE_LIST, DESCRIPTION, …) are not ours
             if key in allowed:
-                merged[key] = (value, origin)
+                if any(ord(ch) < 32 and ch != "\t" for ch in value):
+                    raise ConfigError(
+                        f"{key} in {origin} contains a line break or control character; "
+                        "write it on one line."
+                    )
+                if value.strip():  # an empty attribute leaves the lower layer in force
+                    merged[key] = (value, origin)
             elif key in KNOWN_KEYS:
                 notices.append(f"{key} in {origin} is ignored; set it in eqliscsi.conf.")
             else:

@@ -224,11 +224,12 @@ def _parse_image(elem: ET.Element) -> Image:
         for s in snaps.findall("SNAPSHOT"):
             sid = _int(s, "ID", "image snapshot", required=True)
             assert sid is not None
+            parent = _int(s, "PARENT", "image snapshot")
             snapshots.append(
                 ImageSnapshot(
                     id=sid,
                     name=_text(s, "NAME") or "",
-                    parent=_int(s, "PARENT", "image snapshot") or -1,
+                    parent=-1 if parent is None else parent,
                     active=_yes(_text(s, "ACTIVE")),
                 )
             )
