@@ -58,6 +58,10 @@ __all__ = ["ACTIONS", "ActionContext", "main", "run_action"]
 # own action.  An action is listed only once it is implemented.
 ACTIONS: dict[str, tuple[str, str]] = {
     "ds.stat": ("eqliscsi.opennebula.actions.ds", "stat"),
+    "ds.monitor": ("eqliscsi.opennebula.actions.ds_volumes", "monitor"),
+    "ds.rm": ("eqliscsi.opennebula.actions.ds_volumes", "rm"),
+    "ds.clone": ("eqliscsi.opennebula.actions.ds_volumes", "clone"),
+    "ds.mkfs": ("eqliscsi.opennebula.actions.ds_volumes", "mkfs"),
 }
 
 
