@@ -122,9 +122,7 @@ def test_endpoint_policies() -> None:
         HostKeyPolicy.KNOWN_HOSTS,
     )
     fp = "SHA256:" + "A" * 43
-    pinned = endpoint_for(
-        EqlConfig(host="h", user="u", password=Secret(b"p"), host_fingerprint=fp)
-    )
+    pinned = endpoint_for(EqlConfig(host="h", user="u", password=Secret(b"p"), host_fingerprint=fp))
     assert pinned.host_key_policy is HostKeyPolicy.PINNED and pinned.host_key_fingerprint == fp
     with pytest.raises(ConfigError, match="EQL_PASS"):
         endpoint_for(EqlConfig(host="h", user="u"))
