@@ -217,6 +217,10 @@ _HOST_RE = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}"
     r"[A-Za-z0-9])?)*|\[?[0-9A-Fa-f:.]{2,45}\]?)$"
 )
+# iSCSI portal: host name or IPv4 with optional :port, or [IPv6] with optional :port.
+_PORTAL_RE = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$"
+)
 _POOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
 _USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
 # Words of `access create …` / `volume create … thin-provision …`: keywords, IPs with
@@ -242,7 +246,7 @@ class EqlConfig:
     iface: str = "default"
     wait_time: float = 10.0
     no_iscsi: tuple[str, ...] = ()
-    portal: str = ""  # iSCSI discovery portal; the group IP when empty
+    portal: str = ""  # iSCSI portal HOST[:PORT]; the group IP when empty
     ssh_port: int = 22
     known_hosts: Path | None = None
     host_fingerprint: str | None = None
@@ -252,7 +256,15 @@ class EqlConfig:
 
     @property
     def discovery_portal(self) -> str:
-        return self.portal or self.host
+        """HOST:PORT of the group's iSCSI portal (RFC 7143 §13.3: default port 3260)."""
+        portal = self.portal or self.host
+        if portal.startswith("["):
+            return portal if "]:" in portal else f"{portal}:3260"
+        if ":" in portal and portal.count(":") == 1:
+            return portal
+        if ":" in portal:  # a bare IPv6 address
+            return f"[{portal}]:3260"
+        return f"{portal}:3260"
 
     def require_san(self) -> EqlConfig:
         """Self, once the keys every SAN action needs are present."""
@@ -324,7 +336,7 @@ def resolve(
     if (it := get("EQL_HOST")) is not None:
         kwargs["host"] = _check("EQL_HOST", *it, _HOST_RE, "a host name or IP address")
     if (it := get("EQL_PORTAL")) is not None:
-        kwargs["portal"] = _check("EQL_PORTAL", *it, _HOST_RE, "a host name or IP address")
+        kwargs["portal"] = _check("EQL_PORTAL", *it, _PORTAL_RE, "an address with optional :port")
     if (it := get("EQL_POOL")) is not None:
         kwargs["pool"] = _check("EQL_POOL", *it, _POOL_RE, "an EqualLogic pool name")
     if (it := get("EQL_USER")) is not None:

@@ -15,6 +15,7 @@ __all__ = [
     "BadDocumentError",
     "BadValueError",
     "ConfFileError",
+    "CopyFailedError",
     "RestrictedPathError",
     "SizeUnknownError",
     "UnknownActionError",
@@ -58,6 +59,12 @@ class UnknownActionError(DriverError):
 
     reference = "driver-unknown-action"
     exit_code = ExitCode.USAGE
+
+
+class CopyFailedError(DriverError):
+    """Writing image data onto a volume failed (cp)."""
+
+    reference = "driver-copy-failed"
 
 
 class ConfFileError(ConfigError):

@@ -62,6 +62,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "ds.rm": ("eqliscsi.opennebula.actions.ds_volumes", "rm"),
     "ds.clone": ("eqliscsi.opennebula.actions.ds_volumes", "clone"),
     "ds.mkfs": ("eqliscsi.opennebula.actions.ds_volumes", "mkfs"),
+    "ds.cp": ("eqliscsi.opennebula.actions.ds_volumes", "cp"),
 }
 
 

@@ -8,6 +8,7 @@ around the blocking simulator calls).
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,3 +160,39 @@ async def test_image_template_cannot_redirect_san(tmp_path: Path, group: Group) 
     out = await asyncio.to_thread(sim.run_ds, "mkfs", sim.ds_document(image, DS), 20)
     assert out.ok, out.stderr
     assert group.fake.san.volumes["evil.20"].pool == "default"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("profile", ["4.4", "6.6", "7.0"])
+async def test_cp_failed_copy_leaves_no_volume(
+    tmp_path: Path, group: Group, qcow2_image: Path, profile: str
+) -> None:
+    # Nothing listens on the portal, so qemu-img cannot log in after the volume exists.
+    conf = group.conf + f"EQL_PORTAL=127.0.0.1:{_closed_port()}\n"
+    sim = OnedSimulator.create(profile, tmp_path / "sim", conf=conf, extra_env=group.env)
+    image = ImageSpec(id=5, name="tty", path=str(qcow2_image), size_mb=100)
+    out = await asyncio.to_thread(sim.run_ds, "cp", sim.ds_document(image, DS), 5)
+    assert not out.ok
+    assert out.reason is not None and out.reason.startswith(
+        "Writing the image to the volume failed"
+    )
+    assert "Traceback" not in out.stderr
+    assert group.fake.san.volumes == {}  # created, then deleted again
+    log = sim.log_file.read_text()
+    assert "created volume tty.5 (100 MB)" in log and "deleted volume tty.5 again" in log
+
+
+async def test_cp_restricted_path_creates_nothing(
+    tmp_path: Path, group: Group, qcow2_image: Path
+) -> None:
+    sim = simulator(tmp_path, "6.10", group)
+    ds = DatastoreSpec(template={**DS.template, "RESTRICTED_DIRS": str(qcow2_image.parent)})
+    image = ImageSpec(id=6, name="tty", path=str(qcow2_image), size_mb=100)
+    out = await asyncio.to_thread(sim.run_ds, "cp", sim.ds_document(image, ds), 6)
+    assert not out.ok and out.reason is not None and "SAFE_DIRS" in out.reason
+    assert group.fake.san.volumes == {}

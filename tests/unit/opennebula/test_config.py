@@ -200,8 +200,24 @@ def fake_secret(path: Path) -> Secret:
             "from-file@/etc/eqliscsi/pw",
             id="image-cannot-set-pass",
         ),
-        pytest.param({"EQL_PORTAL": "10.0.1.1"}, {}, "discovery_portal", "10.0.1.1", id="portal"),
-        pytest.param({}, {}, "discovery_portal", "10.0.0.1", id="portal-defaults-to-group"),
+        pytest.param(
+            {"EQL_PORTAL": "10.0.1.1"}, {}, "discovery_portal", "10.0.1.1:3260", id="portal"
+        ),
+        pytest.param(
+            {"EQL_PORTAL": "10.0.1.1:3261"},
+            {},
+            "discovery_portal",
+            "10.0.1.1:3261",
+            id="portal-port",
+        ),
+        pytest.param(
+            {"EQL_PORTAL": "[fd00::1]:3262"},
+            {},
+            "discovery_portal",
+            "[fd00::1]:3262",
+            id="portal-v6",
+        ),
+        pytest.param({}, {}, "discovery_portal", "10.0.0.1:3260", id="portal-defaults-to-group"),
     ],
 )
 def test_precedence(ds: dict[str, str], img: dict[str, str], attr: str, expected: object) -> None:
@@ -233,6 +249,9 @@ def test_precedence_notices() -> None:
     [
         pytest.param({"EQL_HOST": "10.0.0.1; reboot"}, "EQL_HOST", id="host-injection"),
         pytest.param({"EQL_HOST": "-oProxyCommand=x"}, "EQL_HOST", id="host-option"),
+        pytest.param(
+            {"EQL_PORTAL": "10.0.0.1:3260,file.driver=x"}, "EQL_PORTAL", id="portal-opts-injection"
+        ),
         pytest.param({"EQL_POOL": "pool name"}, "EQL_POOL", id="pool-blank"),
         pytest.param({"EQL_POOL": "p" * 70}, "EQL_POOL", id="pool-long"),
         pytest.param({"EQL_USER": "a'b"}, "EQL_USER", id="user-quote"),

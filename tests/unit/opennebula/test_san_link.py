@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from eqliscsi.errors import ConfigError
+from eqliscsi.opennebula.actions.ds_volumes import qemu_img_convert_argv
 from eqliscsi.opennebula.config import EqlConfig
+from eqliscsi.opennebula.errors import BadValueError
 from eqliscsi.opennebula.san_link import (
     SessionBusy,
     access_rules,
@@ -173,3 +175,35 @@ def test_session_slots_across_processes_and_crash(tmp_path: Path) -> None:
         proc.wait(30)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_convert_argv_plain_and_chap() -> None:
+    iqn = "iqn.2001-05.com.equallogic:0-8a0906-000000001-0000000000000001-web.3"
+    plain = qemu_img_convert_argv("/srv/a.qcow2", "qcow2", "10.0.0.1:3260", iqn, None)
+    assert plain == [
+        "qemu-img",
+        "convert",
+        "-n",
+        "-f",
+        "qcow2",
+        "/srv/a.qcow2",
+        "--target-image-opts",
+        f"driver=raw,file.driver=iscsi,file.transport=tcp,file.portal=10.0.0.1:3260,"
+        f"file.target={iqn},file.lun=0",
+    ]
+    chap = qemu_img_convert_argv("/srv/a.raw", "raw", "10.0.0.1:3260", iqn, "fe-user")
+    assert chap[6:8] == ["--object", "secret,id=chap0,file=@SECRET@"]
+    assert chap[-1].endswith(",file.user=fe-user,file.password-secret=chap0")
+
+
+@pytest.mark.parametrize(
+    ("portal", "iqn", "user"),
+    [
+        ("10.0.0.1:3260,file.driver=file", "iqn.x:y", None),
+        ("10.0.0.1:3260", "iqn.x:y,file.filename=/etc/shadow", None),
+        ("10.0.0.1:3260", "iqn.x:y", "u,file.x=y"),
+    ],
+)
+def test_convert_argv_refuses_option_injection(portal: str, iqn: str, user: str | None) -> None:
+    with pytest.raises(BadValueError):
+        qemu_img_convert_argv("/srv/a.raw", "raw", portal, iqn, user)
