@@ -30,6 +30,7 @@ __all__ = [
     "check_volume_name",
     "clean_name",
     "image_volume_name",
+    "snapshot_name",
     "vm_disk_volume_name",
     "volume_from_source",
 ]
@@ -111,3 +112,22 @@ def volume_from_source(source: str) -> str:
             f"The SOURCE {source[:80]!r} names a target that is not an EqualLogic volume."
         )
     return check_volume_name(text)
+
+
+_SNAPSHOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:\-]{0,126}$")
+
+
+def snapshot_name(volume: str, snap_id: int) -> str:
+    """The EqualLogic snapshot for OpenNebula snapshot ``snap_id`` of ``volume``.
+
+    Includes the volume name because the group's own default names do
+    (``<volume>-<date>.<n>``), so names stay unique however the group scopes them.
+    TM snap_create and the DS snap_* actions both use this, and nothing else.
+    """
+    check_volume_name(volume)
+    if snap_id < 0:
+        raise BadValueError(f"The snapshot id {snap_id} is negative; oned never sends one.")
+    name = f"{volume}-one-snap{snap_id}"
+    if not _SNAPSHOT_RE.match(name):  # cannot happen for a valid volume; keep the check
+        raise BadValueError(f"The snapshot name {name!r} is not valid on the group.")
+    return name

@@ -63,6 +63,9 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "ds.clone": ("eqliscsi.opennebula.actions.ds_volumes", "clone"),
     "ds.mkfs": ("eqliscsi.opennebula.actions.ds_volumes", "mkfs"),
     "ds.cp": ("eqliscsi.opennebula.actions.ds_volumes", "cp"),
+    "ds.snap_delete": ("eqliscsi.opennebula.actions.ds_volumes", "snap_delete"),
+    "ds.snap_revert": ("eqliscsi.opennebula.actions.ds_volumes", "snap_revert"),
+    "ds.snap_flatten": ("eqliscsi.opennebula.actions.ds_volumes", "snap_flatten"),
 }
 
 

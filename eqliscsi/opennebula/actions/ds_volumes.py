@@ -17,6 +17,10 @@ Reference §1.8 (what the original did), §2.3 and §6.1 (what oned sends and re
   which this build does not have yet, so a filesystem request is refused *before*
   anything is created.
 
+``snap_delete``/``snap_revert``/``snap_flatten`` act on the snapshot named by
+:func:`~eqliscsi.opennebula.naming.snapshot_name` for IMAGE/TARGET_SNAPSHOT; a revert
+needs the volume without iSCSI connections (the group restores offline volumes only).
+
 Every change runs through the ownership tag of this datastore (``ops.py``), so a
 volume that another datastore or a human created is never touched.
 """
@@ -32,13 +36,24 @@ from collections.abc import Callable
 from eqliscsi.opennebula.actions.ds import check_restricted, qemu_img_info
 from eqliscsi.opennebula.args import DsCall
 from eqliscsi.opennebula.errors import BadValueError, CopyFailedError, SizeUnknownError
-from eqliscsi.opennebula.naming import image_volume_name, volume_from_source
+from eqliscsi.opennebula.naming import image_volume_name, snapshot_name, volume_from_source
 from eqliscsi.opennebula.output import MonitorResult, NoOutput, SourceResult
 from eqliscsi.opennebula.runner import ActionContext
 from eqliscsi.opennebula.san_link import run_san, volume_spec
 from eqliscsi.san.ops import SanOps
 
-__all__ = ["clone", "cp", "mkfs", "monitor", "qemu_img_convert_argv", "rm", "write_image"]
+__all__ = [
+    "clone",
+    "cp",
+    "mkfs",
+    "monitor",
+    "qemu_img_convert_argv",
+    "rm",
+    "snap_delete",
+    "snap_flatten",
+    "snap_revert",
+    "write_image",
+]
 
 
 def _ds_id(ctx: ActionContext) -> int:
@@ -258,3 +273,59 @@ def cp(ctx: ActionContext) -> SourceResult:
             ctx.info(f"volume {volume} could not be deleted after the failed copy: {undo_exc}")
         raise
     return SourceResult(volume, "raw")
+
+
+# --- image snapshots (4.14+) ---------------------------------------------------------------
+
+
+def _snapshot_target(ctx: ActionContext) -> tuple[str, int]:
+    image = ctx.image()
+    snap = image.target_snapshot
+    if snap is None or snap < 0:
+        raise BadValueError(
+            "The driver document names no snapshot (IMAGE/TARGET_SNAPSHOT); retry from oned."
+        )
+    return volume_from_source(image.source), snap
+
+
+def snap_delete(ctx: ActionContext) -> NoOutput:
+    volume, snap = _snapshot_target(ctx)
+    name = snapshot_name(volume, snap)
+    cfg = ctx.config().config
+
+    async def op(ops: SanOps) -> bool:
+        return await ops.snapshot_delete(volume, name)
+
+    gone = run_san(cfg, _ds_id(ctx), ctx.environ, op)
+    ctx.info(f"deleted snapshot {name}" if gone else f"snapshot {name} was already gone")
+    return NoOutput()
+
+
+def snap_revert(ctx: ActionContext) -> NoOutput:
+    volume, snap = _snapshot_target(ctx)
+    name = snapshot_name(volume, snap)
+    cfg = ctx.config().config
+
+    async def op(ops: SanOps) -> None:
+        await ops.snapshot_restore(volume, name)
+
+    run_san(cfg, _ds_id(ctx), ctx.environ, op)
+    ctx.info(f"reverted {volume} to snapshot {name}")
+    return NoOutput()
+
+
+def snap_flatten(ctx: ActionContext) -> NoOutput:
+    """Make snapshot TARGET_SNAPSHOT the image's content and drop every snapshot."""
+    volume, snap = _snapshot_target(ctx)
+    target = snapshot_name(volume, snap)
+    others = [snapshot_name(volume, s.id) for s in ctx.image().snapshots]
+    cfg = ctx.config().config
+
+    async def op(ops: SanOps) -> None:
+        await ops.snapshot_restore(volume, target)
+        for name in dict.fromkeys([*others, target]):
+            await ops.snapshot_delete(volume, name)
+
+    run_san(cfg, _ds_id(ctx), ctx.environ, op)
+    ctx.info(f"flattened {volume} onto snapshot {target}")
+    return NoOutput()

@@ -11,10 +11,12 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from eqliscsi.opennebula.naming import snapshot_name
 from eqliscsi.secret import Secret
 from rig.fake_eql.server import FakeEql
 from rig.oned import PROFILES, DatastoreSpec, ImageSpec, OnedSimulator
@@ -196,3 +198,50 @@ async def test_cp_restricted_path_creates_nothing(
     out = await asyncio.to_thread(sim.run_ds, "cp", sim.ds_document(image, ds), 6)
     assert not out.ok and out.reason is not None and "SAFE_DIRS" in out.reason
     assert group.fake.san.volumes == {}
+
+
+@pytest.mark.parametrize("profile", ["5.12", "6.10", "7.0"])
+async def test_image_snapshots(tmp_path: Path, group: Group, profile: str) -> None:
+    sim = simulator(tmp_path, profile, group)
+    san = group.fake.san
+    made = await asyncio.to_thread(
+        sim.run_ds,
+        "mkfs",
+        sim.ds_document(ImageSpec(id=9, name="disk", type=2, size_mb=100), DS),
+        9,
+    )
+    assert made.ok, made.stderr
+    # Snapshots 0 and 1, named as the TM's snap_create names them.
+    for sid in (0, 1):
+        snap, _ = san.create_snapshot("disk.9", now=datetime.now(UTC))
+        san.rename_snapshot("disk.9", snap.name, snapshot_name("disk.9", sid))
+    group.fake.commit()
+    listed = ((0, "first", -1, False), (1, "second", 0, True))
+
+    def doc(target: int) -> str:
+        return sim.ds_document(
+            ImageSpec(id=9, name="disk", source="disk.9", target_snapshot=target, snapshots=listed),
+            DS,
+        )
+
+    reverted = await asyncio.to_thread(sim.run_ds, "snap_revert", doc(0), 9)
+    assert reverted.ok, reverted.stderr
+    assert san.volumes["disk.9"].online  # restored offline, then put online again
+
+    deleted = await asyncio.to_thread(sim.run_ds, "snap_delete", doc(1), 9)
+    assert deleted.ok, deleted.stderr
+    assert [s.name for s in san.volumes["disk.9"].snapshots] == ["disk.9-one-snap0"]
+    again = await asyncio.to_thread(sim.run_ds, "snap_delete", doc(1), 9)
+    assert again.ok  # already gone is success
+
+    flat = await asyncio.to_thread(sim.run_ds, "snap_flatten", doc(0), 9)
+    assert flat.ok, flat.stderr
+    assert san.volumes["disk.9"].snapshots == ()
+
+
+async def test_snapshot_without_target_is_refused(tmp_path: Path, group: Group) -> None:
+    sim = simulator(tmp_path, "6.10", group)
+    out = await asyncio.to_thread(
+        sim.run_ds, "snap_delete", sim.ds_document(ImageSpec(id=9, source="disk.9"), DS), 9
+    )
+    assert not out.ok and out.reason is not None and "TARGET_SNAPSHOT" in out.reason

@@ -12,6 +12,7 @@ from eqliscsi.opennebula.naming import (
     check_volume_name,
     clean_name,
     image_volume_name,
+    snapshot_name,
     vm_disk_volume_name,
     volume_from_source,
 )
@@ -129,3 +130,12 @@ def test_check_volume_name_rejects(name: str) -> None:
 
 def test_clean_name() -> None:
     assert clean_name("A__B..C  D") == "a-b-c-d"
+
+
+def test_snapshot_name() -> None:
+    assert snapshot_name("web.3", 0) == "web.3-one-snap0"
+    assert snapshot_name("x" * 63, 999999) == "x" * 63 + "-one-snap999999"
+    with pytest.raises(BadValueError):
+        snapshot_name("web.3", -1)
+    with pytest.raises(BadValueError):
+        snapshot_name("bad name", 1)
