@@ -17,9 +17,10 @@ process setup of the chosen :class:`OnedProfile` (reference §6.1-§6.4):
   lines, and the failure reason from the markers (≤ 6.0), the whole stderr with
   newlines as spaces (6.2-6.10) or the untagged lines (7.0+).
 
-Deviations, on purpose: the interpreter is given explicitly (``sys.executable`` by
-default) instead of the remote's ``#!/usr/bin/env python3``, so the checkout's
-package is used; and the working directory is the tree's ``home`` instead of
+Deviations, on purpose: by default the interpreter is given explicitly
+(``sys.executable``) instead of the remote's ``#!/usr/bin/env python3``, so the
+checkout's package is used (``interpreter=None`` runs the script itself, for a tree
+written by ``eqliscsi install``); and the working directory is the tree's ``home`` instead of
 ``/var/lib/one``.  Every run is bounded by ``timeout`` and its process group is
 killed when it expires.
 """
@@ -145,7 +146,7 @@ class OnedSimulator:
 
     profile: OnedProfile
     root: Path
-    interpreter: str = sys.executable
+    interpreter: str | None = sys.executable
     timeout: float = 60.0
     write_version: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -160,6 +161,7 @@ class OnedSimulator:
         write_version: bool = True,
         conf: str | None = None,
         extra_env: Mapping[str, str] | None = None,
+        interpreter: str | None = sys.executable,
     ) -> OnedSimulator:
         prof = PROFILES[profile] if isinstance(profile, str) else profile
         base = root if root is not None else Path(tempfile.mkdtemp(prefix="oned-sim-"))
@@ -171,7 +173,13 @@ class OnedSimulator:
             (tree / "datastore" / "eqliscsi" / "eqliscsi.conf").write_text(conf)
         (base / "home").mkdir(exist_ok=True)
         (base / "log").mkdir(exist_ok=True)
-        sim = cls(prof, base, write_version=write_version, extra_env=dict(extra_env or {}))
+        sim = cls(
+            prof,
+            base,
+            interpreter=interpreter,
+            write_version=write_version,
+            extra_env=dict(extra_env or {}),
+        )
         return sim
 
     @property
@@ -203,7 +211,12 @@ class OnedSimulator:
     def _run(
         self, script: Path, args: Sequence[str], stdin: bytes
     ) -> tuple[int, str, str, tuple[str, ...]]:
-        argv = (self.interpreter, str(script), *args)
+        # interpreter None: exec the script itself, #! line and all, as oned does.
+        argv = (
+            (str(script), *args)
+            if self.interpreter is None
+            else (self.interpreter, str(script), *args)
+        )
         env = self.environment()
         if self.profile.sh_exitcode:
             # 4.4 LocalCommand: words joined without escaping, status on stderr.
@@ -240,7 +253,7 @@ class OnedSimulator:
                 else:
                     kept.append(line)
             stderr = "".join(kept)
-        return rc, stdout, stderr, argv[1:]
+        return rc, stdout, stderr, (argv[1:] if self.interpreter is not None else argv)
 
     # --- datastore actions -----------------------------------------------------
 
