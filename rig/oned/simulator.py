@@ -40,7 +40,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rig.oned.documents import DatastoreSpec, ImageSpec, VmSpec, driver_action_xml, vm_xml
+from rig.oned.documents import (
+    DatastoreSpec,
+    ImageSpec,
+    VmSpec,
+    datastore_xml,
+    driver_action_xml,
+    vm_xml,
+)
 
 __all__ = [
     "PROFILES",
@@ -56,6 +63,24 @@ ONE_PATH = "/usr/lib/one/sh/override:/usr/local/sbin:/usr/local/bin:/usr/sbin:/u
 MARK_BEGIN = "ERROR MESSAGE --8<------"
 MARK_END = "ERROR MESSAGE ------>8--"
 _LOG_RE = re.compile(r"^(ERROR|INFO|WARN|DEBUG):")
+
+# Stand-ins for the OpenNebula CLI that TM actions query (`onevm show -x ID`,
+# `onedatastore show -x ID`): they print documents the test registered, and fail
+# like the real CLI for unknown ids.
+_ONE_CLI = """\
+import sys
+from pathlib import Path
+state = Path(__file__).resolve().parent.parent / "state"
+kind = {"onevm": "vm", "onedatastore": "ds"}[Path(sys.argv[0]).name]
+if sys.argv[1:3] != ["show", "-x"] or len(sys.argv) != 4 or not sys.argv[3].isdigit():
+    sys.stderr.write("usage: show -x ID\\n")
+    sys.exit(2)
+doc = state / f"{kind}-{sys.argv[3]}.xml"
+if not doc.exists():
+    sys.stderr.write(f"[one.{kind}.info] Error getting {kind} [{sys.argv[3]}].\\n")
+    sys.exit(255)
+sys.stdout.write(doc.read_text())
+"""
 
 
 @dataclass(frozen=True)
@@ -173,6 +198,12 @@ class OnedSimulator:
             (tree / "datastore" / "eqliscsi" / "eqliscsi.conf").write_text(conf)
         (base / "home").mkdir(exist_ok=True)
         (base / "log").mkdir(exist_ok=True)
+        (base / "state").mkdir(exist_ok=True)
+        (base / "bin").mkdir(exist_ok=True)
+        for name in ("onevm", "onedatastore"):
+            tool = base / "bin" / name
+            tool.write_text(f"#!{sys.executable}\n{_ONE_CLI}")
+            tool.chmod(0o755)
         sim = cls(
             prof,
             base,
@@ -194,7 +225,8 @@ class OnedSimulator:
         # oned adds nothing of its own (§6.4): the systemd unit's environment plus
         # the mad wrapper's ONE_MAD_DEBUG/PRIORITY.  LANG is inherited.
         env = {
-            "PATH": ONE_PATH,
+            # The stand-in CLI first: the real one would talk to an oned (deviation).
+            "PATH": f"{self.root / 'bin'}:{ONE_PATH}",
             "HOME": str(self.root / "home"),
             "ONE_MAD_DEBUG": "",
             "PRIORITY": "19",
@@ -205,6 +237,15 @@ class OnedSimulator:
             env["SSH_AUTH_SOCK"] = str(self.root / "home" / "ssh-agent.sock")
         env.update(self.extra_env)
         return env
+
+    def register_vm(self, vm: VmSpec) -> None:
+        """What ``onevm show -x <id>`` prints from now on."""
+        (self.root / "state" / f"vm-{vm.id}.xml").write_text(vm_xml(self.profile.xml_version, vm))
+
+    def register_datastore(self, ds: DatastoreSpec) -> None:
+        """What ``onedatastore show -x <id>`` prints from now on."""
+        doc = datastore_xml(self.profile.xml_version, ds)
+        (self.root / "state" / f"ds-{ds.id}.xml").write_text(doc)
 
     # --- process handling ------------------------------------------------------
 
