@@ -99,12 +99,21 @@ class ActionContext:
             raise BadDocumentError(f"{self.name} needs an IMAGE in the driver document.")
         return self.driver_action.image
 
-    def config(self, *, with_image: bool = True) -> Resolved:
-        """eqliscsi.conf → datastore template → image template (see config.py)."""
+    def config(self, *, with_image: bool = True, encrypted_attrs: bool = False) -> Resolved:
+        """eqliscsi.conf → datastore template → image template (see config.py).
+
+        ``encrypted_attrs``: oned hands this action DATASTORE_ENCRYPTED_ATTR values
+        still encrypted (clone, save-as: §6.1), so prefer the conf file's password.
+        """
         conf = load_conf(conf_file(self))
         ds_tpl = self.driver_action.datastore.template if self.driver_action else None
         img = self.driver_action.image if self.driver_action else None
-        resolved = resolve(conf, ds_tpl, img.template if (img and with_image) else None)
+        resolved = resolve(
+            conf,
+            ds_tpl,
+            img.template if (img and with_image) else None,
+            template_password_usable=not encrypted_attrs,
+        )
         for secret in (resolved.config.password, resolved.config.chap_secret):
             if secret is not None:
                 self.secrets.append(secret.reveal())

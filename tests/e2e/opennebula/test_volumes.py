@@ -245,3 +245,16 @@ async def test_snapshot_without_target_is_refused(tmp_path: Path, group: Group) 
         sim.run_ds, "snap_delete", sim.ds_document(ImageSpec(id=9, source="disk.9"), DS), 9
     )
     assert not out.ok and out.reason is not None and "TARGET_SNAPSHOT" in out.reason
+
+
+async def test_clone_ignores_encrypted_template_password(tmp_path: Path, group: Group) -> None:
+    # 6.x/7.x hand clone the DATASTORE_ENCRYPTED_ATTR values still encrypted (§6.1).
+    sim = simulator(tmp_path, "7.0", group)
+    group.fake.san.create_volume("web.30", 100, description="eqliscsi ds=100")
+    group.fake.commit()
+    ds = DatastoreSpec(template={**DS.template, "EQL_PASS": "QmFzZTY0Q2lwaGVydGV4dA=="})
+    copy = ImageSpec(id=31, name="web copy", path="web.30", size_mb=100, cloning_id=30)
+    out = await asyncio.to_thread(sim.run_ds, "clone", sim.ds_document(copy, ds), 31)
+    assert out.ok, out.stderr
+    assert out.info == "web-copy.31" and "web-copy.31" in group.fake.san.volumes
+    assert any("passes it encrypted" in line for line in out.logs)
