@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 from rig.oned import DatastoreSpec, DiskSpec, ImageSpec, OnedSimulator, VmSpec
-from tests.e2e.opennebula.test_volumes import DS, Group, group
-
-__all__ = ["group"]  # the fixture, shared with test_volumes
+from tests.e2e.opennebula.fake_group import DS, Group
 
 DISK0 = "node1:/var/lib/one//datastores/0/42/disk.0"
 DISK1 = "node1:/var/lib/one//datastores/0/42/disk.1"

@@ -9,56 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from eqliscsi.opennebula.naming import snapshot_name
-from eqliscsi.secret import Secret
-from rig.fake_eql.server import FakeEql
 from rig.oned import PROFILES, DatastoreSpec, ImageSpec, OnedSimulator
-
-PASSWORD = b"fake-group-password-1"
-
-
-@dataclass
-class Group:
-    fake: FakeEql
-    conf: str
-    env: dict[str, str]
-
-
-@pytest.fixture
-async def group(tmp_path: Path) -> AsyncIterator[Group]:
-    fake = FakeEql(
-        tmp_path / "fake", group_name="group-0", account="grpadmin", password=Secret(PASSWORD)
-    )
-    host, port = await fake.start("127.0.0.1", 0)
-    known = tmp_path / "known_hosts"
-    known.write_text(f"[{host}]:{port} {fake.host_key().export_public_key().decode().strip()}\n")
-    pw = tmp_path / "password"
-    pw.write_bytes(PASSWORD + b"\n")
-    pw.chmod(0o600)
-    conf = (
-        f"EQL_HOST={host}\nEQL_SSH_PORT={port}\nEQL_USER=grpadmin\nEQL_PASS_FILE={pw}\n"
-        f"EQL_KNOWN_HOSTS={known}\nEQL_SECURITY_ACCESS='ipaddress 127.0.0.*'\n"
-        "EQL_THINPROVISION='thin-provision thin-min-reserve 20%'\nEQL_MAX_SESSIONS=2\n"
-        "EQLADM=EqlCliExec.py\n"
-    )
-    try:
-        yield Group(fake, conf, {"EQLISCSI_LOCK_DIR": str(tmp_path / "locks")})
-    finally:
-        await fake.close()
+from tests.e2e.opennebula.fake_group import DS, Group
 
 
 def simulator(tmp_path: Path, profile: str, group: Group) -> OnedSimulator:
     return OnedSimulator.create(profile, tmp_path / "sim", conf=group.conf, extra_env=group.env)
-
-
-DS = DatastoreSpec(template={"DS_MAD": "eqliscsi", "TM_MAD": "eqliscsi", "EQL_POOL": "default"})
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
