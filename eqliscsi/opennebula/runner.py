@@ -67,6 +67,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "ds.snap_revert": ("eqliscsi.opennebula.actions.ds_volumes", "snap_revert"),
     "ds.snap_flatten": ("eqliscsi.opennebula.actions.ds_volumes", "snap_flatten"),
     "tm.resize": ("eqliscsi.opennebula.actions.tm", "resize"),
+    "tm.cpds": ("eqliscsi.opennebula.actions.tm", "cpds"),
     "tm.snap_create": ("eqliscsi.opennebula.actions.tm", "snap_create"),
     "tm.snap_delete": ("eqliscsi.opennebula.actions.tm", "snap_delete"),
     "tm.snap_revert": ("eqliscsi.opennebula.actions.tm", "snap_revert"),

@@ -16,19 +16,29 @@ from eqliscsi.opennebula.args import TmCall
 from eqliscsi.opennebula.config import EqlConfig, load_conf, resolve
 from eqliscsi.opennebula.driver_action import parse_datastore, parse_vm
 from eqliscsi.opennebula.errors import BadValueError
-from eqliscsi.opennebula.naming import snapshot_name, vm_disk_volume_name, volume_from_source
+from eqliscsi.opennebula.naming import (
+    check_volume_name,
+    snapshot_name,
+    vm_disk_volume_name,
+    volume_from_source,
+)
 from eqliscsi.opennebula.one_cli import datastore_document, vm_document
 from eqliscsi.opennebula.output import NoOutput
 from eqliscsi.opennebula.runner import ActionContext, conf_file
-from eqliscsi.opennebula.san_link import run_san
+from eqliscsi.opennebula.san_link import run_san, volume_spec
 from eqliscsi.san.ops import SanOps
 
-__all__ = ["disk_volume", "resize", "snap_create", "snap_delete", "snap_revert"]
+__all__ = ["cpds", "disk_volume", "resize", "snap_create", "snap_delete", "snap_revert"]
 
 TM_NAME = "eqliscsi"
 
 
-def disk_volume(ctx: ActionContext) -> tuple[TmCall, str]:
+def disk_volume(ctx: ActionContext, *, same_datastore: bool = True) -> tuple[TmCall, str]:
+    """The call and the volume behind its ``disk.N``.
+
+    ``same_datastore``: the DSID argument is the disk's own image datastore (resize,
+    snap_*); for cpds it is the *target* image's datastore and may differ.
+    """
     call = ctx.call
     assert isinstance(call, TmCall)
     disk_id = call.dst.disk_id
@@ -40,7 +50,7 @@ def disk_volume(ctx: ActionContext) -> tuple[TmCall, str]:
         raise BadValueError(
             f"Disk {disk_id} of VM {vm.id} belongs to TM {disk.tm_mad or 'none'}, not eqliscsi."
         )
-    if disk.datastore_id is not None and disk.datastore_id != call.ds_id:
+    if same_datastore and disk.datastore_id is not None and disk.datastore_id != call.ds_id:
         raise BadValueError(
             f"Disk {disk_id} of VM {vm.id} is in datastore {disk.datastore_id}, "
             f"not {call.ds_id}; the VM document is stale, retry."
@@ -105,3 +115,33 @@ def snap_delete(ctx: ActionContext) -> NoOutput:
 
 def snap_revert(ctx: ActionContext) -> NoOutput:
     return _snap(ctx, "revert")
+
+
+def cpds(ctx: ActionContext) -> NoOutput:
+    """Disk save-as: clone the disk's volume (or its snapshot SNAP_ID) into SOURCE.
+
+    argv ``host:dir/disk.N SOURCE SNAP_ID VMID DSID`` (4.14+; SNAP_ID -1 = the disk as
+    it is now), ``host:dir/disk.N SOURCE VMID DSID`` on 4.4.  SOURCE is the volume
+    name mkfs answered for the save_as image; the copy is crash-consistent when the
+    VM runs, as with the original (§1.8).  The new volume is tagged with DSID.
+    """
+    call, volume = disk_volume(ctx, same_datastore=False)
+    assert call.source is not None
+    target = check_volume_name(volume_from_source(call.source))
+    snap = call.snap_id if call.snap_id is not None else -1
+    cfg = _config(ctx, call.ds_id)
+
+    async def op(ops: SanOps) -> str:
+        info = await ops.volume_info(volume)
+        if info is None:
+            raise BadValueError(f"The disk's volume {volume} does not exist on the group.")
+        spec = volume_spec(cfg, target, info.size_mb)
+        if snap >= 0:
+            made = await ops.snapshot_clone(volume, snapshot_name(volume, snap), spec)
+        else:
+            made = await ops.clone_volume(volume, spec)
+        return made.name
+
+    made = run_san(cfg, call.ds_id, ctx.environ, op)
+    ctx.info(f"saved {volume}{'' if snap < 0 else f' snapshot {snap}'} as {made}")
+    return NoOutput()

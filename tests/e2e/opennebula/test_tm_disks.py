@@ -85,3 +85,32 @@ async def test_resize_refusals(tmp_path: Path, group: Group, args: list[str], ne
     assert out.reason is not None and needle in out.reason, out.reason
     assert "Traceback" not in out.stderr
     assert group.fake.san.volumes["data.9"].size_mb == 100
+
+
+@pytest.mark.parametrize("profile", ["5.12", "7.0"])
+async def test_cpds_saves_disk_and_snapshot(tmp_path: Path, group: Group, profile: str) -> None:
+    sim = await _setup(tmp_path, group, profile)
+    san = group.fake.san
+    now = await asyncio.to_thread(sim.run_tm, "cpds", [DISK0, "saved.12", "-1", "42", "100"])
+    assert now.ok, now.stderr
+    assert san.volumes["saved.12"].size_mb == 100
+    assert san.volumes["saved.12"].description == "eqliscsi ds=100"
+    made = await asyncio.to_thread(sim.run_tm, "snap_create", [DISK1, "3", "42", "100"])
+    assert made.ok, made.stderr
+    snap = await asyncio.to_thread(sim.run_tm, "cpds", [DISK1, "saved.13", "3", "42", "100"])
+    assert snap.ok, snap.stderr
+    assert "saved.13" in san.volumes
+    assert san.volumes["saved.13"].description == "eqliscsi ds=100"
+
+
+async def test_cpds_44_argv(tmp_path: Path, group: Group) -> None:
+    sim = await _setup(tmp_path, group, "4.4")
+    out = await asyncio.to_thread(sim.run_tm, "cpds", [DISK0, "saved.14", "42", "100"])
+    assert out.ok, out.stderr
+    assert "saved.14" in group.fake.san.volumes
+
+
+async def test_cpds_refuses_bad_source(tmp_path: Path, group: Group) -> None:
+    sim = await _setup(tmp_path, group, "6.10")
+    out = await asyncio.to_thread(sim.run_tm, "cpds", [DISK0, "bad_name", "-1", "42", "100"])
+    assert not out.ok and out.reason is not None and "volume name" in out.reason
