@@ -110,8 +110,10 @@ async def test_discovery_and_mutual_chap_login_decode_cleanly(
     iscsi_frames = tshark_fields(pcap, port, "tcp.len > 0 && iscsi", "frame.number")
     assert len(iscsi_frames) >= 20
     # Every payload segment decodes as iSCSI, or is the first part of a PDU that TCP
-    # split and tshark reassembled into a later frame (seen under heavy load).
-    undecoded = "tcp.len > 0 && !iscsi && !tcp.reassembled_in"
+    # split and tshark reassembled into a later frame (seen under heavy load), or a
+    # TCP retransmission of bytes already decoded (loopback retransmits spuriously
+    # when the machine is loaded; tshark dissects the payload once, not per copy).
+    undecoded = "tcp.len > 0 && !iscsi && !tcp.reassembled_in && !tcp.analysis.retransmission"
     assert tshark_fields(pcap, port, undecoded, "frame.number") == []
     assert (
         tshark_fields(pcap, port, "_ws.malformed || _ws.expert.severity >= error", "frame.number")
