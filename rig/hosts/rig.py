@@ -17,7 +17,7 @@ Each host is
 
 ``down`` kills every process living in a host's namespaces (sshd, its sessions,
 ``qemu-storage-daemon``), detaches loop devices backed by the rig's files, deletes
-the namespaces and the bridge, and removes ``/dev/iscsi`` if the rig made it.
+the namespaces and the bridge (it leaves the empty ``/dev/iscsi`` mount point: see ``down``).
 """
 
 from __future__ import annotations
@@ -421,9 +421,9 @@ class HostRig:
                 _run(["ip", "netns", "delete", name], check=False)
         if self.bridge in _run(["ip", "-o", "link", "show"], check=False):
             _run(["ip", "link", "delete", self.bridge], check=False)
-        if self.made_dev_iscsi:
-            with contextlib.suppress(OSError):
-                Path("/dev/iscsi").rmdir()
-            self.made_dev_iscsi = False
+        # /dev/iscsi stays even when this rig made it: the hosts of a concurrent rig
+        # mount their private tmpfs on it, and since Linux 3.18 removing a directory
+        # that is a mount point in another mount namespace silently detaches that
+        # mount there, so an rmdir here would pull the links out from under them.
         if (self.workdir / "rig.json").exists():
             self._save()

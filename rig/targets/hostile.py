@@ -104,6 +104,8 @@ class HostileTarget:
     bytes_sent: int = 0
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _closing: asyncio.Event = field(default_factory=asyncio.Event)
+    _portal: Portal | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
     @classmethod
@@ -113,24 +115,31 @@ class HostileTarget:
     ) -> AsyncIterator[HostileTarget]:
         target = cls(scenario, stall_seconds=stall_seconds)
         target._server = await asyncio.start_server(target._handle, "127.0.0.1", 0)
+        host, port = target._server.sockets[0].getsockname()[:2]
+        target._portal = Portal(str(host), int(port))
         try:
             yield target
         finally:
+            # Wake every stalled handler and let it finish on its own: cancelling the
+            # handlers makes asyncio log their CancelledError as an error.
+            target._closing.set()
             target._server.close()
             for w in list(target._writers):
                 w.close()
-            for t in list(target._tasks):
-                t.cancel()
-            for t in list(target._tasks):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+            if target._tasks:
+                await asyncio.wait(list(target._tasks), timeout=5)
             await target._server.wait_closed()
 
     @property
     def portal(self) -> Portal:
-        assert self._server is not None
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return Portal(str(host), int(port))
+        assert self._portal is not None, "serve() sets the portal"
+        return self._portal
+
+    async def _stall(self) -> None:
+        # Silence, until the stall budget runs out or the server shuts down.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.stall_seconds):
+                await self._closing.wait()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -170,13 +179,13 @@ class HostileTarget:
         s = self.scenario
         ok_text = b"AuthMethod=None\0"
         if s is Scenario.SILENT:
-            await asyncio.sleep(self.stall_seconds)
+            await self._stall()
         elif s is Scenario.IMMEDIATE_EOF:
             return
         elif s in (Scenario.TRUNCATED_HEADER_EOF, Scenario.TRUNCATED_HEADER_STALL):
             await self._send(writer, login_response(req.isid, req.itt)[:20])
             if s is Scenario.TRUNCATED_HEADER_STALL:
-                await asyncio.sleep(self.stall_seconds)
+                await self._stall()
         elif s is Scenario.HUGE_DATA_SEGMENT:
             # Announce the largest DSL the field can hold, then stream filler until the
             # client hangs up; a client that buffers before checking pays 16 MiB.
@@ -188,11 +197,11 @@ class HostileTarget:
                 sent += _CHUNK
         elif s is Scenario.UNKNOWN_OPCODE:
             await self._send(writer, login_response(req.isid, req.itt, opcode=0x1C))
-            await asyncio.sleep(self.stall_seconds)
+            await self._stall()
         elif s is Scenario.GARBAGE_TEXT:
             junk = b"\xff\xfe no equals sign here\0=\0AuthMethod\0\x00\x00garbage"
             await self._send(writer, login_response(req.isid, req.itt, flags=0x81, data=junk))
-            await asyncio.sleep(self.stall_seconds)
+            await self._stall()
         elif s is Scenario.EOF_MID_PDU:
             full = login_response(req.isid, req.itt, data=ok_text * 8)
             await self._send(writer, full[: _BHS + 40])
@@ -218,6 +227,6 @@ class HostileTarget:
                 bhs = await self._read_pdu(reader)
             with contextlib.suppress(asyncio.IncompleteReadError):
                 await self._read_pdu(reader)
-            await asyncio.sleep(self.stall_seconds)
+            await self._stall()
         else:  # pragma: no cover - exhaustive over Scenario
             raise AssertionError(s)

@@ -64,7 +64,8 @@ class TgtError(RigError):
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` right now (the kernel's choice for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
@@ -134,7 +135,8 @@ class TgtBackend:
         exe = shutil.which(tgtd) or shutil.which(tgtd, path="/usr/sbin:/sbin")
         if exe is None:
             raise TgtError("tgtd is not installed; install the Debian package tgt.")
-        ipaddress.ip_address(host)  # tgt's portal= wants a literal address
+        literal = ipaddress.ip_address(host)  # tgt's portal= wants a literal address
+        bracketed = f"[{host}]" if literal.version == 6 else host
         last_error = "it did not start"
         for _attempt in range(5):
             listen_port = port if port is not None else free_port(host)
@@ -145,7 +147,7 @@ class TgtBackend:
             log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
             try:
                 proc = subprocess.Popen(
-                    [exe, "-f", "-C", str(control), "--iscsi", f"portal={host}:{listen_port}"],
+                    [exe, "-f", "-C", str(control), "--iscsi", f"portal={bracketed}:{listen_port}"],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,

@@ -12,10 +12,12 @@ import itertools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from eqliscsi.iscsi_discovery import AuthenticationFailed
 from eqliscsi.secret import Secret
 from rig.need import need, need_executable
 from rig.targets.base import ChapAccount, TargetBackend
@@ -34,6 +36,37 @@ def _tgt(host: str, log: Path) -> Iterator[TargetBackend]:
         backend.close()
 
 
+@dataclass(frozen=True)
+class Quirks:
+    """Where real targets legitimately answer differently (reference §10).
+
+    Tests read their expectations from here, so a new backend adds one entry instead
+    of editing tests.
+    """
+
+    acl_refusal_status: int  # login from an initiator outside the ACL
+    unknown_target_status: int  # login to a TargetName that does not exist
+    chap_sha256: bool  # False: tgt numbers SHA-1 as "7" and fails a SHA-256 answer
+    mutual_unconfigured: type[Exception]  # we ask for mutual, target has no account
+    redirects: bool  # per-target login redirection can be configured
+    vendor_product: tuple[str, str]  # standard INQUIRY of a file-backed disk
+    # tgt answers the 2nd Text continuation with MaxCmdSN = ExpCmdSN - 1 and never
+    # reopens the window (see test_150_targets_multi_pdu).
+    shuts_window_on_continuation: bool
+
+
+QUIRKS: dict[str, Quirks] = {
+    "tgt": Quirks(
+        acl_refusal_status=0x0203,
+        unknown_target_status=0x0203,
+        chap_sha256=False,
+        mutual_unconfigured=AuthenticationFailed,
+        redirects=True,
+        vendor_product=("IET", "VIRTUAL-DISK"),
+        shuts_window_on_continuation=True,
+    ),
+}
+
 # kind -> factory(host, log file); a factory skips/fails via rig.need when unavailable.
 BACKENDS: dict[str, Callable[[str, Path], AbstractContextManager[TargetBackend]]] = {
     "tgt": _tgt,
@@ -46,6 +79,11 @@ MakeDisk = Callable[..., Path]
 @pytest.fixture(params=sorted(BACKENDS), ids=lambda k: f"backend={k}")
 def backend_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture
+def quirks(backend_kind: str) -> Quirks:
+    return QUIRKS[backend_kind]
 
 
 @pytest.fixture
