@@ -176,6 +176,13 @@ class Node:
         text = output.decode(errors="replace") if isinstance(output, bytes) else ""
         return int(result.exit_code or 0), text
 
+    def put_file(self, path: str, content: bytes, *, mode: int = 0o600, owner: int = 0) -> None:
+        """Copy ``content`` into the container as ``path`` (never through argv or env)."""
+        parent, _, name = path.rpartition("/")
+        self.container.put_archive(
+            parent or "/", _tar([(name, content, mode)], uid=owner, gid=owner)
+        )
+
     def logs(self, since: int | None = None) -> str:
         """The container's output (only what came after ``since``, a Unix time, if given)."""
         kwargs: dict[str, Any] = {} if since is None else {"since": since}
