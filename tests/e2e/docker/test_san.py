@@ -42,6 +42,7 @@ from eqliscsi.san.session import SanEndpoint, open_session
 from eqliscsi.secret import Secret
 from rig.docker.topology import ONEADMIN_UID, DockerRig, Topology
 from rig.need import need_executable
+from tests.e2e.docker.conftest import TIMINGS
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -301,6 +302,7 @@ qemu-img convert -n -O raw disk.qcow2 {url}
     before = san_model(topology, docker_rig)
 
     seconds = topology.restart("san")
+    TIMINGS.append(f"san restart to ready: {seconds:.1f} s")
     assert seconds < 60
 
     after = san_model(topology, docker_rig)
@@ -391,8 +393,13 @@ def test_partition_frontend_from_san_mid_operation(
             assert not job.done(), job.result()
             time.sleep(0.1)
         network.disconnect(frontend.container)
+        cut = time.monotonic()
         try:
             status, out = job.result(timeout=120)
+            TIMINGS.append(
+                f"partition: the frontend's create failed {time.monotonic() - cut:.1f} s "
+                f"after the cut: {out.strip().splitlines()[-1:]}"
+            )
         finally:
             network.connect(frontend.container, aliases=["frontend"])
     san.exec(["rm", "-f", faults])
