@@ -29,6 +29,7 @@ all, for the e2e suites.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import secrets
@@ -213,6 +214,41 @@ class DockerRig:
     def lun_path(self, uid: str) -> str:
         """The backing file of a volume (by its model uid) inside the san container."""
         return f"{self.state_dir}/luns/{uid}.img"
+
+    def save(self, path: Path) -> None:
+        """Write this description as JSON (no secrets: the password stays in its file)."""
+        data = {
+            "san_ssh": list(self.san_ssh),
+            "account": self.account,
+            "group": self.group,
+            "password_file": str(self.password_file),
+            "known_hosts": str(self.known_hosts),
+            "portal": list(self.portal),
+            "private_portal": list(self.private_portal),
+            "member_port": self.member_port,
+            "hosts_ssh": {k: list(v) for k, v in self.hosts_ssh.items()},
+            "ssh_key": str(self.ssh_key),
+            "state_dir": self.state_dir,
+        }
+        path.write_text(json.dumps(data, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> DockerRig:
+        """Read what :meth:`save` wrote (``eqliscsi rig up --docker`` writes ``rig.json``)."""
+        d = json.loads(path.read_text())
+        return cls(
+            san_ssh=(str(d["san_ssh"][0]), int(d["san_ssh"][1])),
+            account=str(d["account"]),
+            group=str(d["group"]),
+            password_file=Path(d["password_file"]),
+            known_hosts=Path(d["known_hosts"]),
+            portal=(str(d["portal"][0]), int(d["portal"][1])),
+            private_portal=(str(d["private_portal"][0]), int(d["private_portal"][1])),
+            member_port=int(d["member_port"]),
+            hosts_ssh={str(k): (str(v[0]), int(v[1])) for k, v in d["hosts_ssh"].items()},
+            ssh_key=Path(d["ssh_key"]),
+            state_dir=str(d["state_dir"]),
+        )
 
 
 def _tar(files: Sequence[tuple[str, bytes, int]], *, uid: int, gid: int) -> bytes:
