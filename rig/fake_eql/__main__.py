@@ -30,6 +30,11 @@ def _host_port(text: str, default_port: int) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+# The target backends make_backends can serve a data plane with (the san container's
+# entrypoint reads this before it picks LIO).
+BACKENDS = ("tgt",)
+
+
 def make_backends(
     kind: str, portal: Portal, state_dir: Path, member_port: int | None = None
 ) -> tuple[TargetBackend, TargetBackend | None]:

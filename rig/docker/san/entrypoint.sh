@@ -22,11 +22,16 @@ requested="${EQLISCSI_TARGET_BACKEND:-auto}"
 # LIO needs target_core_mod and configfs on the Docker host (a container shares its
 # kernel) plus rtslib-fb in the image; without them tgt serves the same LUNs from
 # userspace.
-lio_usable() { [ -d /sys/kernel/config/target ] && python -c 'import rtslib_fb' 2>/dev/null; }
+# The fake group also needs a LIO data plane of its own (rig.fake_eql.__main__.BACKENDS).
+lio_usable() {
+  [ -d /sys/kernel/config/target ] && python -c 'import rtslib_fb' 2>/dev/null || return 1
+  [ "${EQLISCSI_SAN_SMOKE:-0}" = 1 ] && return 0
+  python -c 'import sys; from rig.fake_eql.__main__ import BACKENDS; sys.exit("lio" not in BACKENDS)' 2>/dev/null
+}
 case "$requested" in
   auto) if lio_usable; then backend=lio; else backend=tgt; fi ;;
   tgt) backend=tgt ;;
-  lio) lio_usable || die "EQLISCSI_TARGET_BACKEND=lio but this kernel has no LIO (configfs + target_core_mod) or rtslib-fb is missing; use tgt or run on a host with LIO."
+  lio) lio_usable || die "EQLISCSI_TARGET_BACKEND=lio but this kernel has no LIO (configfs + target_core_mod), or rtslib-fb or the fake group's LIO data plane is missing; use tgt or run on a host with LIO."
        backend=lio ;;
   *) die "EQLISCSI_TARGET_BACKEND=$requested is not one of auto, tgt, lio; set one of those." ;;
 esac
