@@ -3,6 +3,7 @@ the san container's portal, a raw socket and OpenSSH against the hosts' sshd."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from rig.docker.engine import Engine
 from rig.docker.errors import ContainerNotReadyError
 from rig.docker.images import RigImages, ensure_images
-from rig.docker.topology import RUN_LABEL, LogLine, NodeSpec, Topology
+from rig.docker.topology import DEFAULT_NODES, RUN_LABEL, LogLine, NodeSpec, Topology
 from rig.fake_eql.__main__ import BACKENDS as FAKE_BACKENDS
 from rig.need import need_executable
 from tests.e2e.docker.conftest import TIMINGS
@@ -141,6 +142,28 @@ def test_failed_start_leaves_nothing_behind(docker_engine: Engine, rig_images: R
     label = f"{RUN_LABEL}={topo.run_id}"
     assert client.containers.list(all=True, filters={"label": label}) == []
     assert client.networks.list(filters={"label": label}) == []
+
+
+def test_san_state_volume_goes_with_the_topology(
+    docker_engine: Engine, rig_images: RigImages
+) -> None:
+    client = docker_engine.client()
+    never = dataclasses.replace(DEFAULT_NODES[0], ready=(LogLine("never printed"),))
+    topo = Topology(client, rig_images, nodes=(never,), ready_timeout=3)
+    label = f"{RUN_LABEL}={topo.run_id}"
+    try:
+        with pytest.raises(ContainerNotReadyError, match="not ready within 3 s"):
+            topo.start()
+        # The san really had its state volume (and its password file) while it ran.
+        assert [v.name for v in client.volumes.list(filters={"label": label})] == [
+            f"eqliscsi-{topo.run_id}-san-state"
+        ]
+        status, _ = topo["san"].exec(["test", "-s", "/etc/eqliscsi/san-password"])
+        assert status == 0
+    finally:
+        topo.close()
+    assert client.containers.list(all=True, filters={"label": label}) == []
+    assert client.volumes.list(filters={"label": label}) == []
 
 
 def _host_has_lio() -> bool:
