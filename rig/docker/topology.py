@@ -75,6 +75,8 @@ ONEADMIN_UID = 9869  # as in OpenNebula's packages; the images create it so
 ONEADMIN_HOME = "/var/lib/one"
 READY_TIMEOUT = 90.0
 _POLL = 0.2
+REMOTES_TM = Path(__file__).resolve().parents[2] / "remotes" / "tm" / "eqliscsi"
+HOST_REMOTES = "/var/tmp/one/tm/eqliscsi"  # oned's remotes dir on a host
 SAN_GROUP = "rig-group"
 SAN_ACCOUNT = "grpadmin"
 SAN_STATE = "/var/lib/eqliscsi/san"
@@ -497,6 +499,13 @@ class Topology:
         self, spec: NodeSpec, container: docker.models.containers.Container
     ) -> None:
         if spec.image == "host":
+            # What `onehost sync` does: the driver's remotes (CHAP helper, udev helper
+            # that the iscsiadm stand-in runs) where the driver expects them.
+            remotes = [
+                (f.name, f.read_bytes(), 0o755) for f in sorted(REMOTES_TM.iterdir()) if f.is_file()
+            ]
+            if remotes:
+                container.put_archive(HOST_REMOTES, _tar(remotes, uid=0, gid=0))
             files = [("authorized_keys", self.public_key, 0o600)]
         elif spec.image == "frontend":
             files = [

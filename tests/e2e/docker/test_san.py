@@ -36,6 +36,7 @@ from eqliscsi.iscsi_discovery import (
     discover,
     probe,
 )
+from eqliscsi.opennebula import iscsiadm as ia
 from eqliscsi.san import commands as c
 from eqliscsi.san.ops import SanOps, VolumeSpec
 from eqliscsi.san.session import SanEndpoint, open_session
@@ -278,6 +279,80 @@ printf %s {shlex.quote(MARKER.decode())} | dd of="$dev" bs=512 seek=8 conv=notru
     assert block.startswith(MARKER.decode())
     status, loops = topology["host1"].exec(["losetup", "-j", "/tmp/lun"])
     assert (status, loops.strip()) == (0, "")
+
+
+def _ssh_script(
+    topology: Topology, rig: DockerRig, host: str, script: bytes, tmp: Path
+) -> tuple[int, str]:
+    """Send ``script`` to ``host`` as the driver does: ``ssh host sh -s`` as oneadmin."""
+    ssh = need_executable("ssh", "openssh-client")
+    address, port = rig.hosts_ssh[host]
+    status, pub = topology[host].exec(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
+    assert status == 0, pub
+    known = tmp / f"known_{host}"
+    known.write_text(f"[{address}]:{port} {' '.join(pub.split()[:2])}\n")
+    done = subprocess.run(
+        [
+            ssh, "-F", "/dev/null", "-p", str(port), "-i", str(rig.ssh_key),
+            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
+            f"oneadmin@{address}", "sh -s",
+        ],
+        input=script,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
+
+
+def test_host1_logs_in_with_the_iscsiadm_stand_in(
+    volume: str, docker_rig: DockerRig, topology: Topology, tmp_path: Path
+) -> None:
+    """The driver's own login/logout scripts (eqliscsi.opennebula.iscsiadm, sudo as
+    oneadmin, CHAP through the shipped helper) run on host1 against the group IP the
+    SAN reports; the stand-in's session names /dev/iscsi/<volume>; bytes written there
+    land in the san's backing file."""
+    group_ip = asyncio.run(_group_ip(docker_rig))
+    node = ia.Node(volume, ia.TargetPortal(group_ip, 3260))
+    creds = ia.ChapCredentials(CHAP_USER, Secret(CHAP_SECRET, origin="test"))
+    login = ia.login_script(node, chap=creds, sudo=True)
+    status, out = _ssh_script(topology, docker_rig, "host1", login.stdin_bytes(), tmp_path)
+    assert status == 0, out
+    host1 = topology["host1"]
+    marker = b"eqliscsi-docker-standin-marker"
+    try:
+        status, size = host1.exec(["blockdev", "--getsize64", f"/dev/iscsi/{VOLUME}"])
+        assert (status, size.strip()) == (0, str(SIZE_MB * 1024 * 1024)), size
+        write = (
+            f"printf %s {shlex.quote(marker.decode())} | "
+            f"dd of=/dev/iscsi/{VOLUME} bs=512 seek=16 conv=notrunc,fsync status=none"
+        )
+        status, out = host1.exec(["sh", "-c", write])
+        assert status == 0, out
+        status, sessions = host1.exec(["iscsiadm", "-m", "session"])
+        assert status == 0 and volume in sessions, sessions
+    finally:
+        logout = ia.logout_script(node, sudo=True)
+        status, out = _ssh_script(topology, docker_rig, "host1", logout.stdin_bytes(), tmp_path)
+    assert status == 0, out
+    path = lun_file(topology, docker_rig, VOLUME)
+    status, block = topology["san"].exec(
+        ["dd", f"if={path}", "bs=512", "skip=16", "count=1", "status=none"]
+    )
+    assert status == 0
+    assert block.startswith(marker.decode())
+    # Logged out: no session, no device link, no loop device left on the Docker host.
+    status, sessions = host1.exec(["iscsiadm", "-m", "session"])
+    assert volume not in sessions
+    assert host1.exec(["test", "-e", f"/dev/iscsi/{VOLUME}"])[0] != 0
+    status, loops = host1.exec(["losetup", "-a"])
+    assert status == 0 and "eqliscsi-standin" not in loops, loops
+
+
+async def _group_ip(rig: DockerRig) -> str:
+    async with open_session(endpoint(rig)) as s:
+        return await SanOps(s, DATASTORE).group_ip()
 
 
 def test_frontend_qemu_img_writes_marker_and_restart_keeps_everything(
