@@ -61,30 +61,10 @@ def up(*, echo: bool = True) -> Topology:
     try:
         topo.start()
         out = cache_dir(MANUAL_RUN)
-        rig = topo.rig(out)  # key, password, known_hosts with the san's key
+        rig = topo.rig(out)  # key, password, known_hosts, ssh_config
     except BaseException:
         topo.close()
         raise
-    known, config = [], []
-    for node in topo.nodes.values():
-        if 22 not in node.ports or node.spec.image != "host":
-            continue
-        status, pub = node.exec(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
-        if status == 0:
-            known.append(f"[127.0.0.1]:{node.ports[22]} {' '.join(pub.split()[:2])}\n")
-        config.append(
-            f"Host {node.name}\n  HostName 127.0.0.1\n  Port {node.ports[22]}\n"
-            f"  User oneadmin\n  IdentityFile {rig.ssh_key}\n  IdentitiesOnly yes\n"
-            f"  UserKnownHostsFile {rig.known_hosts}\n  StrictHostKeyChecking yes\n"
-        )
-    config.append(
-        f"Host san\n  HostName 127.0.0.1\n  Port {rig.san_ssh[1]}\n  User {rig.account}\n"
-        f"  UserKnownHostsFile {rig.known_hosts}\n  StrictHostKeyChecking yes\n"
-        "  PreferredAuthentications password,keyboard-interactive\n"
-    )
-    with rig.known_hosts.open("a") as f:
-        f.write("".join(known))
-    (out / "ssh_config").write_text("".join(config))
     rig.save(out / "rig.json")
     if echo:
         for line in describe(topo, rig, out):

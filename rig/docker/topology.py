@@ -211,6 +211,7 @@ class DockerRig:
     member_port: int  # the member portal's port, the same inside and outside
     hosts_ssh: dict[str, tuple[str, int]]  # host name -> sshd, from the host
     ssh_key: Path  # oneadmin's private key, accepted by every host
+    ssh_config: Path  # OpenSSH config naming each host (and "san") on 127.0.0.1
     state_dir: str = SAN_STATE  # inside the san container
 
     def lun_path(self, uid: str) -> str:
@@ -230,6 +231,7 @@ class DockerRig:
             "member_port": self.member_port,
             "hosts_ssh": {k: list(v) for k, v in self.hosts_ssh.items()},
             "ssh_key": str(self.ssh_key),
+            "ssh_config": str(self.ssh_config),
             "state_dir": self.state_dir,
         }
         path.write_text(json.dumps(data, indent=1) + "\n")
@@ -249,6 +251,7 @@ class DockerRig:
             member_port=int(d["member_port"]),
             hosts_ssh={str(k): (str(v[0]), int(v[1])) for k, v in d["hosts_ssh"].items()},
             ssh_key=Path(d["ssh_key"]),
+            ssh_config=Path(d["ssh_config"]),
             state_dir=str(d["state_dir"]),
         )
 
@@ -629,7 +632,7 @@ class Topology:
         self.volumes.clear()
 
     def rig(self, directory: Path) -> DockerRig:
-        """Write the host-side files (key, password, known_hosts) into ``directory``."""
+        """Write the host-side files (key, password, known_hosts, ssh_config) into ``directory``."""
         san = self.nodes["san"]
         password = directory / "san-password"
         password.touch(mode=0o600)
@@ -639,24 +642,48 @@ class Topology:
             raise ContainerNotReadyError(
                 f"Could not read the san's SSH host key ({pub.strip()}); check its state volume."
             )
-        key = " ".join(pub.split()[:2])
-        ssh = san.address(22)
+        lines = [f"[{san.address(22)[0]}]:{san.address(22)[1]} {' '.join(pub.split()[:2])}\n"]
+        lines.append(f"san {' '.join(pub.split()[:2])}\n")
+        key = self.key_file(directory)
         known = directory / "known_hosts"
-        known.write_text(f"[{ssh[0]}]:{ssh[1]} {key}\nsan {key}\n")
-        member = self._member_port(san)
+        config = []
+        hosts = [n for n in self.nodes.values() if n.spec.image == "host"]
+        for node in hosts:
+            status, host_pub = node.exec(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
+            if status != 0:
+                raise ContainerNotReadyError(
+                    f"Could not read {node.name}'s SSH host key ({host_pub.strip()}); "
+                    "check the host image's entrypoint."
+                )
+            address, port = node.address(22)
+            lines.append(f"[{address}]:{port} {' '.join(host_pub.split()[:2])}\n")
+            config.append(
+                f"Host {node.name}\n  HostName {address}\n  Port {port}\n"
+                f"  User oneadmin\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
+                f"  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n"
+                "  BatchMode yes\n"
+            )
+        address, port = san.address(22)
+        config.append(
+            f"Host san\n  HostName {address}\n  Port {port}\n  User {SAN_ACCOUNT}\n"
+            f"  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n"
+            "  PreferredAuthentications password,keyboard-interactive\n"
+        )
+        known.write_text("".join(lines))
+        ssh_config = directory / "ssh_config"
+        ssh_config.write_text("".join(config))
         return DockerRig(
-            san_ssh=ssh,
+            san_ssh=(address, port),
             account=SAN_ACCOUNT,
             group=SAN_GROUP,
             password_file=password,
             known_hosts=known,
             portal=san.address(SAN_HOST_PORTAL),
             private_portal=("san", 3260),
-            member_port=member,
-            hosts_ssh={
-                n.name: n.address(22) for n in self.nodes.values() if n.spec.image == "host"
-            },
-            ssh_key=self.key_file(directory),
+            member_port=self._member_port(san),
+            hosts_ssh={n.name: n.address(22) for n in hosts},
+            ssh_key=key,
+            ssh_config=ssh_config,
         )
 
     def _member_port(self, san: Node) -> int:

@@ -281,33 +281,22 @@ printf %s {shlex.quote(MARKER.decode())} | dd of="$dev" bs=512 seek=8 conv=notru
     assert (status, loops.strip()) == (0, "")
 
 
-def _ssh_script(
-    topology: Topology, rig: DockerRig, host: str, script: bytes, tmp: Path
-) -> tuple[int, str]:
-    """Send ``script`` to ``host`` as the driver does: ``ssh host sh -s`` as oneadmin."""
+def _ssh_script(rig: DockerRig, host: str, script: bytes) -> tuple[int, str]:
+    """Send ``script`` to ``host`` as the driver does: ``ssh host sh -s`` as oneadmin,
+    through the rig's ssh_config (strict host key checking, the rig's key only)."""
     ssh = need_executable("ssh", "openssh-client")
-    address, port = rig.hosts_ssh[host]
-    status, pub = topology[host].exec(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
-    assert status == 0, pub
-    known = tmp / f"known_{host}"
-    known.write_text(f"[{address}]:{port} {' '.join(pub.split()[:2])}\n")
     done = subprocess.run(
-        [
-            ssh, "-F", "/dev/null", "-p", str(port), "-i", str(rig.ssh_key),
-            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
-            f"oneadmin@{address}", "sh -s",
-        ],
+        [ssh, "-F", str(rig.ssh_config), host, "sh -s"],
         input=script,
         capture_output=True,
         timeout=120,
         check=False,
-    )  # fmt: skip
+    )
     return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
 
 
 def test_host1_logs_in_with_the_iscsiadm_stand_in(
-    volume: str, docker_rig: DockerRig, topology: Topology, tmp_path: Path
+    volume: str, docker_rig: DockerRig, topology: Topology
 ) -> None:
     """The driver's own login/logout scripts (eqliscsi.opennebula.iscsiadm, sudo as
     oneadmin, CHAP through the shipped helper) run on host1 against the group IP the
@@ -317,7 +306,7 @@ def test_host1_logs_in_with_the_iscsiadm_stand_in(
     node = ia.Node(volume, ia.TargetPortal(group_ip, 3260))
     creds = ia.ChapCredentials(CHAP_USER, Secret(CHAP_SECRET, origin="test"))
     login = ia.login_script(node, chap=creds, sudo=True)
-    status, out = _ssh_script(topology, docker_rig, "host1", login.stdin_bytes(), tmp_path)
+    status, out = _ssh_script(docker_rig, "host1", login.stdin_bytes())
     assert status == 0, out
     host1 = topology["host1"]
     marker = b"eqliscsi-docker-standin-marker"
@@ -334,7 +323,7 @@ def test_host1_logs_in_with_the_iscsiadm_stand_in(
         assert status == 0 and volume in sessions, sessions
     finally:
         logout = ia.logout_script(node, sudo=True)
-        status, out = _ssh_script(topology, docker_rig, "host1", logout.stdin_bytes(), tmp_path)
+        status, out = _ssh_script(docker_rig, "host1", logout.stdin_bytes())
     assert status == 0, out
     path = lun_file(topology, docker_rig, VOLUME)
     status, block = topology["san"].exec(
