@@ -13,21 +13,22 @@ hosts' keys, a config naming every node) is written to ``$EQLISCSI_CACHE/docker/
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 
 from rig.docker.cache import cache_dir
 from rig.docker.engine import ensure_engine
 from rig.docker.images import ensure_images
-from rig.docker.topology import OWNER_LABEL, Topology
+from rig.docker.topology import OWNER_LABEL, DockerRig, Topology
 
-__all__ = ["docker_rig", "down", "up"]
+__all__ = ["describe", "docker_rig", "down", "up"]
 
 MANUAL_RUN = "manual"
 
 
 def down() -> int:
-    """Remove the manual topology's containers and network; how many objects went."""
+    """Remove the manual topology's containers, network and volume; how many objects went."""
     client = ensure_engine(start=False).client()
     removed = 0
     label: dict[str, str | list[str] | bool] = {"label": f"{OWNER_LABEL}=manual"}
@@ -37,11 +38,21 @@ def down() -> int:
     for network in client.networks.list(filters=label):
         network.remove()
         removed += 1
+    for volume in client.volumes.list(filters=label):
+        volume.remove(force=True)
+        removed += 1
     return removed
 
 
-def up() -> Topology:
-    """Build what is missing, replace any manual topology, start one and write SSH files."""
+def up(*, echo: bool = True) -> Topology:
+    """Build what is missing, replace any manual topology, start one and write its files.
+
+    Writes to ``$EQLISCSI_CACHE/docker/manual``: oneadmin's key, the group password
+    (0600), ``known_hosts`` (san and hosts on their published ports, and ``san`` by
+    name), ``ssh_config`` (every node with sshd, by name) and ``rig.json`` (a
+    :class:`~rig.docker.topology.DockerRig`, for ``DockerRig.load``).  With ``echo``
+    it prints how to reach each container.
+    """
     engine = ensure_engine()
     client = engine.client()
     images = ensure_images(client, url=engine.url)
@@ -49,26 +60,37 @@ def up() -> Topology:
     topo = Topology(client, images, run_id=MANUAL_RUN, manual=True)
     try:
         topo.start()
+        out = cache_dir(MANUAL_RUN)
+        rig = topo.rig(out)  # key, password, known_hosts, ssh_config
     except BaseException:
         topo.close()
         raise
-    out = cache_dir(MANUAL_RUN)
-    key = topo.key_file(out)
-    known, config = [], []
-    for node in topo.nodes.values():
-        if 22 not in node.ports:
-            continue
-        status, pub = node.exec(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
-        if status == 0:
-            known.append(f"[127.0.0.1]:{node.ports[22]} {' '.join(pub.split()[:2])}\n")
-        config.append(
-            f"Host {node.name}\n  HostName 127.0.0.1\n  Port {node.ports[22]}\n"
-            f"  User oneadmin\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
-            f"  UserKnownHostsFile {out / 'known_hosts'}\n  StrictHostKeyChecking yes\n"
-        )
-    (out / "known_hosts").write_text("".join(known))
-    (out / "ssh_config").write_text("".join(config))
+    rig.save(out / "rig.json")
+    if echo:
+        for line in describe(topo, rig, out):
+            click.echo(line)
     return topo
+
+
+def describe(topo: Topology, rig: DockerRig, out: Path) -> list[str]:
+    """Lines telling a person how to reach each container of a running topology."""
+    lines = [f"rig: docker topology up in {topo.started_seconds:.1f} s (files in {out})"]
+    for node in topo.nodes.values():
+        ports = ", ".join(f"{p} -> 127.0.0.1:{h}" for p, h in sorted(node.ports.items()))
+        lines.append(
+            f"  {node.name:<9} {node.container.name:<28} {ports or '(no published ports)'}"
+        )
+    lines += [
+        f"rig: SAN CLI: ssh -F {out / 'ssh_config'} san   "
+        f"(account {rig.account}, password in {rig.password_file})",
+        f"rig: group portal from this machine: {rig.portal[0]}:{rig.portal[1]} "
+        f"(logins redirect to 127.0.0.1:{rig.member_port}); "
+        f"from the containers: {rig.private_portal[0]}:{rig.private_portal[1]}",
+        f"rig: hosts: ssh -F {out / 'ssh_config'} host1   (or host2)",
+        f"rig: frontend: docker exec -it -u oneadmin {topo.nodes['frontend'].container.name} bash",
+        f"rig: description for tests: {out / 'rig.json'}; remove with: eqliscsi rig down --docker",
+    ]
+    return lines
 
 
 @click.group("docker")
@@ -90,17 +112,10 @@ def build_command() -> None:
 def up_command() -> None:
     """Build (or reuse) the images and start the topology; it stays up until `down`."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    topo = up()
-    out = cache_dir(MANUAL_RUN)
-    click.echo(f"rig: topology up in {topo.started_seconds:.1f} s")
-    for node in topo.nodes.values():
-        ports = ", ".join(f"{p} -> 127.0.0.1:{h}" for p, h in sorted(node.ports.items()))
-        click.echo(f"  {node.name:<9} {node.container.name:<28} {ports or '(no published ports)'}")
-    click.echo(f"rig: ssh -F {out / 'ssh_config'} host1")
-    click.echo(f"rig: docker exec -it -u oneadmin eqliscsi-{MANUAL_RUN}-frontend bash")
+    up()
 
 
 @docker_rig.command("down")
 def down_command() -> None:
     """Remove the topology that `up` started."""
-    click.echo(f"rig: removed {down()} containers and networks")
+    click.echo(f"rig: removed {down()} containers, networks and volumes")

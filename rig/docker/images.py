@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
@@ -126,11 +127,27 @@ def _save(client: docker.DockerClient, tag: str, tarball: Path) -> None:
             old.unlink()
 
 
+# Tags younger than this stay: worktrees or CI jobs sharing one engine each build their
+# own tag, and removing a sibling's fresh image makes its next container create fail.
+KEEP_RECENT_SECONDS = 3 * 3600
+
+
 def _remove_older(client: docker.DockerClient, name: str, keep: str) -> None:
     # Each source edit makes a new tag; without this, /var/lib/docker grows by an
     # image per edit.  An image a container still uses stays (the engine refuses).
+    now = time.time()
     for image in client.images.list(name=f"{REPOSITORY}/{name}"):
         if keep in image.tags or image.id is None:
+            continue
+        created = str(image.attrs.get("Created", ""))
+        try:
+            age = (
+                now
+                - datetime.fromisoformat(created[:26].rstrip("Z")).replace(tzinfo=UTC).timestamp()
+            )
+        except ValueError:
+            age = 0.0  # unknown age: keep it
+        if age < KEEP_RECENT_SECONDS:
             continue
         try:
             client.images.remove(image.id)

@@ -15,14 +15,24 @@ Everything the rig creates carries labels: ``org.eqliscsi.rig`` (the run id) and
 ``eqliscsi rig up --docker``).  :func:`sweep_stale` removes what a killed test session
 left behind, and never touches a topology a person brought up.
 
-Ports are published on 127.0.0.1 only, on ports the engine picks.
+Ports are published on 127.0.0.1 only: on ports the engine picks, or, for a node with
+``pinned_ports`` (the san), on free ports chosen once at creation so that they survive
+a restart of the container.  The san's member iSCSI port is published 1:1 (the same
+number inside and out), because the group portal's login redirect names it.
+
+The san keeps its state (``san.json``, SSH host key, backing files) on a Docker volume
+of its own, and its CLI password arrives as a file copied in before it starts (never
+in its environment or command line).  :meth:`Topology.rig` describes how to reach it
+all, for the e2e suites.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
+import secrets
 import socket
 import tarfile
 import time
@@ -42,9 +52,13 @@ import docker.models.networks
 from rig.docker.cache import cache_dir
 from rig.docker.errors import ContainerNotReadyError
 from rig.docker.images import RigImages
+from rig.targets.tgt import free_port
 
 __all__ = [
     "DEFAULT_NODES",
+    "SAN_ACCOUNT",
+    "SAN_GROUP",
+    "DockerRig",
     "LogLine",
     "Node",
     "NodeSpec",
@@ -61,6 +75,14 @@ ONEADMIN_UID = 9869  # as in OpenNebula's packages; the images create it so
 ONEADMIN_HOME = "/var/lib/one"
 READY_TIMEOUT = 90.0
 _POLL = 0.2
+REMOTES_TM = Path(__file__).resolve().parents[2] / "remotes" / "tm" / "eqliscsi"
+HOST_REMOTES = "/var/tmp/one/tm/eqliscsi"  # oned's remotes dir on a host
+SAN_GROUP = "rig-group"
+SAN_ACCOUNT = "grpadmin"
+SAN_STATE = "/var/lib/eqliscsi/san"
+SAN_PASSWORD_FILE = "/etc/eqliscsi/san-password"  # noqa: S105 - a path, not a password
+SAN_HOST_PORTAL = 3262  # the group portal for initiators on the Docker host
+MEMBER_PORT_ENV = "EQLISCSI_SAN_MEMBER_PORT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,17 +115,38 @@ class NodeSpec:
     privileged: bool = False
     ready: tuple[Readiness, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
+    # Host ports chosen at creation (kept across restarts) instead of by the engine.
+    pinned_ports: bool = False
+    # An environment variable that receives a port free on the Docker host's loopback;
+    # that port is published 1:1 (for the san's member portal, named in redirects).
+    same_port_env: str | None = None
+    # (volume name suffix, mount point): a Docker volume owned by the topology.
+    volumes: tuple[tuple[str, str], ...] = ()
+    san_password: bool = False  # copy the group password file in before start
 
 
 DEFAULT_NODES: tuple[NodeSpec, ...] = (
     NodeSpec(
         "san",
         "san",
-        ports=(3260, 22),
-        ready=(LogLine("eqliscsi-san: ready"),),
-        # The docker tier's tests so far check the image's own smoke target; the fake
-        # EqualLogic shell (rig.fake_eql) is wired in with the driver's e2e suite.
-        environment=(("EQLISCSI_TARGET_BACKEND", "auto"), ("EQLISCSI_SAN_SMOKE", "1")),
+        # 22: the Group Manager CLI; 3262: the group portal for initiators on the
+        # Docker host.  3260 (the group portal of the private network) is not
+        # published: its redirects name an address only the containers reach.
+        ports=(22, SAN_HOST_PORTAL),
+        # rig.fake_eql prints exactly this once its CLI accepts SSH connections, and it
+        # starts the tgtds (and restores the volumes' targets) before that.
+        ready=(LogLine("ready 0.0.0.0:22"),),
+        environment=(
+            ("EQLISCSI_TARGET_BACKEND", "auto"),
+            ("EQLISCSI_SAN_GROUP", SAN_GROUP),
+            ("EQLISCSI_SAN_ACCOUNT", SAN_ACCOUNT),
+            ("EQLISCSI_SAN_PASSWORD_FILE", SAN_PASSWORD_FILE),
+            ("EQLISCSI_SAN_HOST_PORTAL_PORT", str(SAN_HOST_PORTAL)),
+        ),
+        pinned_ports=True,
+        same_port_env=MEMBER_PORT_ENV,
+        volumes=(("san-state", SAN_STATE),),
+        san_password=True,
     ),
     # FUSE and loop devices for the iscsiadm stand-in need a privileged container.
     NodeSpec("host1", "host", ports=(22,), privileged=True, ready=(SshBanner(22),)),
@@ -136,8 +179,81 @@ class Node:
         text = output.decode(errors="replace") if isinstance(output, bytes) else ""
         return int(result.exit_code or 0), text
 
-    def logs(self) -> str:
-        return self.container.logs(stdout=True, stderr=True).decode(errors="replace")
+    def put_file(self, path: str, content: bytes, *, mode: int = 0o600, owner: int = 0) -> None:
+        """Copy ``content`` into the container as ``path`` (never through argv or env)."""
+        parent, _, name = path.rpartition("/")
+        self.container.put_archive(
+            parent or "/", _tar([(name, content, mode)], uid=owner, gid=owner)
+        )
+
+    def logs(self, since: int | None = None) -> str:
+        """The container's output (only what came after ``since``, a Unix time, if given)."""
+        kwargs: dict[str, Any] = {} if since is None else {"since": since}
+        raw: bytes = self.container.logs(stdout=True, stderr=True, **kwargs)
+        return raw.decode(errors="replace")
+
+
+@dataclass(frozen=True, slots=True)
+class DockerRig:
+    """How the e2e suites reach the container topology (like ``rig.embedded.EmbeddedRig``).
+
+    Addresses ending in ``_from_host`` are on the Docker host's 127.0.0.1; the others
+    are names/addresses on the private network, for code running in the containers.
+    """
+
+    san_ssh: tuple[str, int]  # the Group Manager CLI, from the host
+    account: str
+    group: str
+    password_file: Path  # 0600, on the host
+    known_hosts: Path  # the san's key for "[127.0.0.1]:port" (and "san" for containers)
+    portal: tuple[str, int]  # group portal from the host; logins redirect to 127.0.0.1
+    private_portal: tuple[str, int]  # group portal from the containers ("san", 3260)
+    member_port: int  # the member portal's port, the same inside and outside
+    hosts_ssh: dict[str, tuple[str, int]]  # host name -> sshd, from the host
+    ssh_key: Path  # oneadmin's private key, accepted by every host
+    ssh_config: Path  # OpenSSH config naming each host (and "san") on 127.0.0.1
+    state_dir: str = SAN_STATE  # inside the san container
+
+    def lun_path(self, uid: str) -> str:
+        """The backing file of a volume (by its model uid) inside the san container."""
+        return f"{self.state_dir}/luns/{uid}.img"
+
+    def save(self, path: Path) -> None:
+        """Write this description as JSON (no secrets: the password stays in its file)."""
+        data = {
+            "san_ssh": list(self.san_ssh),
+            "account": self.account,
+            "group": self.group,
+            "password_file": str(self.password_file),
+            "known_hosts": str(self.known_hosts),
+            "portal": list(self.portal),
+            "private_portal": list(self.private_portal),
+            "member_port": self.member_port,
+            "hosts_ssh": {k: list(v) for k, v in self.hosts_ssh.items()},
+            "ssh_key": str(self.ssh_key),
+            "ssh_config": str(self.ssh_config),
+            "state_dir": self.state_dir,
+        }
+        path.write_text(json.dumps(data, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> DockerRig:
+        """Read what :meth:`save` wrote (``eqliscsi rig up --docker`` writes ``rig.json``)."""
+        d = json.loads(path.read_text())
+        return cls(
+            san_ssh=(str(d["san_ssh"][0]), int(d["san_ssh"][1])),
+            account=str(d["account"]),
+            group=str(d["group"]),
+            password_file=Path(d["password_file"]),
+            known_hosts=Path(d["known_hosts"]),
+            portal=(str(d["portal"][0]), int(d["portal"][1])),
+            private_portal=(str(d["private_portal"][0]), int(d["private_portal"][1])),
+            member_port=int(d["member_port"]),
+            hosts_ssh={str(k): (str(v[0]), int(v[1])) for k, v in d["hosts_ssh"].items()},
+            ssh_key=Path(d["ssh_key"]),
+            ssh_config=Path(d["ssh_config"]),
+            state_dir=str(d["state_dir"]),
+        )
 
 
 def _tar(files: Sequence[tuple[str, bytes, int]], *, uid: int, gid: int) -> bytes:
@@ -207,10 +323,12 @@ def _host_devices() -> list[str]:
     return [str(p) for p in (*fixed, *loops)]
 
 
-def _loopback_ports(ports: Sequence[int]) -> dict[str, Any]:
+def _loopback_ports(ports: Sequence[int], pinned: dict[int, int] | None = None) -> dict[str, Any]:
     # (address, None): the engine picks a free port, bound on loopback only.  (The
-    # SDK accepts None here; its stubs do not say so, hence Any.)
-    return {f"{p}/tcp": ("127.0.0.1", None) for p in ports}
+    # SDK accepts None here; its stubs do not say so, hence Any.)  A pinned port keeps
+    # its number when the container restarts; an engine-picked one would not.
+    pinned = pinned or {}
+    return {f"{p}/tcp": ("127.0.0.1", pinned.get(p)) for p in (*ports, *pinned)}
 
 
 def _ssh_banner(address: tuple[str, int], timeout: float = 2.0) -> str | None:
@@ -247,6 +365,11 @@ def sweep_stale(client: docker.DockerClient) -> int:
         if owner.isdigit() and not _pid_alive(int(owner)):
             network.remove()
             removed += 1
+    for volume in client.volumes.list(filters={"label": OWNER_LABEL}):
+        owner = (volume.attrs.get("Labels") or {}).get(OWNER_LABEL, "")
+        if owner.isdigit() and not _pid_alive(int(owner)):
+            volume.remove(force=True)
+            removed += 1
     if removed:
         log.info("removed %d containers/networks left by dead test sessions", removed)
     return removed
@@ -273,6 +396,9 @@ class Topology:
         self.ready_timeout = ready_timeout
         self.nodes: dict[str, Node] = {}
         self.network: docker.models.networks.Network | None = None
+        self.volumes: list[Any] = []
+        # The group's CLI password: made per topology, copied into the san as a file.
+        self.san_password: bytes = secrets.token_urlsafe(18).encode()
         self.started_seconds = 0.0
         # oneadmin's key pair, made per topology: a leaked key from a throwaway rig
         # opens nothing else.  key_file() writes it out for host-side ssh.
@@ -325,21 +451,40 @@ class Topology:
         self.network = self.client.networks.create(net_name, driver="bridge", labels=self.labels)
         for spec in self.specs:
             endpoint = self.client.api.create_endpoint_config(aliases=[spec.name])
+            environment = dict(spec.environment)
+            pinned: dict[int, int] = {}
+            if spec.pinned_ports:
+                pinned = {p: free_port("127.0.0.1") for p in spec.ports}
+            if spec.same_port_env:
+                same = free_port("127.0.0.1")
+                environment[spec.same_port_env] = str(same)
+                pinned[same] = same
+            mounts = {}
+            for suffix, path in spec.volumes:
+                volume = self.client.volumes.create(self._name(suffix), labels=self.labels)
+                self.volumes.append(volume)
+                mounts[volume.name] = {"bind": path, "mode": "rw"}
             container = self.client.containers.create(
                 self.images.tag(spec.image),
                 name=self._name(spec.name),
                 hostname=spec.name,
                 network=net_name,
                 networking_config={net_name: endpoint},
-                ports=_loopback_ports(spec.ports),
+                ports=_loopback_ports([] if pinned else spec.ports, pinned),
                 **(privileged if spec.privileged else {}),
-                environment=dict(spec.environment),
+                environment=environment,
+                volumes=mounts,
                 labels=self.labels,
                 init=True,  # docker-init reaps what the entrypoints leave behind
                 detach=True,
             )
             self.nodes[spec.name] = Node(spec, container)
             self._install_ssh_material(spec, container)
+            if spec.san_password:
+                container.put_archive(
+                    str(Path(SAN_PASSWORD_FILE).parent),
+                    _tar([(Path(SAN_PASSWORD_FILE).name, self.san_password, 0o600)], uid=0, gid=0),
+                )
         for node in self.nodes.values():
             node.container.start()
         for node in self.nodes.values():
@@ -357,6 +502,13 @@ class Topology:
         self, spec: NodeSpec, container: docker.models.containers.Container
     ) -> None:
         if spec.image == "host":
+            # What `onehost sync` does: the driver's remotes (CHAP helper, udev helper
+            # that the iscsiadm stand-in runs) where the driver expects them.
+            remotes = [
+                (f.name, f.read_bytes(), 0o755) for f in sorted(REMOTES_TM.iterdir()) if f.is_file()
+            ]
+            if remotes:
+                container.put_archive(HOST_REMOTES, _tar(remotes, uid=0, gid=0))
             files = [("authorized_keys", self.public_key, 0o600)]
         elif spec.image == "frontend":
             files = [
@@ -369,7 +521,21 @@ class Topology:
             f"{ONEADMIN_HOME}/.ssh", _tar(files, uid=ONEADMIN_UID, gid=ONEADMIN_UID)
         )
 
-    def _wait_ready(self, node: Node, began: float) -> None:
+    def restart(self, name: str, *, timeout: int = 20) -> float:
+        """Restart one node (SIGTERM, then start) and wait until it is ready again; seconds.
+
+        Published ports of a pinned node keep their numbers, so addresses handed out
+        before stay valid.
+        """
+        node = self.nodes[name]
+        began = time.monotonic()
+        since = int(time.time())
+        node.container.restart(timeout=timeout)
+        node.ports = {}
+        self._wait_ready(node, began, since=since)
+        return time.monotonic() - began
+
+    def _wait_ready(self, node: Node, began: float, since: int | None = None) -> None:
         deadline = time.monotonic() + self.ready_timeout
         pending = list(node.spec.ready)
         while True:
@@ -382,7 +548,7 @@ class Topology:
                 )
             if not node.ports and node.spec.ports:
                 node.ports = self._published(node)
-            pending = [check for check in pending if not self._check(node, check)]
+            pending = [check for check in pending if not self._check(node, check, since)]
             if not pending:
                 node.ready_seconds = time.monotonic() - began
                 return
@@ -401,9 +567,9 @@ class Topology:
                 ports[int(port)] = int(bindings[0]["HostPort"])
         return ports
 
-    def _check(self, node: Node, check: Readiness) -> bool:
+    def _check(self, node: Node, check: Readiness, since: int | None = None) -> bool:
         if isinstance(check, LogLine):
-            return check.text in node.logs()
+            return check.text in node.logs(since)
         if check.port not in node.ports:
             return False
         return _ssh_banner(node.address(check.port)) is not None
@@ -456,6 +622,77 @@ class Topology:
             except docker.errors.DockerException as exc:
                 log.warning("could not remove network %s: %s", self.network.name, exc)
             self.network = None
+        for volume in self.volumes:
+            try:
+                volume.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.DockerException as exc:
+                log.warning("could not remove volume %s: %s", volume.name, exc)
+        self.volumes.clear()
+
+    def rig(self, directory: Path) -> DockerRig:
+        """Write the host-side files (key, password, known_hosts, ssh_config) into ``directory``."""
+        san = self.nodes["san"]
+        password = directory / "san-password"
+        password.touch(mode=0o600)
+        password.write_bytes(self.san_password)
+        status, pub = san.exec(["cat", f"{SAN_STATE}/ssh_host_ed25519_key.pub"])
+        if status != 0:
+            raise ContainerNotReadyError(
+                f"Could not read the san's SSH host key ({pub.strip()}); check its state volume."
+            )
+        lines = [f"[{san.address(22)[0]}]:{san.address(22)[1]} {' '.join(pub.split()[:2])}\n"]
+        lines.append(f"san {' '.join(pub.split()[:2])}\n")
+        key = self.key_file(directory)
+        known = directory / "known_hosts"
+        config = []
+        hosts = [n for n in self.nodes.values() if n.spec.image == "host"]
+        for node in hosts:
+            status, host_pub = node.exec(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
+            if status != 0:
+                raise ContainerNotReadyError(
+                    f"Could not read {node.name}'s SSH host key ({host_pub.strip()}); "
+                    "check the host image's entrypoint."
+                )
+            address, port = node.address(22)
+            lines.append(f"[{address}]:{port} {' '.join(host_pub.split()[:2])}\n")
+            config.append(
+                f"Host {node.name}\n  HostName {address}\n  Port {port}\n"
+                f"  User oneadmin\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
+                f"  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n"
+                "  BatchMode yes\n"
+            )
+        address, port = san.address(22)
+        config.append(
+            f"Host san\n  HostName {address}\n  Port {port}\n  User {SAN_ACCOUNT}\n"
+            f"  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n"
+            "  PreferredAuthentications password,keyboard-interactive\n"
+        )
+        known.write_text("".join(lines))
+        ssh_config = directory / "ssh_config"
+        ssh_config.write_text("".join(config))
+        return DockerRig(
+            san_ssh=(address, port),
+            account=SAN_ACCOUNT,
+            group=SAN_GROUP,
+            password_file=password,
+            known_hosts=known,
+            portal=san.address(SAN_HOST_PORTAL),
+            private_portal=("san", 3260),
+            member_port=self._member_port(san),
+            hosts_ssh={n.name: n.address(22) for n in hosts},
+            ssh_key=key,
+            ssh_config=ssh_config,
+        )
+
+    def _member_port(self, san: Node) -> int:
+        env = san.container.attrs["Config"]["Env"] or []
+        for item in env:
+            name, _, value = item.partition("=")
+            if name == MEMBER_PORT_ENV:
+                return int(value)
+        raise ContainerNotReadyError("The san container has no member port; recreate it.")
 
     def key_file(self, directory: Path) -> Path:
         """Write oneadmin's private key into ``directory`` (mode 0600) for host-side ssh."""

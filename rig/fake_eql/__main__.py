@@ -30,15 +30,20 @@ def _host_port(text: str, default_port: int) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+# The target backends make_backends can serve a data plane with (the san container's
+# entrypoint reads this before it picks LIO).
+BACKENDS = ("tgt",)
+
+
 def make_backends(
-    kind: str, portal: Portal, state_dir: Path
+    kind: str, portal: Portal, state_dir: Path, member_port: int | None = None
 ) -> tuple[TargetBackend, TargetBackend | None]:
     """The group backend serving ``portal`` and, for tgt, a member backend behind it.
 
     Like a real group, the group portal answers SendTargets for every volume and
     redirects each login to the member that holds the data (RFC 7143 §11.13.5,
     status 0x0101); with tgt the member is a second ``tgtd`` on a free port of the
-    same host.
+    same host (``member_port``, or a free one).
     """
     if kind == "tgt":
         group: TargetBackend = TgtBackend.start(
@@ -46,7 +51,7 @@ def make_backends(
         )
         try:
             member: TargetBackend = TgtBackend.start(
-                portal.host, None, log_path=state_dir / "tgtd-member.log"
+                portal.host, member_port, log_path=state_dir / "tgtd-member.log"
             )
         except BaseException:
             group.close()
@@ -69,6 +74,24 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="group iSCSI portal HOST:PORT served by the target backend; "
         "without it the fake has no data plane (CLI only)",
     )
+    # Behind NAT (the Docker rig) the member's listening address is not what initiators
+    # reach, and initiators on different networks reach it under different addresses.
+    p.add_argument("--member-port", type=int, default=None, help="member tgtd port (default: free)")
+    p.add_argument(
+        "--redirect-to",
+        default=None,
+        help="HOST:PORT the group portal redirects logins to (default: the member's portal)",
+    )
+    p.add_argument(
+        "--extra-portal",
+        action="append",
+        default=[],
+        metavar="LISTEN_PORT=HOST:PORT",
+        help="another group portal on the portal host, redirecting logins to HOST:PORT",
+    )
+    p.add_argument(
+        "--group-ip", default=None, help="Group-Ipaddress shown by the CLI (default: portal host)"
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -82,8 +105,30 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.iscsi_portal:
         ihost, iport = _host_port(args.iscsi_portal, 3260)
         group_ip = ihost
-        group, member = make_backends(args.target_backend, Portal(ihost, iport), state)
-        dataplane = DataPlane(group, state / "luns", member=member)
+        group, member = make_backends(
+            args.target_backend, Portal(ihost, iport), state, args.member_port
+        )
+        more: list[tuple[TargetBackend, Portal]] = []
+        try:
+            redirect = Portal(*_host_port(args.redirect_to, 3260)) if args.redirect_to else None
+            for n, spec in enumerate(args.extra_portal):
+                listen, sep, to = spec.partition("=")
+                if not sep or not listen.isdigit():
+                    raise RigError(f"--extra-portal {spec!r} is not LISTEN_PORT=HOST:PORT; fix it.")
+                extra = TgtBackend.start(
+                    ihost, int(listen), log_path=state / f"tgtd-group{n + 1}.log"
+                )
+                more.append((extra, Portal(*_host_port(to, 3260))))
+            dataplane = DataPlane(
+                group, state / "luns", member=member, redirect=redirect, more_groups=more
+            )
+        except BaseException:
+            for backend in (group, member, *(g for g, _ in more)):
+                if backend is not None:
+                    backend.close()
+            raise
+    if args.group_ip:
+        group_ip = args.group_ip
     try:
         fake = FakeEql(
             state,
@@ -114,8 +159,12 @@ def _close_dataplane(dataplane: DataPlane) -> None:
         try:
             dataplane.backend.close()
         finally:
-            if dataplane.member is not None:
-                dataplane.member.close()
+            try:
+                if dataplane.member is not None:
+                    dataplane.member.close()
+            finally:
+                for extra, _ in dataplane.more_groups:
+                    extra.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,10 +131,25 @@ class DataPlane:
     """Applies the model to backing files and one or two target backends."""
 
     def __init__(
-        self, backend: TargetBackend, lun_dir: Path, member: TargetBackend | None = None
+        self,
+        backend: TargetBackend,
+        lun_dir: Path,
+        member: TargetBackend | None = None,
+        *,
+        redirect: Portal | None = None,
+        more_groups: Sequence[tuple[TargetBackend, Portal]] = (),
     ) -> None:
         self.backend = backend
         self.member = member
+        # Where the group portal sends logins.  The member's own listening address is
+        # right on one machine; behind NAT (the Docker rig) the initiator must be told
+        # an address it can reach, so the caller may say it.
+        self.redirect = redirect or (member.portal if member is not None else None)
+        # Further group portals, each redirecting to its own address of the member:
+        # one per network an initiator may come from (see docs/docker-rig.md).
+        self.more_groups = tuple(more_groups)
+        if self.more_groups and member is None:
+            raise ValueError("more group portals need a member backend to redirect to")
         self.lun_dir = lun_dir
         lun_dir.mkdir(parents=True, exist_ok=True)
         self._applied: dict[str, TargetSpec] = {}
@@ -199,14 +214,18 @@ class DataPlane:
             self._delete(iqn)
 
     def _backends(self) -> list[TargetBackend]:
-        return [self.backend] if self.member is None else [self.member, self.backend]
+        if self.member is None:
+            return [self.backend]
+        return [self.member, self.backend, *(g for g, _ in self.more_groups)]
 
     def _create(self, spec: TargetSpec) -> None:
         for b in self._backends():
             b.create_target(spec.iqn, self.lun_path(spec.uid))
         self._configure(spec)
-        if self.member is not None:
-            self.backend.set_redirect(spec.iqn, self.member.portal)
+        if self.redirect is not None:
+            self.backend.set_redirect(spec.iqn, self.redirect)
+        for group, to in self.more_groups:
+            group.set_redirect(spec.iqn, to)
 
     def _configure(self, spec: TargetSpec) -> None:
         chap = (

@@ -9,5 +9,7 @@ if [ -f /var/lib/one/.ssh/authorized_keys ]; then
   chown oneadmin:oneadmin /var/lib/one/.ssh/authorized_keys
   chmod 0600 /var/lib/one/.ssh/authorized_keys
 fi
+# One initiator name per host, as open-iscsi's postinst would generate.
+echo "InitiatorName=iqn.2026-11.org.eqliscsi.rig:docker-$(hostname)" > /etc/iscsi/initiatorname.iscsi
 echo "eqliscsi-host: $(hostname) starting sshd"
 exec /usr/sbin/sshd -D -e

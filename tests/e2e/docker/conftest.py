@@ -17,7 +17,7 @@ import pytest
 from rig.docker.engine import Engine, ensure_engine, find_engine
 from rig.docker.errors import DockerUnavailableError
 from rig.docker.images import RigImages, ensure_images
-from rig.docker.topology import Topology
+from rig.docker.topology import DockerRig, Topology
 from rig.need import need
 
 # "what: how long" lines, printed after the test summary so CI logs carry them.
@@ -78,3 +78,9 @@ def topology(docker_engine: Engine, rig_images: RigImages) -> Iterator[Topology]
             + ")"
         )
         yield topo
+
+
+@pytest.fixture(scope="session")
+def docker_rig(topology: Topology, tmp_path_factory: pytest.TempPathFactory) -> DockerRig:
+    """The topology as the e2e suites see it (SAN endpoint, portals, host sshd, key files)."""
+    return topology.rig(tmp_path_factory.mktemp("docker-rig"))

@@ -3,6 +3,7 @@ the san container's portal, a raw socket and OpenSSH against the hosts' sshd."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -14,7 +15,8 @@ import pytest
 from rig.docker.engine import Engine
 from rig.docker.errors import ContainerNotReadyError
 from rig.docker.images import RigImages, ensure_images
-from rig.docker.topology import RUN_LABEL, LogLine, NodeSpec, Topology
+from rig.docker.topology import DEFAULT_NODES, RUN_LABEL, LogLine, NodeSpec, Topology
+from rig.fake_eql.__main__ import BACKENDS as FAKE_BACKENDS
 from rig.need import need_executable
 from tests.e2e.docker.conftest import TIMINGS
 
@@ -22,9 +24,6 @@ from tests.e2e.docker.conftest import TIMINGS
 # image builds (about 200 s here), more than the default 300 s bound allows on a slower
 # CI machine.  Each step inside has its own bound.
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1200)]
-
-SMOKE_IQN = "iqn.2001-05.com.equallogic:0-8a0906-000000000-0000000000000001-smoke"
-SMOKE_BYTES = 64 * 1024 * 1024
 
 
 def test_second_image_run_is_a_cache_hit(docker_engine: Engine, rig_images: RigImages) -> None:
@@ -51,37 +50,12 @@ def test_ports_are_published_on_loopback_only(topology: Topology) -> None:
         node.container.reload()
         bindings = node.container.attrs["HostConfig"]["PortBindings"] or {}
         assert {b["HostIp"] for binds in bindings.values() for b in binds} <= {"127.0.0.1"}
-        assert set(node.ports) == set(node.spec.ports)
-
-
-def test_san_portal_answers_iscsi_ls(topology: Topology) -> None:
-    iscsi_ls = need_executable("iscsi-ls", "libiscsi-bin")
-    host, port = topology["san"].address(3260)
-    out = subprocess.run(
-        [iscsi_ls, "-s", f"iscsi://{host}:{port}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    assert f"Target:{SMOKE_IQN}" in out
-    assert "Lun:1" in out
-
-
-def test_san_lun_capacity_through_published_port(topology: Topology) -> None:
-    readcap = need_executable("iscsi-readcapacity16", "libiscsi-bin")
-    host, port = topology["san"].address(3260)
-    out = subprocess.run(
-        [readcap, f"iscsi://{host}:{port}/{SMOKE_IQN}/1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    # READ CAPACITY(16): last LBA and block size; 64 MiB of 512-byte blocks.
-    assert "RETURNED LOGICAL BLOCK ADDRESS:131071" in out
-    assert "LOGICAL BLOCK LENGTH IN BYTES:512" in out
-    assert f"Total size:{SMOKE_BYTES}" in out
+        if node.spec.same_port_env is None:
+            assert set(node.ports) == set(node.spec.ports)
+        else:
+            # The member portal: one more port, the same number inside and out.
+            (extra,) = set(node.ports) - set(node.spec.ports)
+            assert node.ports[extra] == extra
 
 
 @pytest.mark.parametrize("name", ["host1", "host2"])
@@ -170,14 +144,39 @@ def test_failed_start_leaves_nothing_behind(docker_engine: Engine, rig_images: R
     assert client.networks.list(filters={"label": label}) == []
 
 
+def test_san_state_volume_goes_with_the_topology(
+    docker_engine: Engine, rig_images: RigImages
+) -> None:
+    client = docker_engine.client()
+    never = dataclasses.replace(DEFAULT_NODES[0], ready=(LogLine("never printed"),))
+    topo = Topology(client, rig_images, nodes=(never,), ready_timeout=3)
+    label = f"{RUN_LABEL}={topo.run_id}"
+    try:
+        with pytest.raises(ContainerNotReadyError, match="not ready within 3 s"):
+            topo.start()
+        # The san really had its state volume (and its password file) while it ran.
+        assert [v.name for v in client.volumes.list(filters={"label": label})] == [
+            f"eqliscsi-{topo.run_id}-san-state"
+        ]
+        status, _ = topo["san"].exec(["test", "-s", "/etc/eqliscsi/san-password"])
+        assert status == 0
+    finally:
+        topo.close()
+    assert client.containers.list(all=True, filters={"label": label}) == []
+    assert client.volumes.list(filters={"label": label}) == []
+
+
 def _host_has_lio() -> bool:
     # A container shares the Docker host's kernel, so this is what the san sees.
     return Path("/sys/kernel/config/target").is_dir()
 
 
 def test_san_logs_its_backend_choice(topology: Topology) -> None:
-    expected = "lio" if _host_has_lio() else "tgt"
-    assert f"eqliscsi-san: target backend {expected} (requested auto)" in topology["san"].logs()
+    # The fake group picks LIO only when the kernel has it and its data plane can use it.
+    expected = "lio" if _host_has_lio() and "lio" in FAKE_BACKENDS else "tgt"
+    logs = topology["san"].logs()
+    assert f"eqliscsi-san: target backend {expected} (requested auto)" in logs
+    assert "eqliscsi-san: starting rig.fake_eql" in logs
 
 
 @pytest.mark.parametrize(
@@ -196,9 +195,10 @@ def test_san_backend_can_be_forced(
         pytest.skip("this Docker host has LIO, so forcing it succeeds")  # not a rig gap
     client = docker_engine.client()
     # The smoke entrypoint keeps running after "ready"; stop it once the choice is logged.
+    # Smoke mode: the choice is made the same way, and the image serves its own target.
     container = client.containers.run(
         rig_images.tag("san"),
-        environment={"EQLISCSI_TARGET_BACKEND": requested},
+        environment={"EQLISCSI_TARGET_BACKEND": requested, "EQLISCSI_SAN_SMOKE": "1"},
         labels={"org.eqliscsi.owner": str(os.getpid())},
         detach=True,
     )
@@ -207,7 +207,7 @@ def test_san_backend_can_be_forced(
         while time.monotonic() < deadline:
             container.reload()
             logs = container.logs().decode()
-            if message in logs or container.status == "exited":
+            if (message in logs and (status or "ready" in logs)) or container.status == "exited":
                 break
             time.sleep(0.2)
         assert message in container.logs().decode()
@@ -216,62 +216,6 @@ def test_san_backend_can_be_forced(
         else:
             container.reload()
             assert container.status == "running"
+            assert "eqliscsi-san: ready: target" in container.logs().decode()
     finally:
         container.remove(force=True)
-
-
-def test_host_stand_in_data_path_reaches_the_san(topology: Topology) -> None:
-    """The iscsiadm stand-in's data path, by hand: qemu-storage-daemon logs in to the san
-    by name over the private network, exports the LUN over FUSE, losetup makes it a
-    block device; bytes written there must land in the san's backing file.  This is
-    what the host image's FUSE, loop and capability set exist for."""
-    host, san = topology["host1"], topology["san"]
-    marker = f"eqliscsi-{topology.run_id}-data-path"
-    script = f"""
-set -eu
-touch /tmp/lun
-qemu-storage-daemon \\
-  --blockdev driver=iscsi,node-name=lun,transport=tcp,portal=san:3260,target={SMOKE_IQN},lun=1 \\
-  --export type=fuse,id=e0,node-name=lun,mountpoint=/tmp/lun,writable=on \\
-  --daemonize --pidfile /tmp/qsd.pid
-dev=$(losetup -f --show /tmp/lun)
-trap 'losetup -d "$dev"; kill "$(cat /tmp/qsd.pid)"' EXIT
-blockdev --getsize64 "$dev"
-printf %s '{marker}' | dd of="$dev" bs=512 seek=8 conv=notrunc,fsync status=none
-"""
-    status, out = host.exec(["bash", "-c", script])
-    assert status == 0, out
-    assert out.split()[-1] == str(SMOKE_BYTES)
-    status, block = san.exec(
-        ["dd", "if=/var/lib/eqliscsi/smoke.img", "bs=512", "skip=8", "count=1", "status=none"]
-    )
-    assert status == 0
-    assert block.startswith(marker)
-    # The loop device went back to the kernel: nothing leaks onto the Docker host.
-    status, loops = host.exec(["losetup", "-j", "/tmp/lun"])
-    assert (status, loops.strip()) == (0, "")
-
-
-def test_frontend_copies_an_image_into_the_lun(topology: Topology) -> None:
-    """DS cp's path: qemu-img on the frontend writes into the san's LUN by name."""
-    frontend, san = topology["frontend"], topology["san"]
-    script = f"""
-set -eu
-cd /tmp
-qemu-img create -q -f qcow2 disk.qcow2 1M
-qemu-io -c 'write -P 0x5a 0 64k' disk.qcow2 >/dev/null
-qemu-img convert -n -O raw disk.qcow2 iscsi://san:3260/{SMOKE_IQN}/1
-"""
-    status, out = frontend.exec(["bash", "-c", script], user="oneadmin")
-    assert status == 0, out
-    # 0x5a is "Z": the first 64 KiB of the backing file must be nothing but Z.
-    status, counts = san.exec(
-        [
-            "sh",
-            "-c",
-            "head -c 65536 /var/lib/eqliscsi/smoke.img | wc -c;"
-            "head -c 65536 /var/lib/eqliscsi/smoke.img | tr -d Z | wc -c",
-        ]
-    )
-    assert status == 0
-    assert counts.split() == ["65536", "0"]
