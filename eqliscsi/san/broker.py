@@ -1,15 +1,25 @@
 """The SAN session broker: a per-user process that keeps warm Group Manager CLI sessions.
 
 Started on demand by :mod:`eqliscsi.san.broker_client` (``python -m eqliscsi.san.broker``),
-it listens on a 0600 Unix socket in a private directory and lends one CLI session to each
-client connection (= one driver action) until the client disconnects, so the commands of
-one action are serialized on one session.
+it listens on a 0600 Unix socket in a private directory.  Each client connection is one
+driver action; its commands run one at a time, in order, but **each command goes to
+whichever warm session of its account is free**, so the commands of concurrent actions
+interleave on the sessions.  A session is never left idle while a command waits just
+because the action that used it last is still thinking (parsing a reply, starting its
+next step): with N concurrent actions and ``max_sessions`` sessions, the array sees back
+to back commands (bench/san_makespan.py).  This is safe because every command is a
+complete one-liner that starts and ends at the group prompt; a session that ends anywhere
+else is marked unusable by :class:`~eqliscsi.san.session.CliSession` and closed.
 
 * Sessions are pooled by :meth:`SanEndpoint.credential_key` (host, account, hash of the
   credentials and host-key settings); the cap of ``max_sessions`` per *group* (host:port)
   counts busy and warm sessions together, because arrays limit CLI sessions per group.
-* Waiting actions are served first come, first served (:class:`FairLimiter`), each with its
-  own deadline.  When the cap is reached and a warm session of another account is idle, it
+* Waiting commands are served first come, first served (:class:`FairLimiter`), each with
+  its own deadline, so concurrent actions advance in step and none is starved.  (Serving
+  the oldest *action* first was tried: it leaves the youngest actions' chains of
+  dependent commands for the end, run one after another on a few sessions while the
+  others idle; bench/san_makespan.py measured a 25-30 % longer makespan.)
+  When the cap is reached and a warm session of another account is idle, it
   is closed to make room.
 * A session is returned to the pool only when it is back at the prompt; after a timeout or
   a broken channel it is closed.  A session idle for a while is probed with an idempotent
@@ -82,21 +92,16 @@ class FairLimiter(Generic[H]):
             self.in_use += 1
             return None
         fut: asyncio.Future[H | None] = asyncio.get_running_loop().create_future()
-        entry = (key, fut)
-        self._waiters.append(entry)
+        self._waiters.append((key, fut))
         try:
             return await fut
         except asyncio.CancelledError:
+            # A cancelled waiter stays queued as a done future; release() skips it.
             if fut.done() and not fut.cancelled():
                 leftover = fut.result()
-                if leftover is None:
-                    self.release()  # the slot was handed over just as we gave up
-                else:
+                if leftover is not None:
                     self._orphans.append(leftover)
-                    self.release()
-            else:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(entry)
+                self.release()  # the slot was handed over just as we gave up
             raise
 
     def release(self, handoff: H | None = None, key: str = "") -> H | None:
@@ -203,6 +208,8 @@ class Broker:
         self._last_activity = time.monotonic()
         self._stop = asyncio.Event()
         self.sessions_opened = 0
+        self._group_names: dict[str, str | None] = {}  # credential key -> group name seen at login
+        self._live: dict[str, int] = {}  # credential key -> open sessions (busy or warm)
 
     def _limiter(self, group: str) -> FairLimiter[_Warm]:
         if group not in self._limiters:
@@ -277,6 +284,7 @@ class Broker:
         return idle and now - self._last_activity > self.idle_exit
 
     async def _close(self, w: _Warm) -> None:
+        self._live[w.key] = self._live.get(w.key, 1) - 1
         with contextlib.suppress(Exception):
             await asyncio.wait_for(w.stack.aclose(), 3.0)
 
@@ -325,6 +333,7 @@ class Broker:
                 return
 
     async def _take(self, ep: SanEndpoint, wait: float) -> tuple[_Warm, bool]:
+        """A session for one command: a warm one, one handed over, or a new one."""
         group, key = ep.group_key, ep.credential_key()
         limiter = self._limiter(group)
         warm_list = self._warm.setdefault(group, [])
@@ -359,6 +368,8 @@ class Broker:
         except BaseException:
             limiter.release()
             raise
+        self._live[key] = self._live.get(key, 0) + 1
+        self._group_names[key] = session.group
         return _Warm(key, session, stack, time.monotonic()), False
 
     async def _healthy(self, w: _Warm) -> bool:
@@ -372,48 +383,60 @@ class Broker:
             return False
         return res.error is None
 
+    async def _give_back(self, w: _Warm, group: str, *, healthy: bool) -> None:
+        """Return a session after one command: to the best waiter, the warm list or closed."""
+        w.last_used = time.monotonic()
+        limiter = self._limiter(group)
+        if healthy and w.session.usable:
+            if limiter.waiting:
+                # Someone is queued: pass the session on if it wants this account,
+                # otherwise close it so that the slot moves on.
+                left = limiter.release(w, key=w.key)
+                if left is not None:
+                    await self._close(left)
+            else:
+                self._warm.setdefault(group, []).append(w)
+        else:
+            await self._close(w)
+            limiter.release()
+
     async def _lend(
         self, msg: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         try:
             ep = SanEndpoint.from_wire(msg.get("endpoint") or {})
             wait = float(msg.get("wait", 60.0))
-            w, reused = await self._take(ep, wait)
+            key = ep.credential_key()
+            if self._live.get(key, 0) > 0 and key in self._group_names:
+                name: str | None = self._group_names[key]
+                reused = True
+            else:
+                # No session of this account yet: log in now, so that a wrong password
+                # or host key fails the acquire, as the client expects.
+                w, reused = await self._take(ep, wait)
+                name = w.session.group
+                await self._give_back(w, ep.group_key, healthy=True)
         except Exception as exc:
             await self._send(writer, _error(exc))
             return
-        healthy = False
-        try:
-            await self._send(writer, {"ok": True, "group": w.session.group, "reused": reused})
-            healthy = await self._relay(w.session, reader, writer)
-        finally:
-            w.last_used = time.monotonic()
-            group = ep.group_key
-            limiter = self._limiter(group)
-            if healthy and w.session.usable:
-                if limiter.waiting:
-                    # Someone is queued: pass the session on if it wants this account,
-                    # otherwise close it so that the slot moves on (first come, first served).
-                    left = limiter.release(w, key=w.key)
-                    if left is not None:
-                        await self._close(left)
-                else:
-                    self._warm.setdefault(group, []).append(w)
-            else:
-                await self._close(w)
-                limiter.release()
+        await self._send(writer, {"ok": True, "group": name, "reused": reused})
+        await self._relay(ep, wait, reader, writer)
 
     async def _relay(
-        self, session: CliSession, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> bool:
-        """Run the client's commands; True when the session ended at the prompt."""
+        self,
+        ep: SanEndpoint,
+        wait: float,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Run the client's commands, each on whichever session is free first."""
         while True:
             raw = await reader.readline()
             if not raw:
-                return True
+                return
             msg = json.loads(raw)
             if not isinstance(msg, dict) or msg.get("op") != "run":
-                return session.usable
+                return
             cls = _MutatingRelayed if msg.get("mutating") else _Relayed
             cmd = cls(
                 text=str(msg["line"]),
@@ -425,12 +448,24 @@ class Broker:
                 await self._send(
                     writer, _error(SanConnectionError("The broker refused a multi-line command."))
                 )
-                return True
+                return
             try:
-                res = await session.run(cmd, check=False)
-            except SanError as exc:
+                w, _ = await self._take(ep, wait)
+            except Exception as exc:
                 await self._send(writer, _error(exc))
-                return False
+                return
+            try:
+                res = await w.session.run(cmd, check=False)
+            except SanError as exc:
+                await self._give_back(w, ep.group_key, healthy=False)
+                await self._send(writer, _error(exc))
+                return
+            except BaseException:
+                await self._give_back(w, ep.group_key, healthy=False)
+                raise
+            # The session goes back before the reply does: the next queued command (of
+            # any action) runs while this client reads its reply.
+            await self._give_back(w, ep.group_key, healthy=True)
             await self._send(
                 writer,
                 {

@@ -6,7 +6,6 @@ blocking client (:mod:`eqliscsi.san.broker_sync`) stays as light as possible.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import stat
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from eqliscsi.errors import SanError
+from eqliscsi.san._lazylog import LazyLogger
 from eqliscsi.san.commands import Command
 from eqliscsi.san.conversation import CommandCompleted, check_result
 from eqliscsi.san.errors import (
@@ -45,7 +45,7 @@ __all__ = [
     "spawn",
 ]
 
-log = logging.getLogger("eqliscsi.san.broker_client")
+log = LazyLogger("eqliscsi.san.broker_client")
 
 SOCKET_NAME = "broker.sock"
 PID_NAME = "broker.pid"

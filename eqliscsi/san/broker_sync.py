@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import os
-import random
 import socket
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -28,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from eqliscsi.errors import SanError
+from eqliscsi.san._lazylog import LazyLogger
 from eqliscsi.san.broker_common import (
     LOG_NAME,
     MAX_MESSAGE,
@@ -56,7 +55,7 @@ from eqliscsi.san.ops import CliRunner
 
 __all__ = ["SyncBrokerRunner", "drive", "run_action_sync", "sync_broker_session"]
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 T = TypeVar("T")
 
 
@@ -262,5 +261,7 @@ def run_action_sync(
             if exc.mutating_sent or attempt == attempts:
                 raise
             log.info("retrying the SAN action after: %s", exc)
-            time.sleep(backoff * attempt * (0.5 + random.random()))
+            # Jitter from os.urandom: the random module imports hashlib (several ms).
+            jitter = int.from_bytes(os.urandom(2), "big") / 65536
+            time.sleep(backoff * attempt * (0.5 + jitter))
     raise AssertionError("unreachable")  # pragma: no cover

@@ -20,14 +20,13 @@ Rules (issue 3):
 
 from __future__ import annotations
 
-import hmac
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from eqliscsi.san import commands as c
+from eqliscsi.san._lazylog import LazyLogger
 from eqliscsi.san.conversation import CommandCompleted
 from eqliscsi.san.errors import (
     SanCommandError,
@@ -60,7 +59,7 @@ __all__ = [
     "tag_owner",
 ]
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 _TAG_RE = re.compile(r"^eqliscsi ds=(\d+)(?: |$)", re.ASCII)
 
@@ -423,6 +422,8 @@ class SanOps:
             await self.runner.run(c.ChapUserCreate(name, secret))
             return True
         current = parse_chap_password(res.lines)
+        import hmac  # noqa: PLC0415 - hashlib's import is not worth paying on every action
+
         if current is None or not hmac.compare_digest(current.encode(), secret.reveal()):
             raise SanObjectExists(
                 f"The CHAP user {name} already exists on the group with another secret; "

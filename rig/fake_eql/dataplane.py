@@ -27,7 +27,13 @@ from pathlib import Path
 
 from eqliscsi.secret import Secret
 from rig.fake_eql.model import LunOp, TargetSpec
-from rig.targets.base import ChapAccount, Portal, TargetBackend
+from rig.targets.base import (
+    EQUALLOGIC_IDENTITY,
+    ChapAccount,
+    Portal,
+    ScsiIdentity,
+    TargetBackend,
+)
 
 __all__ = ["DataPlane", "RecordingBackend", "sparse_copy"]
 
@@ -64,6 +70,7 @@ def sparse_copy(src: Path, dst: Path, size: int) -> None:
 @dataclass
 class _RecordedTarget:
     backing_file: Path
+    identity: ScsiIdentity | None = None
     initiators: list[str] | None = field(default_factory=list)
     incoming: ChapAccount | None = None
     redirect: Portal | None = None
@@ -87,12 +94,14 @@ class RecordingBackend:
     def portal(self) -> Portal:
         return self._portal
 
-    def create_target(self, iqn: str, backing_file: Path) -> None:
+    def create_target(
+        self, iqn: str, backing_file: Path, identity: ScsiIdentity | None = None
+    ) -> None:
         self.calls.append(("create", iqn))
         # as strict as tgt: the backing file must exist, the name must be new
         if not backing_file.is_file() or iqn in self.targets:
             raise ValueError(f"cannot create {iqn} on {backing_file}")
-        self.targets[iqn] = _RecordedTarget(backing_file)
+        self.targets[iqn] = _RecordedTarget(backing_file, identity)
 
     def delete_target(self, iqn: str) -> None:
         self.calls.append(("delete", iqn))
@@ -220,7 +229,9 @@ class DataPlane:
 
     def _create(self, spec: TargetSpec) -> None:
         for b in self._backends():
-            b.create_target(spec.iqn, self.lun_path(spec.uid))
+            # Every LUN answers INQUIRY as a PS Series volume does (multipath and udev
+            # rules match on it), where the backend can say so.
+            b.create_target(spec.iqn, self.lun_path(spec.uid), EQUALLOGIC_IDENTITY)
         self._configure(spec)
         if self.redirect is not None:
             self.backend.set_redirect(spec.iqn, self.redirect)

@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +75,9 @@ class FakeEql:
         self.sessions_open = 0
         self.max_sessions_seen = 0
         self.sessions_refused = 0
+        self.sessions_started = 0
+        self._commands_ended = 0  # commands of shell sessions that have ended
+        self._live: set[EqlShell] = set()
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.commit()
@@ -103,6 +107,11 @@ class FakeEql:
             self.dataplane.reconcile(desired_targets(self.san))
         store.save(self.san, self.state_dir)
         self._saved_generation = self.san.generation
+
+    @property
+    def commands_run(self) -> int:
+        """CLI commands typed in every session so far (setup commands included)."""
+        return self._commands_ended + sum(sh.commands_run for sh in self._live)
 
     def connections(self, iqn: str) -> int:
         return 0 if self.dataplane is None else self.dataplane.session_count(iqn)
@@ -176,8 +185,10 @@ class FakeEql:
             process.exit(1)
             return
         self.sessions_open += 1
+        self.sessions_started += 1
         self.max_sessions_seen = max(self.max_sessions_seen, self.sessions_open)
         self._write_sessions()
+        shell: EqlShell | None = None
         try:
             width, height, _, _ = process.get_terminal_size()
             shell = EqlShell(
@@ -189,6 +200,7 @@ class FakeEql:
                 clock=self._clock,
                 connections=self.connections,
             )
+            self._live.add(shell)
             if process.command is not None:
                 # `ssh group 'volume show'`: the command runs as if typed into a
                 # fresh session (banner, prompt, echo, reply), then the channel ends.
@@ -217,20 +229,28 @@ class FakeEql:
             pass
         finally:
             self.sessions_open -= 1
+            if shell is not None:
+                self._live.discard(shell)
+                self._commands_ended += shell.commands_run
             self._write_sessions()
 
     async def _pump(
         self, process: asyncssh.SSHServerProcess[bytes], events: Sequence[ShellEvent]
     ) -> bool:
         """Carry out the shell's events; False once the session is over."""
+        # Injected latency is the time from a command to its reply, the array's own work
+        # included: the model is saved (fsync) and the LUNs changed during the wait, not
+        # after it, so the latency the tests ask for is the latency the client sees.
+        reply_at = 0.0
         for event in events:
             if isinstance(event, Send):
                 self._commit_logged()
+                await _sleep_until(reply_at)
                 process.stdout.write(event.data)
             elif isinstance(event, ApplyLuns):
                 self._apply_logged(event)
             elif isinstance(event, Delay):
-                await asyncio.sleep(event.seconds)
+                reply_at = time.monotonic() + event.seconds
             elif isinstance(event, Stall):
                 # Never answer; keep reading so the client's close is noticed.
                 self._commit_logged()
@@ -240,6 +260,7 @@ class FakeEql:
                 return False
             elif isinstance(event, Close):
                 self._commit_logged()
+                await _sleep_until(reply_at)
                 if event.exit_status == 0:
                     process.exit(0)
                 else:
@@ -264,6 +285,12 @@ class FakeEql:
             # The reply still goes out: the client must see what the model did, and
             # the rig's log says what the data plane failed to do.
             log.exception("applying the SAN model failed")
+
+
+async def _sleep_until(deadline: float) -> None:
+    wait = deadline - time.monotonic()
+    if wait > 0:
+        await asyncio.sleep(wait)
 
 
 class _AuthServer(asyncssh.SSHServer):

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from eqliscsi.secret import Secret
 
-__all__ = ["ChapAccount", "Portal", "TargetBackend"]
+__all__ = ["EQUALLOGIC_IDENTITY", "ChapAccount", "Portal", "ScsiIdentity", "TargetBackend"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,23 @@ class ChapAccount:
     secret: Secret
 
 
+@dataclass(frozen=True, slots=True)
+class ScsiIdentity:
+    """What a LUN's standard INQUIRY data says it is (SPC-4 §6.6.2).
+
+    ``vendor`` is the T10 vendor identification (at most 8 ASCII characters), ``product``
+    the product identification (at most 16).  Backends that cannot set them document it.
+    """
+
+    vendor: str
+    product: str
+
+
+# A PS Series volume answers INQUIRY with vendor "EQLOGIC" and product "100E-00"
+# (equallogic-cli.md; what multipath.conf device sections match on).
+EQUALLOGIC_IDENTITY = ScsiIdentity("EQLOGIC", "100E-00")
+
+
 class TargetBackend(Protocol):
     """A running iSCSI target that the rig configures.
 
@@ -46,7 +63,10 @@ class TargetBackend(Protocol):
     @property
     def portal(self) -> Portal: ...
 
-    def create_target(self, iqn: str, backing_file: Path) -> None: ...
+    def create_target(
+        self, iqn: str, backing_file: Path, identity: ScsiIdentity | None = None
+    ) -> None:
+        """A target with ``backing_file`` as its disk LUN; ``identity`` sets its INQUIRY."""
 
     def delete_target(self, iqn: str) -> None: ...
 

@@ -15,12 +15,22 @@ tgt facts this module relies on (checked against tgt 1.0.85 on loopback):
 * Discovery CHAP is an account bound without ``--tid``; per-target CHAP binds with it.
 * The ACL is per target: ``-I ALL``, or initiator names and addresses.
 
-Test-rig limitation on secrets: ``tgtadm`` accepts an account password only as
-``--password <value>`` on its command line, so for the few milliseconds a
-``tgtadm --op new --mode account`` runs, the CHAP secret is visible in that process's
-``/proc/<pid>/cmdline`` to other local users.  The rig therefore only ever feeds it
-throwaway test secrets, never passes it to a shell, and redacts it from every error
-message.  Product code (``eqliscsi``) never puts a secret on argv.
+CHAP secrets never go on a command line.  ``tgtadm`` takes an account password only as
+``--password <value>`` (and ``tgt-admin --conf`` just runs that same ``tgtadm`` command
+through ``/bin/sh``), which would show the secret in ``/proc/<pid>/cmdline`` to every
+local user.  So accounts are created by speaking tgtadm's own request format to tgtd's
+management socket directly (:func:`_ipc_request`): a 120-byte ``struct tgtadm_req``
+(mode, op, lld, total length, tid, sid, lun, cid, host_no, device_type, ac_dir, pack,
+force; native byte order) followed by the NUL-terminated ``user=…,password=…``
+parameters, answered by ``struct tgtadm_rsp`` (err, total length) and text.  The layout
+was read off tgtadm 1.0.85's own requests; tgtd checks the length field, so a mismatch
+fails loudly rather than silently.  Binding, unbinding and everything else still goes
+through ``tgtadm``, because those carry no secret.
+
+INQUIRY identity: ``--params vendor_id=…,product_id=…`` on ``logicalunit update`` (1.0.85
+refuses them on ``new``) sets
+what the LUN's standard INQUIRY data reports (the fake array uses ``EQLOGIC`` /
+``100E-00``, like a PS Series volume).
 """
 
 from __future__ import annotations
@@ -34,13 +44,14 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
 
 from eqliscsi.errors import RigError
 from eqliscsi.secret import Secret, redact
-from rig.targets.base import ChapAccount, Portal
+from rig.targets.base import ChapAccount, Portal, ScsiIdentity
 
 __all__ = ["TgtBackend", "TgtError", "free_port"]
 
@@ -54,6 +65,19 @@ _TARGET_RE = re.compile(r"^Target (\d+): (\S+)$", re.MULTILINE)
 # tgt rejects or silently truncates names outside this set; so do we, before argv.
 _IQN_RE = re.compile(r"^(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[^\s]+)?|eui\.[0-9A-Fa-f]{16})$")
 _USER_RE = re.compile(r"^[A-Za-z0-9._@-]{1,63}$")
+# INQUIRY vendor (8) / product (16) identification: printable ASCII without the
+# characters tgtadm's parameter syntax uses (',' separates, '=' assigns).
+_VENDOR_RE = re.compile(r"^[A-Za-z0-9 ._-]{1,8}$")
+_PRODUCT_RE = re.compile(r"^[A-Za-z0-9 ._-]{1,16}$")
+
+# struct tgtadm_req of tgt 1.0.x: mode, op (enums), lld[64], len, tid, sid, lun, cid,
+# host_no, device_type, ac_dir, pack, force.  "=" plus explicit fields: no padding.
+_REQ = struct.Struct("=II64sIiQQIIIIII")
+_RSP = struct.Struct("=II")  # struct tgtadm_rsp: err, len (header included)
+# enum tgtadm_mode: SYSTEM, TARGET, DEVICE, PORTAL, LLD, SESSION, CONNECTION, ACCOUNT
+_MODE_ACCOUNT = 7
+_OP_NEW = 0  # enum tgtadm_op: NEW, DELETE, SHOW, BIND, UNBIND, UPDATE, ...
+_TGTADM_ERR_USER_EXIST = 14  # enum tgtadm_errno of 1.0.85 (observed: a second "new" of one user)
 
 
 class TgtError(RigError):
@@ -219,8 +243,18 @@ class TgtBackend:
     def pid(self) -> int:
         return self._proc.pid
 
-    def create_target(self, iqn: str, backing_file: Path) -> None:
+    def create_target(
+        self, iqn: str, backing_file: Path, identity: ScsiIdentity | None = None
+    ) -> None:
         _check_iqn(iqn)
+        params: tuple[str, ...] = ()
+        if identity is not None:
+            if not (_VENDOR_RE.match(identity.vendor) and _PRODUCT_RE.match(identity.product)):
+                raise TgtError(
+                    f"INQUIRY identity {identity.vendor!r}/{identity.product!r} is not "
+                    "accepted; use up to 8/16 characters from A-Z a-z 0-9 space . _ -."
+                )
+            params = (f"vendor_id={identity.vendor},product_id={identity.product}",)
         if iqn in self._tids:
             raise TgtError(f"Target {iqn} already exists on {self._portal}; delete it first.")
         path = Path(backing_file).resolve()
@@ -234,6 +268,12 @@ class TgtBackend:
             "--mode", "logicalunit", "--op", "new", "--tid", str(tid),
             "--lun", str(_DISK_LUN), "--backing-store", str(path),
         )  # fmt: skip
+        for p in params:
+            # tgtadm 1.0.85 refuses --params on "logicalunit new"; "update" takes them.
+            self._adm(
+                "--mode", "logicalunit", "--op", "update", "--tid", str(tid),
+                "--lun", str(_DISK_LUN), "--params", p,
+            )  # fmt: skip
         self.set_initiators(iqn, None)
 
     def delete_target(self, iqn: str) -> None:
@@ -339,11 +379,13 @@ class TgtBackend:
                 "use a distinct user name per secret."
             )
         self._secrets.append(account.secret)
-        # See the module docstring: tgtadm only takes the password on its argv.
-        self._adm(
-            "--mode", "account", "--op", "new", "--user", user,
-            "--password", account.secret.reveal_str(),
-        )  # fmt: skip
+        password = account.secret.reveal()
+        if b"," in password or b"\0" in password:
+            # tgtd splits the parameter string at ','; a NUL would end it.
+            raise TgtError(f"The CHAP secret of {user} contains ',' or NUL; tgt cannot store it.")
+        # See the module docstring: over the management socket, never on argv.
+        params = b"user=" + user.encode() + b",password=" + password
+        self._ipc_request(_MODE_ACCOUNT, _OP_NEW, params)
         self._accounts[user] = account.secret
 
     def _update(self, tid: int, name: str, value: str) -> None:
@@ -351,6 +393,33 @@ class TgtBackend:
             "--mode", "target", "--op", "update", "--tid", str(tid), "--name", name,
             "--value", value,
         )  # fmt: skip
+
+    def _ipc_request(self, mode: int, op: int, params: bytes) -> str:
+        """One tgtadm request over tgtd's management socket (see the module docstring)."""
+        body = params + b"\0"
+        req = _REQ.pack(
+            mode, op, b"iscsi", _REQ.size + len(body), -1, 0, 2**64 - 1, 0, 0, 0, 0, 0, 0
+        )
+        what = f"tgtd request (mode {mode}, op {op}) on {self._portal}"
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(_TGTADM_TIMEOUT)
+                sock.connect(str(_IPC_DIR / f"socket.{self._control_port}"))
+                sock.sendall(req + body)
+                head = _recv_exact(sock, _RSP.size)
+                err, total = _RSP.unpack(head)
+                text = _recv_exact(sock, max(0, total - _RSP.size)) if total > _RSP.size else b""
+        except (OSError, EOFError) as exc:
+            raise TgtError(
+                f"The {what} failed ({type(exc).__name__}); check that tgtd is running."
+            ) from None
+        if err == _TGTADM_ERR_USER_EXIST:
+            raise TgtError(
+                f"The CHAP user already exists in tgtd on {self._portal}; use a distinct name."
+            )
+        if err != 0:
+            raise TgtError(f"The {what} failed with tgtadm error {err}; check the rig's tgt use.")
+        return text.decode("utf-8", "replace").rstrip("\0")
 
     def _show(self) -> str:
         return self._adm("--mode", "target", "--op", "show")
@@ -373,3 +442,13 @@ class TgtBackend:
                 "check the rig's tgt configuration."
             )
         return done.stdout.decode("utf-8", "replace")
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("tgtd closed the management connection early")
+        buf += chunk
+    return bytes(buf)

@@ -126,8 +126,13 @@ def _lifecycle(client: paramiko.SSHClient, fake: FakeProcess, portal: str, tmp: 
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) == 30 * MiB
     assert iqn in _listed(portal)
-    # a disk LU (tgt's vendor "IET"; a real array says EQLOGIC / 100E-00, see the report)
-    assert "Peripheral Device Type:DIRECT_ACCESS" in _inquiry(portal, iqn)
+    # a disk LU that answers INQUIRY as a PS Series volume does (multipath matches on it)
+    inq = _inquiry(portal, iqn).splitlines()
+    assert "Peripheral Device Type:DIRECT_ACCESS" in inq
+    assert [x.rstrip() for x in inq if x.startswith(("Vendor:", "Product:"))] == [
+        "Vendor:EQLOGIC",
+        "Product:100E-00",
+    ]
     wrong = _capacity(portal, iqn, secret="not-the-secret-1")
     assert wrong.returncode != 0 and "Authentication failure" in wrong.stderr
 

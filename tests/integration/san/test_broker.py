@@ -229,13 +229,17 @@ async def test_idle_broker_exits(group: Group, broker_dir: Path) -> None:
 
 async def test_queue_timeout_when_all_sessions_busy(group: Group, broker_dir: Path) -> None:
     c = cfg(broker_dir, max_sessions=1, queue_timeout=0.5)
-    async with broker_session(group.endpoint, c) as r1:
+    async with broker_session(group.endpoint, c) as r1, broker_session(group.endpoint, c) as r2:
+        # Sessions are lent per command: r2 got in while r1 was between commands.
         await SanOps(r1, 100).group_ip()
+        group.fake.set_faults(Faults(latency=3.0))
+        busy = asyncio.create_task(SanOps(r1, 100).group_ip())
+        await asyncio.sleep(0.2)  # r1's command now holds the only session for 3 s
         t0 = time.monotonic()
         with pytest.raises(SanTimeout, match="became free"):
-            async with broker_session(group.endpoint, c):
-                pass
-        assert time.monotonic() - t0 < 5
+            await SanOps(r2, 100).group_ip()
+        assert time.monotonic() - t0 < 2.5
+        assert await asyncio.wait_for(busy, 10) == "127.0.0.1"
 
 
 async def test_fair_limiter_serves_in_arrival_order() -> None:
