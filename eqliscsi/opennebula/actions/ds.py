@@ -37,6 +37,7 @@ _HTTP_TIMEOUT = 30.0
 class ImageInfo:
     format: str
     virtual_size: int  # bytes
+    backing: bool = False  # a qcow2/vmdk with a backing file (cp refuses it)
 
 
 def _under(path: str, directory: str) -> bool:
@@ -113,7 +114,11 @@ def qemu_img_info(path: str) -> ImageInfo:
         )
     try:
         info = json.loads(proc.stdout)
-        return ImageInfo(format=str(info["format"]), virtual_size=int(info["virtual-size"]))
+        return ImageInfo(
+            format=str(info["format"]),
+            virtual_size=int(info["virtual-size"]),
+            backing=bool(info.get("backing-filename") or info.get("full-backing-filename")),
+        )
     except (ValueError, KeyError, TypeError):
         raise SizeUnknownError(
             f"qemu-img printed no size for {path[:200]}; check the qemu-utils installation."

@@ -136,14 +136,14 @@ def _closed_port() -> int:
 async def test_cp_failed_copy_leaves_no_volume(
     tmp_path: Path, group: Group, qcow2_image: Path, profile: str
 ) -> None:
-    # Nothing listens on the portal, so qemu-img cannot log in after the volume exists.
+    # Nothing listens on the portal, so the LUN probe cannot log in after the volume exists.
     conf = group.conf + f"EQL_PORTAL=127.0.0.1:{_closed_port()}\n"
     sim = OnedSimulator.create(profile, tmp_path / "sim", conf=conf, extra_env=group.env)
     image = ImageSpec(id=5, name="tty", path=str(qcow2_image), size_mb=100)
     out = await asyncio.to_thread(sim.run_ds, "cp", sim.ds_document(image, DS), 5)
     assert not out.ok
     assert out.reason is not None and out.reason.startswith(
-        "Writing the image to the volume failed"
+        "Inspecting the new volume over iSCSI failed: Cannot connect"
     )
     assert "Traceback" not in out.stderr
     assert group.fake.san.volumes == {}  # created, then deleted again

@@ -1,0 +1,73 @@
+"""DS cp/clone/mkfs/monitor/rm end to end: oned simulator → remotes → fake group + tgt.
+
+The fake group serves every volume as LUN 1 of a tgt target (tgt keeps LUN 0 for its
+controller), while a real group uses LUN 0: cp must ask the target, not assume.  The
+judge reads the volume's backing file: bytes equal to the image (``qemu-img compare``)
+and allocation about the image's data, not its virtual size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from rig.oned import PROFILES, ImageSpec, OnedSimulator
+from tests.e2e.ds.helpers import DS, DataGroup, MiB, SecretWatch, allocated, compare, make_qcow2
+
+pytestmark = [pytest.mark.tgt]
+
+
+def simulator(tmp_path: Path, profile: str, group: DataGroup) -> OnedSimulator:
+    return OnedSimulator.create(profile, tmp_path / "sim", conf=group.conf, extra_env=group.env)
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+async def test_stat_cp_clone_monitor_rm(
+    tmp_path: Path, data_group: DataGroup, secret_watch: SecretWatch, profile: str
+) -> None:
+    sim = simulator(tmp_path, profile, data_group)
+    san = data_group.fake.san
+    src = make_qcow2(tmp_path / "pattern.qcow2")
+
+    image = ImageSpec(id=5, name="pattern", path=str(src), size_mb="")
+    size = await asyncio.to_thread(sim.run_ds, "stat", sim.ds_document(image, DS), 0)
+    assert size.ok, size.stderr
+    assert size.info == "16"
+
+    image = ImageSpec(id=5, name="pattern", path=str(src), size_mb=16)
+    out = await asyncio.to_thread(sim.run_ds, "cp", sim.ds_document(image, DS), 5)
+    assert out.ok, out.stderr
+    assert out.info == "pattern.5"
+    if sim.profile.major_minor() >= (6, 0):
+        assert out.format == "raw"
+    log = sim.log_file.read_text()
+    assert "disk is LUN 1" in log  # found by REPORT LUNS + INQUIRY, not assumed
+    backing = data_group.backing("pattern.5")
+    judged = compare("qcow2", src, backing)
+    assert judged.returncode == 0, judged.stdout + judged.stderr
+    # 1.1 MiB of data in a 16 MiB image: the LUN holds the data, not 16 MiB of zeros.
+    assert allocated(backing) <= 2 * MiB, allocated(backing)
+
+    copy = ImageSpec(id=6, name="pattern copy", path="pattern.5", size_mb=32, cloning_id=5)
+    cloned = await asyncio.to_thread(sim.run_ds, "clone", sim.ds_document(copy, DS), 6)
+    assert cloned.ok, cloned.stderr
+    assert cloned.info == "pattern-copy.6" and san.volumes["pattern-copy.6"].size_mb >= 32
+    judged = compare("qcow2", src, data_group.backing("pattern-copy.6"))
+    assert judged.returncode == 0, judged.stdout + judged.stderr
+
+    mon = await asyncio.to_thread(sim.run_ds, "monitor", sim.ds_document(None, DS), 100)
+    assert mon.ok, mon.stderr
+    total, free, used = (int(mon.monitor[k]) for k in ("TOTAL_MB", "FREE_MB", "USED_MB"))
+    assert total == san.default_pool().capacity_mb
+    assert abs(free - san.pool_free_mb("default")) <= 5243  # 10.00TB: 2 decimals
+    assert used == total - free
+
+    for image_id, source in ((6, "pattern-copy.6"), (5, "pattern.5")):
+        doc = sim.ds_document(ImageSpec(id=image_id, source=source), DS)
+        gone = await asyncio.to_thread(sim.run_ds, "rm", doc, image_id)
+        assert gone.ok, gone.stderr
+        assert source not in san.volumes
+    assert not await asyncio.to_thread(backing.exists)  # the LUN's file went with it
+    assert secret_watch.samples > 0 and secret_watch.hits == []
