@@ -33,7 +33,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 
-from eqliscsi.errors import EqliscsiError
+from eqliscsi.errors import EqliscsiError, SanError
 from eqliscsi.opennebula.actions.ds import check_restricted, qemu_img_info
 from eqliscsi.opennebula.actions.image_source import SourceOptions, prepared_source
 from eqliscsi.opennebula.args import DsCall
@@ -272,6 +272,25 @@ def find_disk_lun(
     )
 
 
+def _delete_after_failure(ctx: ActionContext, volume: str, exc: BaseException) -> None:
+    """Delete our half-made ``volume`` on a fresh session; never mask ``exc``.
+
+    The ownership guard of ``delete_volume`` still applies, so a same-named volume
+    that another datastore or a person made is left alone.
+    """
+    cfg = ctx.config().config
+
+    async def undo(ops: SanOps) -> bool:
+        return await ops.delete_volume(volume)
+
+    try:
+        if run_san(cfg, _ds_id(ctx), ctx.environ, undo):
+            ctx.info(f"deleted volume {volume} again after the failed copy")
+    except Exception as undo_exc:  # keep the first error; name the leftover
+        exc.add_note(f"volume {volume} could not be deleted: {undo_exc}")
+        ctx.info(f"volume {volume} could not be deleted after the failed copy: {undo_exc}")
+
+
 def cp(ctx: ActionContext) -> SourceResult:
     """Register an image: new volume, then the image written onto it as raw.
 
@@ -322,7 +341,13 @@ def cp(ctx: ActionContext) -> SourceResult:
         async def create(ops: SanOps) -> str:
             return (await ops.create_volume(spec)).iqn
 
-        iqn = run_san(cfg, _ds_id(ctx), ctx.environ, create)
+        try:
+            iqn = run_san(cfg, _ds_id(ctx), ctx.environ, create)
+        except SanError as exc:
+            # The session may have died after 'volume create' succeeded (ops could not
+            # undo it on a dead connection): look again on a fresh session.
+            _delete_after_failure(ctx, volume, exc)
+            raise
         ctx.info(f"created volume {volume} ({size} MB), writing {info.format} image as raw")
         try:
             lun = find_disk_lun(
@@ -343,15 +368,7 @@ def cp(ctx: ActionContext) -> SourceResult:
             write_image(argv, secret, ctx.debug)
         except BaseException as exc:
             # Do not leave an orphan volume behind (the original did, §1.9 item 9).
-            async def undo(ops: SanOps) -> bool:
-                return await ops.delete_volume(volume)
-
-            try:
-                run_san(cfg, _ds_id(ctx), ctx.environ, undo)
-                ctx.info(f"deleted volume {volume} again after the failed copy")
-            except Exception as undo_exc:  # keep the first error; name the leftover
-                exc.add_note(f"volume {volume} could not be deleted: {undo_exc}")
-                ctx.info(f"volume {volume} could not be deleted after the failed copy: {undo_exc}")
+            _delete_after_failure(ctx, volume, exc)
             raise
     return SourceResult(volume, "raw")
 
