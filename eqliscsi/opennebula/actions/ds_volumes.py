@@ -34,7 +34,8 @@ import tempfile
 from collections.abc import Callable
 
 from eqliscsi.errors import EqliscsiError, SanError
-from eqliscsi.opennebula.actions.ds import check_restricted, qemu_img_info
+from eqliscsi.opennebula.actions.ds import ImageInfo, check_restricted, qemu_img_info
+from eqliscsi.opennebula.actions.filesystem import build_formatted_disk, fs_kind
 from eqliscsi.opennebula.actions.image_source import SourceOptions, prepared_source
 from eqliscsi.opennebula.args import DsCall
 from eqliscsi.opennebula.errors import BadValueError, CopyFailedError, SizeUnknownError
@@ -126,13 +127,19 @@ def mkfs(ctx: ActionContext) -> SourceResult:
     if image.is_save_as:
         # The volume is made later by the TM (mvds/cpds); answer its future name.
         return SourceResult(volume)
-    if image.filesystem not in {"", "raw"}:
-        raise BadValueError(
-            f"Creating a datablock with filesystem {image.filesystem[:20]} needs host-side "
-            "iSCSI support that this eqliscsi build lacks; create it without FS."
-        )
+    size = _size(ctx)
     cfg = ctx.config().config
-    spec = volume_spec(cfg, volume, _size(ctx))
+    if image.filesystem not in {"", "raw"}:
+        fs_kind(image.filesystem)  # refuse an unknown filesystem before any work
+        if cfg.chap_user and not cfg.chap_secret:
+            raise BadValueError("EQL_CHAP_USER is set without EQL_CHAP_SECRET_FILE; set both.")
+        with tempfile.TemporaryDirectory(prefix="eqliscsi-mkfs-") as private:
+            disk, how = build_formatted_disk(private, size, image.filesystem)
+            ctx.info(f"{volume}: {how}")
+            info = ImageInfo(format="raw", virtual_size=size * 1024 * 1024)
+            _create_and_write(ctx, volume, size, disk, info)
+        return SourceResult(volume)
+    spec = volume_spec(cfg, volume, size)
 
     async def op(ops: SanOps) -> str:
         return (await ops.create_volume(spec)).name
@@ -291,6 +298,46 @@ def _delete_after_failure(ctx: ActionContext, volume: str, exc: BaseException) -
         ctx.info(f"volume {volume} could not be deleted after the failed copy: {undo_exc}")
 
 
+def _create_and_write(
+    ctx: ActionContext, volume: str, size_mb: int, local: str, info: ImageInfo
+) -> None:
+    """Create ``volume`` and write the image at ``local`` onto it; on failure delete it."""
+    cfg = ctx.config().config
+    spec = volume_spec(cfg, volume, size_mb)
+
+    async def create(ops: SanOps) -> str:
+        return (await ops.create_volume(spec)).iqn
+
+    try:
+        iqn = run_san(cfg, _ds_id(ctx), ctx.environ, create)
+    except SanError as exc:
+        # The session may have died after 'volume create' succeeded (ops could not
+        # undo it on a dead connection): look again on a fresh session.
+        _delete_after_failure(ctx, volume, exc)
+        raise
+    ctx.info(f"created volume {volume} ({size_mb} MB), writing {info.format} image as raw")
+    try:
+        lun = find_disk_lun(
+            cfg.discovery_portal, iqn, cfg.chap_user or None, cfg.chap_secret, info.virtual_size
+        )
+        ctx.debug(f"{iqn}: disk is LUN {lun}")
+        argv = qemu_img_convert_argv(
+            local,
+            info.format,
+            cfg.discovery_portal,
+            iqn,
+            cfg.chap_user or None,
+            lun=lun,
+            target_is_zero=True,
+        )
+        secret = cfg.chap_secret.reveal() if (cfg.chap_user and cfg.chap_secret) else None
+        write_image(argv, secret, ctx.debug)
+    except BaseException as exc:
+        # Do not leave an orphan volume behind (the original did, §1.9 item 9).
+        _delete_after_failure(ctx, volume, exc)
+        raise
+
+
 def cp(ctx: ActionContext) -> SourceResult:
     """Register an image: new volume, then the image written onto it as raw.
 
@@ -336,40 +383,7 @@ def cp(ctx: ActionContext) -> SourceResult:
             raise SizeUnknownError(
                 f"The image at {path[:200]} is empty; register a non-empty image."
             )
-        spec = volume_spec(cfg, volume, size)
-
-        async def create(ops: SanOps) -> str:
-            return (await ops.create_volume(spec)).iqn
-
-        try:
-            iqn = run_san(cfg, _ds_id(ctx), ctx.environ, create)
-        except SanError as exc:
-            # The session may have died after 'volume create' succeeded (ops could not
-            # undo it on a dead connection): look again on a fresh session.
-            _delete_after_failure(ctx, volume, exc)
-            raise
-        ctx.info(f"created volume {volume} ({size} MB), writing {info.format} image as raw")
-        try:
-            lun = find_disk_lun(
-                cfg.discovery_portal, iqn, cfg.chap_user or None, cfg.chap_secret,
-                info.virtual_size,
-            )  # fmt: skip
-            ctx.debug(f"{iqn}: disk is LUN {lun}")
-            argv = qemu_img_convert_argv(
-                local,
-                info.format,
-                cfg.discovery_portal,
-                iqn,
-                cfg.chap_user or None,
-                lun=lun,
-                target_is_zero=True,
-            )
-            secret = cfg.chap_secret.reveal() if (cfg.chap_user and cfg.chap_secret) else None
-            write_image(argv, secret, ctx.debug)
-        except BaseException as exc:
-            # Do not leave an orphan volume behind (the original did, §1.9 item 9).
-            _delete_after_failure(ctx, volume, exc)
-            raise
+        _create_and_write(ctx, volume, size, local, info)
     return SourceResult(volume, "raw")
 
 

@@ -81,14 +81,15 @@ async def test_save_as_needs_no_san(tmp_path: Path, group: Group, profile: str) 
 
 
 @pytest.mark.parametrize("profile", ["5.12", "6.10"])
-async def test_mkfs_filesystem_refused_before_creating(
+async def test_mkfs_unknown_filesystem_refused_before_creating(
     tmp_path: Path, group: Group, profile: str
 ) -> None:
     sim = simulator(tmp_path, profile, group)
-    image = ImageSpec(id=13, name="fs", type=2, fstype="ext4", fs="ext4", size_mb=100)
+    image = ImageSpec(id=13, name="fs", type=2, fstype="zfs", fs="zfs", size_mb=100)
     out = await asyncio.to_thread(sim.run_ds, "mkfs", sim.ds_document(image, DS), 13)
-    assert not out.ok and out.reason is not None and "without FS" in out.reason
+    assert not out.ok and out.reason is not None and "not supported" in out.reason
     assert group.fake.san.volumes == {}
+    assert group.fake.max_sessions_seen == 0
 
 
 async def test_rm_leaves_foreign_volume_alone(tmp_path: Path, group: Group) -> None:
