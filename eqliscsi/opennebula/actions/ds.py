@@ -13,9 +13,7 @@ import json
 import math
 import os
 import subprocess
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -127,6 +125,9 @@ def qemu_img_info(path: str) -> ImageInfo:
 
 def http_size(url: str) -> int:
     """Content-Length of a HEAD request: the size libfs.sh's fs_size reports for URLs."""
+    import urllib.error  # noqa: PLC0415 - http.client and ssl only when needed
+    import urllib.request  # noqa: PLC0415
+
     request = urllib.request.Request(url, method="HEAD")  # noqa: S310 - scheme checked by caller
     try:
         with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT) as response:  # noqa: S310

@@ -35,8 +35,6 @@ from collections.abc import Callable
 
 from eqliscsi.errors import EqliscsiError, SanError
 from eqliscsi.opennebula.actions.ds import ImageInfo, check_restricted, qemu_img_info
-from eqliscsi.opennebula.actions.filesystem import build_formatted_disk, fs_kind
-from eqliscsi.opennebula.actions.image_source import SourceOptions, prepared_source
 from eqliscsi.opennebula.args import DsCall
 from eqliscsi.opennebula.errors import BadValueError, CopyFailedError, SizeUnknownError
 from eqliscsi.opennebula.naming import image_volume_name, snapshot_name, volume_from_source
@@ -130,6 +128,12 @@ def mkfs(ctx: ActionContext) -> SourceResult:
     size = _size(ctx)
     cfg = ctx.config().config
     if image.filesystem not in {"", "raw"}:
+        # Imported only for a formatted datablock: start-up time is paid per oned call.
+        from eqliscsi.opennebula.actions.filesystem import (  # noqa: PLC0415
+            build_formatted_disk,
+            fs_kind,
+        )
+
         fs_kind(image.filesystem)  # refuse an unknown filesystem before any work
         if cfg.chap_user and not cfg.chap_secret:
             raise BadValueError("EQL_CHAP_USER is set without EQL_CHAP_SECRET_FILE; set both.")
@@ -365,6 +369,12 @@ def cp(ctx: ActionContext) -> SourceResult:
         source = check_restricted(path, ds.restricted_dirs, ds.safe_dirs, ctx.environ)
     volume = image_volume_name(image.name, ctx.call.object_id)
     cfg = ctx.config().config
+    # hashlib/bz2/lzma (and urllib for http) only for cp: start-up is paid per oned call.
+    from eqliscsi.opennebula.actions.image_source import (  # noqa: PLC0415
+        SourceOptions,
+        prepared_source,
+    )
+
     options = SourceOptions.from_template(image.template)
     if cfg.chap_user and not cfg.chap_secret:
         raise BadValueError("EQL_CHAP_USER is set without EQL_CHAP_SECRET_FILE; set both.")

@@ -26,9 +26,7 @@ import os
 import re
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -143,6 +141,11 @@ def _open_source(source: str, is_url: bool) -> Iterator[_Readable]:
         with fh:
             yield fh
         return
+    # Imported here: urllib.request pulls in http.client and ssl, which every other
+    # action would pay for at start-up.
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
     request = urllib.request.Request(source)  # noqa: S310 - scheme checked by caller
     try:
         response = urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT)  # noqa: S310
