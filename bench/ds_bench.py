@@ -192,6 +192,7 @@ async def run(runs: int) -> dict[str, Any]:
         done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, check=False)
         peer_s = time.monotonic() - t0
         assert done.returncode == 0, done.stderr
+        peer_alloc = os.stat(plane.lun_path(peer.uid)).st_blocks * 512
         result["cp"] = {
             "cp_s": cp_s,
             "cp_MiB_s": data_bytes / MiB / cp_s,
@@ -200,6 +201,7 @@ async def run(runs: int) -> dict[str, Any]:
             "ratio": peer_s / cp_s,
             "allocated_MiB": alloc / MiB,
             "allocation_ratio": alloc / data_bytes,
+            "bare_allocated_MiB": peer_alloc / MiB,
         }
     finally:
         _stop_broker(broker_dir)
@@ -230,7 +232,7 @@ def main() -> None:
           f"heavy modules on the monitor path: {b['heavy_imports'] or 'none'}; "
           f"load average {b['loadavg']}")  # fmt: skip
     print(f"LUN allocation {c['allocated_MiB']:.1f} MiB = {c['allocation_ratio']:.3f} x data "
-          "(goal <= 1.05)")  # fmt: skip
+          f"(goal <= 1.05); after the bare convert {c['bare_allocated_MiB']:.1f} MiB")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 
