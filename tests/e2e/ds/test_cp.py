@@ -15,6 +15,7 @@ import pytest
 
 from rig.oned import PROFILES, ImageSpec, OnedSimulator
 from tests.e2e.ds.helpers import DS, DataGroup, MiB, SecretWatch, allocated, compare, make_qcow2
+from tests.e2e.opennebula.fake_group import PASSWORD
 
 pytestmark = [pytest.mark.tgt]
 
@@ -71,3 +72,65 @@ async def test_stat_cp_clone_monitor_rm(
         assert source not in san.volumes
     assert not await asyncio.to_thread(backing.exists)  # the LUN's file went with it
     assert secret_watch.samples > 0 and secret_watch.hits == []
+
+
+CHAP_USER = "oneadmin-fe"
+CHAP_SECRET = b"fe-chap-secret-0123"
+
+
+@pytest.mark.parametrize("profile", ["5.12", "7.0"])
+async def test_cp_with_chap_keeps_every_secret_out_of_argv_and_logs(
+    tmp_path: Path, data_group: DataGroup, profile: str
+) -> None:
+    san = data_group.fake.san
+    san.create_chap_user(CHAP_USER, CHAP_SECRET.decode())
+    data_group.fake.commit(force=True)
+    secret_file = tmp_path / "chap"
+    secret_file.write_bytes(CHAP_SECRET + b"\n")
+    secret_file.chmod(0o600)
+    conf = data_group.conf.replace(
+        "EQL_SECURITY_ACCESS='ipaddress 127.0.0.*'",
+        f"EQL_SECURITY_ACCESS='ipaddress 127.0.0.* authmethod chap username {CHAP_USER}'\n"
+        f"EQL_CHAP_USER={CHAP_USER}\nEQL_CHAP_SECRET_FILE={secret_file}",
+    )
+    watch = SecretWatch([PASSWORD, CHAP_SECRET])
+    watch.start()
+    try:
+        sim = OnedSimulator.create(profile, tmp_path / "sim", conf=conf, extra_env=data_group.env)
+        src = make_qcow2(tmp_path / "c.qcow2")
+        image = ImageSpec(id=11, name="chap", path=str(src))
+        out = await asyncio.to_thread(sim.run_ds, "cp", sim.ds_document(image, DS), 11)
+    finally:
+        watch.stop()
+    assert out.ok, out.stderr
+    assert [a.username for a in san.volumes["chap.11"].access] == [CHAP_USER]
+    judged = compare("qcow2", src, data_group.backing("chap.11"))
+    assert judged.returncode == 0, judged.stdout + judged.stderr
+    assert watch.samples > 0 and watch.hits == []
+    log = sim.log_file.read_bytes()
+    assert b"qemu-img convert" in log  # the argv is logged, with the secret's file name only
+    for secret in (PASSWORD, CHAP_SECRET):
+        assert secret not in log
+        assert secret not in (out.stdout + out.stderr).encode()
+
+
+async def test_cp_with_wrong_chap_secret_leaves_no_volume(
+    tmp_path: Path, data_group: DataGroup
+) -> None:
+    data_group.fake.san.create_chap_user(CHAP_USER, CHAP_SECRET.decode())
+    data_group.fake.commit(force=True)
+    secret_file = tmp_path / "chap"
+    secret_file.write_bytes(b"not-the-chap-secret\n")
+    conf = data_group.conf.replace(
+        "EQL_SECURITY_ACCESS='ipaddress 127.0.0.*'",
+        f"EQL_SECURITY_ACCESS='ipaddress 127.0.0.* authmethod chap username {CHAP_USER}'\n"
+        f"EQL_CHAP_USER={CHAP_USER}\nEQL_CHAP_SECRET_FILE={secret_file}",
+    )
+    sim = OnedSimulator.create("6.10", tmp_path / "sim", conf=conf, extra_env=data_group.env)
+    src = make_qcow2(tmp_path / "w.qcow2")
+    image = ImageSpec(id=12, name="wrong", path=str(src))
+    out = await asyncio.to_thread(sim.run_ds, "cp", sim.ds_document(image, DS), 12)
+    assert not out.ok and out.reason is not None
+    assert out.reason.startswith("Inspecting the new volume over iSCSI failed")
+    assert "not-the-chap-secret" not in out.stderr
+    assert data_group.fake.san.volumes == {}
