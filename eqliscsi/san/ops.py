@@ -31,6 +31,7 @@ from eqliscsi.san import commands as c
 from eqliscsi.san.conversation import CommandCompleted
 from eqliscsi.san.errors import (
     SanCommandError,
+    SanConnectionError,
     SanInvalidValue,
     SanNotOwned,
     SanObjectExists,
@@ -295,6 +296,15 @@ class SanOps:
             raise
 
     async def _undo_volume(self, name: str, cause: BaseException) -> None:
+        if isinstance(cause, SanConnectionError):
+            # The session is gone: a command on it can only fail with a confusing
+            # state error.  Say what is left; the caller may retry on a new session.
+            log.warning("could not delete %s: the CLI session to the group broke", name)
+            cause.add_note(
+                f"The half-made volume {name} may still exist; delete it on the group "
+                "if a retry does not."
+            )
+            return
         try:
             await self.runner.run(c.VolumeSetStatus(name, online=False), check=False)
             await self.runner.run(c.VolumeDelete(name))

@@ -67,6 +67,11 @@ class SecretWatch:
 
     secrets: list[bytes]
     hits: list[bytes] = field(default_factory=list)
+    # The fake *array's* own target configuration: tgt takes a CHAP account only as
+    # `tgtadm --password`, so the rig's tgtadm calls carry the secret that a real
+    # group keeps inside the array.  They are the SAN side, not the driver's.
+    array_side: tuple[bytes, ...] = (b"tgtadm",)
+    array_side_hits: int = 0
     samples: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -88,7 +93,10 @@ class SecretWatch:
                 except OSError:
                     continue
                 if any(s in argv for s in self.secrets):
-                    self.hits.append(argv)
+                    if argv.split(b"\0", 1)[0].rsplit(b"/", 1)[-1] in self.array_side:
+                        self.array_side_hits += 1
+                    else:
+                        self.hits.append(argv)
 
     def stop(self) -> None:
         self._stop.set()

@@ -9,6 +9,7 @@ and allocation about the image's data, not its virtual size.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,17 @@ async def test_stat_cp_clone_monitor_rm(
     backing = data_group.backing("pattern.5")
     judged = compare("qcow2", src, backing)
     assert judged.returncode == 0, judged.stdout + judged.stderr
+    # Read back over iSCSI too (libiscsi through qemu's iscsi:// driver, LUN 1).
+    portal = data_group.conf.split("EQL_PORTAL=")[1].split("\n")[0]
+    url = f"iscsi://{portal}/{san.volumes['pattern.5'].iqn}/1"
+    over_iscsi = await asyncio.to_thread(
+        subprocess.run,
+        ["qemu-img", "compare", "-f", "qcow2", "-F", "raw", str(src), url],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert over_iscsi.returncode == 0, over_iscsi.stdout + over_iscsi.stderr
     # 1.1 MiB of data in a 16 MiB image: the LUN holds the data, not 16 MiB of zeros.
     assert allocated(backing) <= 2 * MiB, allocated(backing)
 

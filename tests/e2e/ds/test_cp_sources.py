@@ -215,9 +215,9 @@ FAILING = {
     "truncated-qcow2": Failing(_truncated_qcow2, "Cannot determine size"),
     "truncated-gzip": Failing(_truncated_gzip, "truncated gzip"),
     "backing-file": Failing(_backing_file, "backing file"),
-    "too-big-for-pool": Failing(_too_big_for_pool, ""),
+    "too-big-for-pool": Failing(_too_big_for_pool, "Not enough free space"),
     "san-error-midway": Failing(_san_error_midway, "Injected failure"),
-    "san-drop-midway": Failing(_san_drop_midway, ""),
+    "san-drop-midway": Failing(_san_drop_midway, "broke during"),
 }
 
 
