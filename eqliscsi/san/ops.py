@@ -24,7 +24,7 @@ import hmac
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from eqliscsi.san import commands as c
@@ -88,6 +88,9 @@ def tag_owner(description: str) -> int | None:
 class VolumeRef:
     name: str
     iqn: str
+    # True when an earlier attempt's volume was adopted (oned retried): its blocks
+    # may hold that attempt's data, so a writer must not assume it reads as zeros.
+    reused: bool = field(default=False, compare=False)  # the same volume either way
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +344,7 @@ class SanOps:
         log.info("volume %s already exists and is ours; reusing it", name)
         # Redo the idempotent steps: the earlier attempt may have stopped before them.
         await self._finish_new_volume(name, spec, undo=False, grow_from=info.size_mb)
-        return VolumeRef(name, info.iqn)
+        return VolumeRef(name, info.iqn, reused=True)
 
     # -- delete / resize ----------------------------------------------------------------
     async def delete_volume(self, name: str) -> bool:

@@ -41,7 +41,7 @@ from eqliscsi.opennebula.naming import image_volume_name, snapshot_name, volume_
 from eqliscsi.opennebula.output import MonitorResult, NoOutput, SourceResult
 from eqliscsi.opennebula.runner import ActionContext
 from eqliscsi.opennebula.san_link import run_san, volume_spec
-from eqliscsi.san.ops import SanOps
+from eqliscsi.san.ops import SanOps, VolumeRef
 from eqliscsi.secret import Secret
 
 __all__ = [
@@ -309,17 +309,22 @@ def _create_and_write(
     cfg = ctx.config().config
     spec = volume_spec(cfg, volume, size_mb)
 
-    async def create(ops: SanOps) -> str:
-        return (await ops.create_volume(spec)).iqn
+    async def create(ops: SanOps) -> VolumeRef:
+        return await ops.create_volume(spec)
 
     try:
-        iqn = run_san(cfg, _ds_id(ctx), ctx.environ, create)
+        ref = run_san(cfg, _ds_id(ctx), ctx.environ, create)
     except SanError as exc:
         # The session may have died after 'volume create' succeeded (ops could not
         # undo it on a dead connection): look again on a fresh session.
         _delete_after_failure(ctx, volume, exc)
         raise
-    ctx.info(f"created volume {volume} ({size_mb} MB), writing {info.format} image as raw")
+    iqn = ref.iqn
+    if ref.reused:
+        # oned retried after an attempt that left this volume: write every block.
+        ctx.info(f"reusing volume {volume} from an earlier attempt; writing all of it")
+    else:
+        ctx.info(f"created volume {volume} ({size_mb} MB), writing {info.format} image as raw")
     try:
         lun = find_disk_lun(
             cfg.discovery_portal, iqn, cfg.chap_user or None, cfg.chap_secret, info.virtual_size
@@ -332,7 +337,7 @@ def _create_and_write(
             iqn,
             cfg.chap_user or None,
             lun=lun,
-            target_is_zero=True,
+            target_is_zero=not ref.reused,
         )
         secret = cfg.chap_secret.reveal() if (cfg.chap_user and cfg.chap_secret) else None
         write_image(argv, secret, ctx.debug)

@@ -146,3 +146,35 @@ async def test_cp_with_wrong_chap_secret_leaves_no_volume(
     assert out.reason.startswith("Inspecting the new volume over iSCSI failed")
     assert "not-the-chap-secret" not in out.stderr
     assert data_group.fake.san.volumes == {}
+
+
+def _scribble(path: Path, offset: int, length: int) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(b"\xee" * length)
+
+
+async def test_cp_retry_reuses_volume_and_overwrites_stale_blocks(
+    tmp_path: Path, data_group: DataGroup
+) -> None:
+    # An earlier attempt left reuse.21 (ours, same size) with data where the image
+    # has holes: the retry must not claim the volume reads as zeros.
+    sim = OnedSimulator.create(
+        "6.10", tmp_path / "sim", conf=data_group.conf, extra_env=data_group.env
+    )
+    left = ImageSpec(id=21, name="reuse", type=2, size_mb=16)
+    made = await asyncio.to_thread(sim.run_ds, "mkfs", sim.ds_document(left, DS), 21)
+    assert made.ok, made.stderr
+    backing = data_group.backing("reuse.21")
+    await asyncio.to_thread(_scribble, backing, 8 * MiB, 64 * 1024)  # a hole in PATTERN
+    src = make_qcow2(tmp_path / "r.qcow2")
+    out = await asyncio.to_thread(
+        sim.run_ds,
+        "cp",
+        sim.ds_document(ImageSpec(id=21, name="reuse", path=str(src), size_mb=16), DS),
+        21,
+    )
+    assert out.ok, out.stderr
+    assert "reusing volume reuse.21" in sim.log_file.read_text()
+    judged = compare("qcow2", src, backing)
+    assert judged.returncode == 0, judged.stdout + judged.stderr
