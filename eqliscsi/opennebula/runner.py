@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import importlib
 import io
+import logging
 import os
 import sys
 import tempfile
@@ -200,6 +201,7 @@ def run_action(
     ctx: ActionContext | None = None
     log_path = _log_file(env)
     stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    restore_logging: Callable[[], None] = lambda: None  # noqa: E731
     try:
         remotes = _remotes_dir(argv0 or sys.argv[0], env)
         version = read_version(remotes)
@@ -221,6 +223,7 @@ def run_action(
         else:
             raise UnknownActionError(f"Action kind {kind!r} is neither ds nor tm.")
         ctx = ActionContext(name, call, dialect, remotes, env, driver_action)
+        restore_logging = _capture_library_logs(ctx)
         module = importlib.import_module(target[0])
         func: Callable[[ActionContext], Result] = getattr(module, target[1])
         result = func(ctx)
@@ -251,6 +254,40 @@ def run_action(
         )
         err.flush()
         return int(exit_code_for(exc))
+    finally:
+        restore_logging()
+
+
+class _ContextHandler(logging.Handler):
+    """Library log records (eqliscsi.san …) become the action's own log lines."""
+
+    def __init__(self, ctx: ActionContext) -> None:
+        super().__init__(logging.DEBUG)
+        self.ctx = ctx
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "DEBUG" if record.levelno < logging.INFO else "INFO"
+        self.ctx.logs.append((level, f"{record.name}: {record.getMessage()}"))
+
+
+def _capture_library_logs(ctx: ActionContext) -> Callable[[], None]:
+    # Without a handler, Python's last-resort handler prints warnings to stderr, and
+    # 6.2-6.10 take the whole stderr of a failed action as its error message: route
+    # them through the action's log, which the runner writes where the dialect wants.
+    logger = logging.getLogger("eqliscsi")
+    handler = _ContextHandler(ctx)
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+    def restore() -> None:
+        # run_action is also called in-process (tests, the CLI): leave logging as found.
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+    return restore
 
 
 def _flush_logs(

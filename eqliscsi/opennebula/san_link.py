@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
@@ -29,8 +28,8 @@ from typing import TypeVar
 from eqliscsi.errors import ConfigError
 from eqliscsi.opennebula.config import EqlConfig
 from eqliscsi.san import commands as c
-from eqliscsi.san.ops import SanOps, VolumeSpec
-from eqliscsi.san.session import CliSession, HostKeyPolicy, SanEndpoint, with_session
+from eqliscsi.san.endpoint import HostKeyPolicy, SanEndpoint
+from eqliscsi.san.ops import CliRunner, SanOps, VolumeSpec
 
 __all__ = [
     "SessionBusy",
@@ -117,11 +116,36 @@ def run_san(
     environ: Mapping[str, str],
     operation: Callable[[SanOps], Awaitable[T]],
 ) -> T:
-    """Run ``operation`` on one logged-in CLI session, inside a session slot."""
+    """Run ``operation`` on one logged-in CLI session.
+
+    With ``EQLISCSI_BROKER_DIR`` set (in oned's environment), the session is borrowed
+    from the warm-session broker (docs/san-client.md): no SSH handshake per action,
+    and neither asyncio nor asyncssh is imported on this path; the broker caps the
+    group's CLI sessions at ``EQL_MAX_SESSIONS``.  Without it, the action connects
+    directly, inside a cross-process session slot.
+    """
     endpoint = endpoint_for(cfg)
 
+    async def on_runner(runner: CliRunner) -> T:
+        return await operation(SanOps(runner, datastore_id))
+
+    broker_dir = environ.get("EQLISCSI_BROKER_DIR", "")
+    if broker_dir:
+        # Imported here so the direct path does not pay for them, and vice versa.
+        from eqliscsi.san.broker_common import BrokerConfig  # noqa: PLC0415
+        from eqliscsi.san.broker_sync import run_action_sync  # noqa: PLC0415
+
+        if not broker_dir.startswith("/"):
+            raise ConfigError("EQLISCSI_BROKER_DIR is not an absolute path; correct it.")
+        broker = BrokerConfig(directory=Path(broker_dir), max_sessions=cfg.max_sessions)
+        return run_action_sync(endpoint, on_runner, broker=broker)
+
+    import asyncio  # noqa: PLC0415
+
+    from eqliscsi.san.session import CliSession, with_session  # noqa: PLC0415 - asyncssh
+
     async def on_session(session: CliSession) -> T:
-        return await operation(SanOps(session, datastore_id))
+        return await on_runner(session)
 
     with session_slot(lock_dir(environ), cfg.host, cfg.max_sessions):
         return asyncio.run(with_session(endpoint, on_session))

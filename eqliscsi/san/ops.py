@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from eqliscsi.san import commands as c
@@ -30,6 +30,7 @@ from eqliscsi.san._lazylog import LazyLogger
 from eqliscsi.san.conversation import CommandCompleted
 from eqliscsi.san.errors import (
     SanCommandError,
+    SanConnectionError,
     SanInvalidValue,
     SanNotOwned,
     SanObjectExists,
@@ -86,6 +87,9 @@ def tag_owner(description: str) -> int | None:
 class VolumeRef:
     name: str
     iqn: str
+    # True when an earlier attempt's volume was adopted (oned retried): its blocks
+    # may hold that attempt's data, so a writer must not assume it reads as zeros.
+    reused: bool = field(default=False, compare=False)  # the same volume either way
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +298,15 @@ class SanOps:
             raise
 
     async def _undo_volume(self, name: str, cause: BaseException) -> None:
+        if isinstance(cause, SanConnectionError):
+            # The session is gone: a command on it can only fail with a confusing
+            # state error.  Say what is left; the caller may retry on a new session.
+            log.warning("could not delete %s: the CLI session to the group broke", name)
+            cause.add_note(
+                f"The half-made volume {name} may still exist; delete it on the group "
+                "if a retry does not."
+            )
+            return
         try:
             await self.runner.run(c.VolumeSetStatus(name, online=False), check=False)
             await self.runner.run(c.VolumeDelete(name))
@@ -330,7 +343,7 @@ class SanOps:
         log.info("volume %s already exists and is ours; reusing it", name)
         # Redo the idempotent steps: the earlier attempt may have stopped before them.
         await self._finish_new_volume(name, spec, undo=False, grow_from=info.size_mb)
-        return VolumeRef(name, info.iqn)
+        return VolumeRef(name, info.iqn, reused=True)
 
     # -- delete / resize ----------------------------------------------------------------
     async def delete_volume(self, name: str) -> bool:

@@ -211,9 +211,11 @@ class DataPlane:
     def session_count(self, iqn: str) -> int:
         if iqn not in self._applied:
             return 0
-        backend = self.member or self.backend
         try:
-            return backend.session_count(iqn)
+            # Count both portals: an initiator that ignores (or is not sent) the
+            # group's redirect keeps its session on the group tgtd, and a real group
+            # counts every connection to the volume wherever it landed.
+            return sum(b.session_count(iqn) for b in self._backends())
         except Exception:  # a query for `show` must never break the shell
             log.exception("session count for %s failed", iqn)
             return 0

@@ -13,9 +13,7 @@ import json
 import math
 import os
 import subprocess
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -37,6 +35,7 @@ _HTTP_TIMEOUT = 30.0
 class ImageInfo:
     format: str
     virtual_size: int  # bytes
+    backing: bool = False  # a qcow2/vmdk with a backing file (cp refuses it)
 
 
 def _under(path: str, directory: str) -> bool:
@@ -113,7 +112,11 @@ def qemu_img_info(path: str) -> ImageInfo:
         )
     try:
         info = json.loads(proc.stdout)
-        return ImageInfo(format=str(info["format"]), virtual_size=int(info["virtual-size"]))
+        return ImageInfo(
+            format=str(info["format"]),
+            virtual_size=int(info["virtual-size"]),
+            backing=bool(info.get("backing-filename") or info.get("full-backing-filename")),
+        )
     except (ValueError, KeyError, TypeError):
         raise SizeUnknownError(
             f"qemu-img printed no size for {path[:200]}; check the qemu-utils installation."
@@ -122,6 +125,9 @@ def qemu_img_info(path: str) -> ImageInfo:
 
 def http_size(url: str) -> int:
     """Content-Length of a HEAD request: the size libfs.sh's fs_size reports for URLs."""
+    import urllib.error  # noqa: PLC0415 - http.client and ssl only when needed
+    import urllib.request  # noqa: PLC0415
+
     request = urllib.request.Request(url, method="HEAD")  # noqa: S310 - scheme checked by caller
     try:
         with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT) as response:  # noqa: S310

@@ -33,14 +33,16 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 
-from eqliscsi.opennebula.actions.ds import check_restricted, qemu_img_info
+from eqliscsi.errors import EqliscsiError, SanError
+from eqliscsi.opennebula.actions.ds import ImageInfo, check_restricted, qemu_img_info
 from eqliscsi.opennebula.args import DsCall
 from eqliscsi.opennebula.errors import BadValueError, CopyFailedError, SizeUnknownError
 from eqliscsi.opennebula.naming import image_volume_name, snapshot_name, volume_from_source
 from eqliscsi.opennebula.output import MonitorResult, NoOutput, SourceResult
 from eqliscsi.opennebula.runner import ActionContext
 from eqliscsi.opennebula.san_link import run_san, volume_spec
-from eqliscsi.san.ops import SanOps
+from eqliscsi.san.ops import SanOps, VolumeRef
+from eqliscsi.secret import Secret
 
 __all__ = [
     "clone",
@@ -123,13 +125,25 @@ def mkfs(ctx: ActionContext) -> SourceResult:
     if image.is_save_as:
         # The volume is made later by the TM (mvds/cpds); answer its future name.
         return SourceResult(volume)
-    if image.filesystem not in {"", "raw"}:
-        raise BadValueError(
-            f"Creating a datablock with filesystem {image.filesystem[:20]} needs host-side "
-            "iSCSI support that this eqliscsi build lacks; create it without FS."
-        )
+    size = _size(ctx)
     cfg = ctx.config().config
-    spec = volume_spec(cfg, volume, _size(ctx))
+    if image.filesystem not in {"", "raw"}:
+        # Imported only for a formatted datablock: start-up time is paid per oned call.
+        from eqliscsi.opennebula.actions.filesystem import (  # noqa: PLC0415
+            build_formatted_disk,
+            fs_kind,
+        )
+
+        fs_kind(image.filesystem)  # refuse an unknown filesystem before any work
+        if cfg.chap_user and not cfg.chap_secret:
+            raise BadValueError("EQL_CHAP_USER is set without EQL_CHAP_SECRET_FILE; set both.")
+        with tempfile.TemporaryDirectory(prefix="eqliscsi-mkfs-") as private:
+            disk, how = build_formatted_disk(private, size, image.filesystem)
+            ctx.info(f"{volume}: {how}")
+            info = ImageInfo(format="raw", virtual_size=size * 1024 * 1024)
+            _create_and_write(ctx, volume, size, disk, info)
+        return SourceResult(volume)
+    spec = volume_spec(cfg, volume, size)
 
     async def op(ops: SanOps) -> str:
         return (await ops.create_volume(spec)).name
@@ -152,6 +166,7 @@ def qemu_img_convert_argv(
     chap_user: str | None,
     *,
     lun: int = 0,
+    target_is_zero: bool = False,
 ) -> list[str]:
     """``qemu-img convert`` writing ``source`` as raw onto ``iqn`` via libiscsi.
 
@@ -171,6 +186,11 @@ def qemu_img_convert_argv(
         f"file.target={iqn},file.lun={int(lun)}"
     )
     argv = ["qemu-img", "convert", "-n", "-f", source_format, source]
+    if target_is_zero:
+        # A volume the group has just created reads as zeros, so qemu-img may skip the
+        # image's holes instead of writing zeros over the LUN: a thin volume then
+        # allocates what the image holds, not its virtual size.
+        argv.append("--target-is-zero")
     if chap_user:
         opts += f",file.user={chap_user},file.password-secret=chap0"
         argv += ["--object", "secret,id=chap0,file=@SECRET@"]
@@ -218,8 +238,122 @@ def write_image(argv: list[str], secret: bytes | None, log: Callable[[str], None
         )
 
 
+_PROBE_TIMEOUT = 30.0
+
+
+def find_disk_lun(
+    portal: str,
+    iqn: str,
+    chap_user: str | None,
+    chap_secret: Secret | None,
+    needed_bytes: int,
+) -> int:
+    """The LUN of ``iqn`` that holds the volume, asked of the target itself.
+
+    A real group presents each volume as LUN 0 of its own target; tgt (the rig) keeps
+    LUN 0 for its controller and serves the disk as LUN 1.  Rather than assume either,
+    log in with the native client, REPORT LUNS, and take the lowest LUN whose INQUIRY
+    peripheral device type is 0 (direct access block device, SPC-4 §6.6.2) and whose
+    READ CAPACITY is large enough for the image.
+
+    Raises:
+        CopyFailedError: the probe failed, or no disk LUN is large enough.
+    """
+    # Imported here: only cp needs the iSCSI client, and every other action's start-up
+    # time is paid per oned call (bench/ds_bench.py).
+    import asyncio  # noqa: PLC0415
+
+    from eqliscsi.iscsi_discovery import Auth, ChapCredentials, probe  # noqa: PLC0415
+
+    auth = (
+        Auth(chap=ChapCredentials(chap_user, chap_secret)) if chap_user and chap_secret else Auth()
+    )
+    try:
+        result = asyncio.run(probe(portal, iqn, auth=auth, timeout=_PROBE_TIMEOUT))
+    except EqliscsiError as exc:
+        # The client's message already says what failed and what to check.
+        raise CopyFailedError(f"Inspecting the new volume over iSCSI failed: {exc}") from None
+    for info in sorted(result.luns, key=lambda i: i.lun):
+        if info.size_bytes >= needed_bytes:
+            return info.lun
+    seen = ", ".join(f"LUN {i.lun} {i.size_bytes} bytes" for i in result.luns) or "no disk LUN"
+    raise CopyFailedError(
+        f"The new volume's target offers {seen}, too small for the image of {needed_bytes} "
+        "bytes; check the group's volume size rounding."
+    )
+
+
+def _delete_after_failure(ctx: ActionContext, volume: str, exc: BaseException) -> None:
+    """Delete our half-made ``volume`` on a fresh session; never mask ``exc``.
+
+    The ownership guard of ``delete_volume`` still applies, so a same-named volume
+    that another datastore or a person made is left alone.
+    """
+    cfg = ctx.config().config
+
+    async def undo(ops: SanOps) -> bool:
+        return await ops.delete_volume(volume)
+
+    try:
+        if run_san(cfg, _ds_id(ctx), ctx.environ, undo):
+            ctx.info(f"deleted volume {volume} again after the failed copy")
+    except Exception as undo_exc:  # keep the first error; name the leftover
+        exc.add_note(f"volume {volume} could not be deleted: {undo_exc}")
+        ctx.info(f"volume {volume} could not be deleted after the failed copy: {undo_exc}")
+
+
+def _create_and_write(
+    ctx: ActionContext, volume: str, size_mb: int, local: str, info: ImageInfo
+) -> None:
+    """Create ``volume`` and write the image at ``local`` onto it; on failure delete it."""
+    cfg = ctx.config().config
+    spec = volume_spec(cfg, volume, size_mb)
+
+    async def create(ops: SanOps) -> VolumeRef:
+        return await ops.create_volume(spec)
+
+    try:
+        ref = run_san(cfg, _ds_id(ctx), ctx.environ, create)
+    except SanError as exc:
+        # The session may have died after 'volume create' succeeded (ops could not
+        # undo it on a dead connection): look again on a fresh session.
+        _delete_after_failure(ctx, volume, exc)
+        raise
+    iqn = ref.iqn
+    if ref.reused:
+        # oned retried after an attempt that left this volume: write every block.
+        ctx.info(f"reusing volume {volume} from an earlier attempt; writing all of it")
+    else:
+        ctx.info(f"created volume {volume} ({size_mb} MB), writing {info.format} image as raw")
+    try:
+        lun = find_disk_lun(
+            cfg.discovery_portal, iqn, cfg.chap_user or None, cfg.chap_secret, info.virtual_size
+        )
+        ctx.debug(f"{iqn}: disk is LUN {lun}")
+        argv = qemu_img_convert_argv(
+            local,
+            info.format,
+            cfg.discovery_portal,
+            iqn,
+            cfg.chap_user or None,
+            lun=lun,
+            target_is_zero=not ref.reused,
+        )
+        secret = cfg.chap_secret.reveal() if (cfg.chap_user and cfg.chap_secret) else None
+        write_image(argv, secret, ctx.debug)
+    except BaseException as exc:
+        # Do not leave an orphan volume behind (the original did, §1.9 item 9).
+        _delete_after_failure(ctx, volume, exc)
+        raise
+
+
 def cp(ctx: ActionContext) -> SourceResult:
-    """Register an image: new volume, then the image written onto it as raw."""
+    """Register an image: new volume, then the image written onto it as raw.
+
+    Order matters for leaving nothing behind: the source is fetched, checked
+    (checksums, archive, qemu-img info) and measured *before* the volume exists; after
+    it exists, any failure deletes it again.
+    """
     image = ctx.image()
     assert isinstance(ctx.call, DsCall) and ctx.driver_action is not None
     path = image.path
@@ -238,40 +372,33 @@ def cp(ctx: ActionContext) -> SourceResult:
     else:
         ds = ctx.driver_action.datastore
         source = check_restricted(path, ds.restricted_dirs, ds.safe_dirs, ctx.environ)
-    info = qemu_img_info(source)
-    needed = math.ceil(info.virtual_size / (1024 * 1024))
-    size = max(needed, image.size_mb or 0)
-    if size <= 0:
-        raise SizeUnknownError(f"The image at {path[:200]} is empty; register a non-empty image.")
     volume = image_volume_name(image.name, ctx.call.object_id)
     cfg = ctx.config().config
-    spec = volume_spec(cfg, volume, size)
-
-    async def create(ops: SanOps) -> str:
-        return (await ops.create_volume(spec)).iqn
-
-    iqn = run_san(cfg, _ds_id(ctx), ctx.environ, create)
-    ctx.info(f"created volume {volume} ({size} MB), writing {info.format} image as raw")
-    argv = qemu_img_convert_argv(
-        source, info.format, cfg.discovery_portal, iqn, cfg.chap_user or None
+    # hashlib/bz2/lzma (and urllib for http) only for cp: start-up is paid per oned call.
+    from eqliscsi.opennebula.actions.image_source import (  # noqa: PLC0415
+        SourceOptions,
+        prepared_source,
     )
-    secret = cfg.chap_secret.reveal() if (cfg.chap_user and cfg.chap_secret) else None
-    if cfg.chap_user and secret is None:
-        raise BadValueError("EQL_CHAP_USER is set without EQL_CHAP_SECRET_FILE; set both.")
-    try:
-        write_image(argv, secret, ctx.debug)
-    except Exception as exc:
-        # Do not leave an orphan volume behind (the original did, §1.9 item 9).
-        async def undo(ops: SanOps) -> bool:
-            return await ops.delete_volume(volume)
 
-        try:
-            run_san(cfg, _ds_id(ctx), ctx.environ, undo)
-            ctx.info(f"deleted volume {volume} again after the failed copy")
-        except Exception as undo_exc:  # keep the first error; name the leftover
-            exc.add_note(f"volume {volume} could not be deleted: {undo_exc}")
-            ctx.info(f"volume {volume} could not be deleted after the failed copy: {undo_exc}")
-        raise
+    options = SourceOptions.from_template(image.template)
+    if cfg.chap_user and not cfg.chap_secret:
+        raise BadValueError("EQL_CHAP_USER is set without EQL_CHAP_SECRET_FILE; set both.")
+    with prepared_source(source, options, ctx.debug) as local:
+        info = qemu_img_info(local)
+        if info.backing:
+            # qemu-img would open the backing file too: a way to read files outside
+            # the allowed directories (the same reason libfs.sh refuses them).
+            raise BadValueError(
+                f"The image {path[:200]} has a backing file; flatten it first with "
+                "qemu-img convert."
+            )
+        needed = math.ceil(info.virtual_size / (1024 * 1024))
+        size = max(needed, image.size_mb or 0)
+        if size <= 0:
+            raise SizeUnknownError(
+                f"The image at {path[:200]} is empty; register a non-empty image."
+            )
+        _create_and_write(ctx, volume, size, local, info)
     return SourceResult(volume, "raw")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from eqliscsi.cli.install import install, install_remotes
+from eqliscsi.cli.install import MANIFEST, install, install_remotes
 from eqliscsi.errors import UsageError
 from rig.oned import ImageSpec, OnedSimulator
 
@@ -31,7 +31,7 @@ def test_install_writes_runnable_remotes(one_remotes: Path) -> None:
     assert stat.stat().st_mode & 0o111
     shipped = {p.name for p in (REPO_REMOTES / "datastore" / "eqliscsi").iterdir()}
     installed = {p.name for p in (one_remotes / "datastore" / "eqliscsi").iterdir()}
-    assert shipped | {"eqliscsi.conf"} == installed
+    assert shipped | {"eqliscsi.conf", MANIFEST} == installed
     conf = one_remotes / "datastore" / "eqliscsi" / "eqliscsi.conf"
     assert (
         conf.read_text() == (REPO_REMOTES / "datastore/eqliscsi/eqliscsi.conf.sample").read_text()

@@ -81,14 +81,15 @@ async def test_save_as_needs_no_san(tmp_path: Path, group: Group, profile: str) 
 
 
 @pytest.mark.parametrize("profile", ["5.12", "6.10"])
-async def test_mkfs_filesystem_refused_before_creating(
+async def test_mkfs_unknown_filesystem_refused_before_creating(
     tmp_path: Path, group: Group, profile: str
 ) -> None:
     sim = simulator(tmp_path, profile, group)
-    image = ImageSpec(id=13, name="fs", type=2, fstype="ext4", fs="ext4", size_mb=100)
+    image = ImageSpec(id=13, name="fs", type=2, fstype="zfs", fs="zfs", size_mb=100)
     out = await asyncio.to_thread(sim.run_ds, "mkfs", sim.ds_document(image, DS), 13)
-    assert not out.ok and out.reason is not None and "without FS" in out.reason
+    assert not out.ok and out.reason is not None and "not supported" in out.reason
     assert group.fake.san.volumes == {}
+    assert group.fake.max_sessions_seen == 0
 
 
 async def test_rm_leaves_foreign_volume_alone(tmp_path: Path, group: Group) -> None:
@@ -136,14 +137,14 @@ def _closed_port() -> int:
 async def test_cp_failed_copy_leaves_no_volume(
     tmp_path: Path, group: Group, qcow2_image: Path, profile: str
 ) -> None:
-    # Nothing listens on the portal, so qemu-img cannot log in after the volume exists.
+    # Nothing listens on the portal, so the LUN probe cannot log in after the volume exists.
     conf = group.conf + f"EQL_PORTAL=127.0.0.1:{_closed_port()}\n"
     sim = OnedSimulator.create(profile, tmp_path / "sim", conf=conf, extra_env=group.env)
     image = ImageSpec(id=5, name="tty", path=str(qcow2_image), size_mb=100)
     out = await asyncio.to_thread(sim.run_ds, "cp", sim.ds_document(image, DS), 5)
     assert not out.ok
     assert out.reason is not None and out.reason.startswith(
-        "Writing the image to the volume failed"
+        "Inspecting the new volume over iSCSI failed: Cannot connect"
     )
     assert "Traceback" not in out.stderr
     assert group.fake.san.volumes == {}  # created, then deleted again

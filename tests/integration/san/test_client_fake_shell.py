@@ -56,6 +56,7 @@ async def test_volume_lifecycle(group: Group) -> None:
         # oned retries the create: same result, no second access record.
         again = await ops.create_volume(VolumeSpec("one-7", 1024, pool="default", access=(rule,)))
         assert again == ref
+        assert again.reused and not ref.reused  # cp must not assume the reused one is zero
         records = await ops.access_records("one-7")
         assert [r.initiator for r in records] == [INITIATOR]
 

@@ -1,0 +1,241 @@
+"""Datastore driver benchmark (issue 4): remote start-up and cp throughput.
+
+Everything runs on 127.0.0.1: a fake EqualLogic group (rig.fake_eql, in this process)
+with its tgt data plane, the oned simulator running the real remotes, and the
+warm-session broker those remotes use through ``EQLISCSI_BROKER_DIR``.
+
+* **start-up**: from just before the simulator spawns ``datastore/eqliscsi/monitor``
+  (6.10 convention: id in argv, document on stdin) to the moment the fake group's shell
+  receives the action's first CLI line, with the broker already holding a warm session.
+  The shell is in this process, so both instants are on the same clock.
+* **cp**: a 1 GiB qcow2 holding 256 MiB of data, registered with ``cp`` (volume create,
+  LUN probe, qemu-img convert over libiscsi) versus a bare ``qemu-img convert`` of the
+  same image to another volume of the same group in the same run; and the LUN backing
+  file's allocation (``st_blocks``) against the data size.
+
+Usage::
+
+    .venv/bin/python bench/ds_bench.py [--runs 30] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from eqliscsi.secret import Secret  # noqa: E402
+from rig.fake_eql import server as fake_server  # noqa: E402
+from rig.fake_eql.__main__ import make_backends  # noqa: E402
+from rig.fake_eql.dataplane import DataPlane  # noqa: E402
+from rig.fake_eql.server import FakeEql  # noqa: E402
+from rig.fake_eql.shell import EqlShell  # noqa: E402
+from rig.oned import DatastoreSpec, ImageSpec, OnedSimulator  # noqa: E402
+from rig.targets.base import Portal  # noqa: E402
+from rig.targets.tgt import free_port  # noqa: E402
+
+PASSWORD = b"ds-bench-password-1"
+MiB = 1024 * 1024
+DS = DatastoreSpec(template={"DS_MAD": "eqliscsi", "TM_MAD": "eqliscsi", "EQL_POOL": "default"})
+FED: list[tuple[float, bytes]] = []
+
+
+class _TimedShell(EqlShell):
+    def feed(self, data: bytes):  # type: ignore[no-untyped-def]
+        FED.append((time.monotonic(), data))
+        return super().feed(data)
+
+
+def _first_command_after(t0: float) -> float | None:
+    for t, data in FED:
+        # The broker's own keep-alive probe is not the action's command.
+        if t >= t0 and not data.startswith(b"cli-settings"):
+            return t
+    return None
+
+
+def _stop_broker(directory: Path) -> None:
+    try:
+        pid = int((directory / "broker.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"eqliscsi.san.broker" in cmdline:
+        os.kill(pid, signal.SIGTERM)
+
+
+def _make_image(path: Path) -> None:
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "1G"], check=True)
+    # 16 islands of 16 MiB, 64 MiB apart: 256 MiB of data, the rest holes.
+    cmds: list[str] = []
+    for i in range(16):
+        cmds += ["-c", f"write -P {0x10 + i} {i * 64}M 16M"]
+    subprocess.run(["qemu-io", "-f", "qcow2", *cmds, str(path)], check=True, capture_output=True)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run(runs: int) -> dict[str, Any]:
+    fake_server.EqlShell = _TimedShell  # type: ignore[misc]
+    tmp = Path(tempfile.mkdtemp(prefix="ds-bench-"))
+    state = tmp / "fake"
+    state.mkdir()
+    portal = Portal("127.0.0.1", free_port())
+    backend, member = make_backends("tgt", portal, state)
+    plane = DataPlane(backend, state / "luns", member=member)
+    fake = FakeEql(
+        state, group_name="bench", account="grpadmin", password=Secret(PASSWORD),
+        dataplane=plane, group_ip="127.0.0.1",
+    )  # fmt: skip
+    broker_dir = tmp / "broker"
+    result: dict[str, Any] = {}
+    try:
+        host, port = await fake.start("127.0.0.1", 0)
+        known = tmp / "known_hosts"
+        known.write_text(
+            f"[{host}]:{port} {fake.host_key().export_public_key().decode().strip()}\n"
+        )
+        pw = tmp / "password"
+        pw.write_bytes(PASSWORD)
+        pw.chmod(0o600)
+        conf = (
+            f"EQL_HOST={host}\nEQL_SSH_PORT={port}\nEQL_USER=grpadmin\nEQL_PASS_FILE={pw}\n"
+            f"EQL_KNOWN_HOSTS={known}\nEQL_PORTAL={portal.host}:{portal.port}\n"
+            "EQL_SECURITY_ACCESS='ipaddress 127.0.0.*'\n"
+            "EQL_THINPROVISION='thin-provision thin-min-reserve 20%'\n"
+        )
+        env = {"EQLISCSI_BROKER_DIR": str(broker_dir), "EQLISCSI_LOCK_DIR": str(tmp / "locks")}
+        sim = OnedSimulator.create("6.10", tmp / "sim", conf=conf, extra_env=env)
+        doc = sim.ds_document(None, DS)
+
+        warm = await asyncio.to_thread(sim.run_ds, "monitor", doc, 100)  # starts the broker
+        assert warm.ok, warm.stderr
+        startup: list[float] = []
+        for _ in range(runs):
+            FED.clear()
+            t0 = time.monotonic()
+            out = await asyncio.to_thread(sim.run_ds, "monitor", doc, 100)
+            assert out.ok, out.stderr
+            first = _first_command_after(t0)
+            assert first is not None, "the remote sent no CLI command"
+            startup.append((first - t0) * 1000)
+        result["startup_ms"] = {
+            "median": statistics.median(startup),
+            "p90": _pct(startup, 0.9),
+            "min": min(startup),
+            "runs": runs,
+        }
+
+        spawn: list[float] = []
+        for _ in range(runs):
+            t0 = time.monotonic()
+            await asyncio.to_thread(subprocess.run, [sys.executable, "-c", "pass"], check=True)
+            spawn.append((time.monotonic() - t0) * 1000)
+        probe = (
+            "import sys, eqliscsi.opennebula.runner, eqliscsi.opennebula.actions.ds_volumes, "
+            "eqliscsi.san.broker_sync; print(' '.join(m for m in ('asyncssh', 'asyncio', "
+            "'construct', 'rich', 'ssl', 'click') if m in sys.modules))"
+        )
+        heavy_run = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-c", probe], capture_output=True, text=True
+        )
+        heavy = heavy_run.stdout.strip()
+        result["baseline"] = {
+            "python_c_ms": statistics.median(spawn),
+            "heavy_imports": heavy,
+            "loadavg": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        }
+
+        image = tmp / "big.qcow2"
+        await asyncio.to_thread(_make_image, image)
+        data_bytes = 256 * MiB
+        t0 = time.monotonic()
+        out = await asyncio.to_thread(
+            sim.run_ds, "cp", sim.ds_document(ImageSpec(id=1, name="big", path=str(image)), DS), 1
+        )
+        cp_s = time.monotonic() - t0
+        assert out.ok, out.stderr
+        backing = plane.lun_path(fake.san.volumes["big.1"].uid)
+        alloc = os.stat(backing).st_blocks * 512
+
+        # The peer: a bare qemu-img convert of the same image to a same-sized volume.
+        made = await asyncio.to_thread(
+            sim.run_ds,
+            "mkfs",
+            sim.ds_document(ImageSpec(id=2, name="peer", type=2, size_mb=1024), DS),
+            2,
+        )
+        assert made.ok, made.stderr
+        peer = fake.san.volumes["peer.2"]
+        opts = (
+            f"driver=raw,file.driver=iscsi,file.transport=tcp,file.portal={portal.host}:"
+            f"{portal.port},file.target={peer.iqn},file.lun=1"
+        )
+        argv = ["qemu-img", "convert", "-n", "-f", "qcow2", str(image), "--target-image-opts", opts]
+        t0 = time.monotonic()
+        done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, check=False)
+        peer_s = time.monotonic() - t0
+        assert done.returncode == 0, done.stderr
+        peer_alloc = os.stat(plane.lun_path(peer.uid)).st_blocks * 512
+        result["cp"] = {
+            "cp_s": cp_s,
+            "cp_MiB_s": data_bytes / MiB / cp_s,
+            "bare_convert_s": peer_s,
+            "bare_MiB_s": data_bytes / MiB / peer_s,
+            "ratio": peer_s / cp_s,
+            "allocated_MiB": alloc / MiB,
+            "allocation_ratio": alloc / data_bytes,
+            "bare_allocated_MiB": peer_alloc / MiB,
+        }
+    finally:
+        _stop_broker(broker_dir)
+        await fake.close()
+        with contextlib.suppress(Exception):
+            plane.close()
+        backend.close()
+        if member is not None:
+            member.close()
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    result = asyncio.run(run(args.runs))
+    s = result["startup_ms"]
+    print(f"monitor start-up, warm broker: median {s['median']:.0f} ms, p90 {s['p90']:.0f} ms, "
+          f"min {s['min']:.0f} ms ({s['runs']} runs; goal <= 60 ms)")  # fmt: skip
+    c = result["cp"]
+    print(f"cp 1 GiB qcow2 / 256 MiB data: {c['cp_s']:.2f} s ({c['cp_MiB_s']:.0f} MiB/s); "
+          f"bare qemu-img convert {c['bare_convert_s']:.2f} s; "
+          f"ratio {c['ratio']:.2f} (goal >= 0.9)")  # fmt: skip
+    b = result["baseline"]
+    print(f"interpreter start only (python -c pass): median {b['python_c_ms']:.0f} ms; "
+          f"heavy modules on the monitor path: {b['heavy_imports'] or 'none'}; "
+          f"load average {b['loadavg']}")  # fmt: skip
+    print(f"LUN allocation {c['allocated_MiB']:.1f} MiB = {c['allocation_ratio']:.3f} x data "
+          f"(goal <= 1.05); after the bare convert {c['bare_allocated_MiB']:.1f} MiB")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
