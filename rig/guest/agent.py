@@ -178,8 +178,16 @@ class LioState:
         rts = self._rts()
         st = self.targets.pop(iqn, None)
         if st is not None and st.target is not None:
+            so_path = Path(st.storage.path)
             st.target.delete()
-            st.storage.delete()
+            # rtslib's StorageObject.delete() first walks every LUN of every target
+            # to find users of the object (O(targets) per call, minutes for 150
+            # targets under TCG); the target that used it is gone, so remove the
+            # configfs directories directly: the object (its default groups go with
+            # it), then its HBA, which fails harmlessly while another object uses it.
+            so_path.rmdir()
+            with contextlib.suppress(OSError):
+                so_path.parent.rmdir()
             return None
         if (_CONFIGFS_ISCSI / iqn).is_dir():
             rts.Target(rts.FabricModule("iscsi"), iqn, mode="lookup").delete()
