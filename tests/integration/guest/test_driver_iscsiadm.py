@@ -108,6 +108,16 @@ def wait_for(vm: GuestVM, link: str, *, present: bool, timeout: float = 60.0) ->
     pytest.fail(f"udev did not {'create' if present else 'remove'} {link} within {timeout:.0f} s")
 
 
+def restart_iscsid(vm: GuestVM) -> None:
+    """Stop the guest's iscsid by its pid file and start it again (bounded wait)."""
+    sh(
+        vm,
+        "pid=$(cat /run/iscsid.pid); kill $pid; i=0; "
+        "while kill -0 $pid 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
+        "iscsid",
+    )
+
+
 def export(lio: LioBackend, vm: GuestVM, volume: str, secret: Secret) -> tuple[ia.Node, Path]:
     backing = vm.share_dir / f"{volume}.img"
     with backing.open("wb") as fh:
@@ -131,7 +141,7 @@ def test_driver_login_makes_dev_iscsi_link_and_data_round_trips(
         run_script(hv, ia.login_script(node, chap=chap), what=vol)
         dev = wait_for(hv, link, present=True)
         assert lio.session_count(node.iqn) == 1
-        assert [(s.iqn, s.portal) for s in sessions(hv)] == [(node.iqn, str(PORTAL))]
+        assert [(s.iqn, s.portal) for s in sessions(hv)] == [(node.iqn, PORTAL)]
         assert int(sh(hv, f"blockdev --getsize64 {link}")) == 32 << 20
         # The secret reached iscsiadm through the node record only: never an argv.
         cmdlines = sh(hv, "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '; true")
@@ -164,7 +174,9 @@ def test_driver_login_makes_dev_iscsi_link_and_data_round_trips(
         assert wait_for(hv, link, present=False) == ""
         assert sessions(hv) == []
         assert lio.session_count(node.iqn) == 0
-        assert sh(hv, f"ls -A /etc/iscsi/nodes/{node.iqn} 2>/dev/null; true").strip() == ""
+        # The record is gone (-o delete after logout).
+        left = hv.ssh(["sh", "-c", f"ls /etc/iscsi/nodes/{node.iqn}/*/default"], check=False)
+        assert left.returncode != 0 and not left.stdout.strip()
         # Idempotent: logging out again (status 21) is success.
         run_script(hv, ia.logout_script(node), what=vol)
     finally:
@@ -193,10 +205,29 @@ def test_driver_wrong_chap_secret_is_a_typed_auth_error(hv: GuestVM, lio: LioBac
 
 
 def test_driver_login_to_unknown_target_has_no_record(hv: GuestVM, lio: LioBackend) -> None:
+    # Another volume exists, so the portal answers (LIO listens on 3260 only while
+    # some TPG has the portal); discovery then finds no record for this IQN.
+    other = volume_name()
+    _, backing = export(lio, hv, other, Secret(secrets.token_hex(8).encode(), origin="test"))
     node = ia.Node(eql_iqn("absent"), PORTAL)
-    with pytest.raises(ia.IscsiadmNoRecordsError) as exc:
+    try:
+        with pytest.raises(ia.IscsiadmNoRecordsError) as exc:
+            run_script(hv, ia.login_script(node))
+        assert exc.value.status == ia.IscsiadmStatus.NO_OBJS_FOUND
+        assert sessions(hv) == []
+    finally:
+        backing.unlink(missing_ok=True)
+
+
+def test_driver_discovery_of_a_silent_portal_is_a_typed_error(hv: GuestVM, lio: LioBackend) -> None:
+    # No target at all: nothing listens on the guest's 3260.  Measured: iscsiadm
+    # gives up discovery with status 11 (ISCSI_ERR_PDU_TIMEOUT is open-iscsi's
+    # name for "connection refused" here), reported as the discovery step.
+    node = ia.Node(eql_iqn("absent"), PORTAL)
+    with pytest.raises(ia.IscsiadmError) as exc:
         run_script(hv, ia.login_script(node))
-    assert exc.value.status == ia.IscsiadmStatus.NO_OBJS_FOUND
+    assert exc.value.op is ia.Op.DISCOVERY
+    assert exc.value.status == ia.IscsiadmStatus.PDU_TIMEOUT
     assert sessions(hv) == []
 
 
@@ -208,7 +239,10 @@ def test_driver_logout_of_mounted_disk_with_safe_logout_is_busy(
     node, backing = export(lio, hv, vol, secret)
     link = f"/dev/iscsi/{vol}"
     conf = "/etc/iscsi/iscsid.conf"
+    # iscsid (not iscsiadm) enforces safe_logout and reads iscsid.conf only when it
+    # starts: restart it around the change (sessions survive; iscsid resyncs).
     sh(hv, f"cp {conf} {conf}.eqliscsi-saved && echo 'iscsid.safe_logout = Yes' >> {conf}")
+    restart_iscsid(hv)
     try:
         run_script(hv, ia.login_script(node, chap=ia.ChapCredentials("oneadmin-chap", secret)))
         wait_for(hv, link, present=True)
@@ -224,5 +258,6 @@ def test_driver_logout_of_mounted_disk_with_safe_logout_is_busy(
         assert sessions(hv) == []
     finally:
         hv.ssh(["sh", "-c", f"umount /mnt/busy; mv {conf}.eqliscsi-saved {conf}"], check=False)
+        restart_iscsid(hv)
         run_script(hv, ia.logout_script(node), what=vol)
         backing.unlink(missing_ok=True)
