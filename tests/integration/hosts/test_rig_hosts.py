@@ -9,6 +9,7 @@ read back on the other and from tgtd's backing file.
 from __future__ import annotations
 
 import secrets
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -295,3 +296,21 @@ def test_two_rigs_get_separate_subnets(tmp_path: Path) -> None:
             ha.nsenter("ip", "route", "get", a.gateway), capture_output=True, check=False
         )
         assert r.returncode == 0
+
+
+def test_discovery_of_a_silent_portal_is_a_typed_error(host_rig: HostRig) -> None:
+    # Same expectation as the real iscsiadm in the kernel guest
+    # (tests/integration/guest/test_driver_iscsiadm.py): status 11 at discovery.
+    h1 = host_rig.hosts[0]
+    with socket.socket() as s:
+        s.bind((host_rig.gateway, 0))
+        port = int(s.getsockname()[1])
+    node = ia.Node(
+        "iqn.2001-05.com.equallogic:0-8a0906-000000000-0000000000000000-silent",
+        ia.TargetPortal(host_rig.gateway, port),
+    )
+    with pytest.raises(ia.IscsiadmError) as exc:
+        run_script(host_rig, h1, ia.login_script(node))
+    assert exc.value.op is ia.Op.DISCOVERY
+    assert exc.value.status == ia.IscsiadmStatus.PDU_TIMEOUT
+    assert sessions(host_rig, h1) == []
