@@ -10,8 +10,11 @@ installed where the install guide puts them.  The disk must appear as a real
 ``/dev/iscsi/<volume>`` -> ``/dev/sdX``; bytes written there are read back through
 udev's by-path link and from LIO's backing file on the host (virtio-9p).
 
-The stand-in tier (tests/integration/hosts/test_rig_hosts.py) runs the same steps
-against rig/hosts/iscsiadm_standin.py; docs/interop.md lists both side by side.
+The behaviours both host kinds must share are the bodies in
+tests/integration/host_cases.py; the stand-in tier (tests/integration/hosts) calls
+the same functions with its own fixtures.  The first test here adds what only a
+real host has (udev's by-path link, the record file as open-iscsi writes it).
+docs/interop.md lists both side by side.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from eqliscsi.secret import Secret
 from rig.guest.vm import GuestVM
 from rig.targets.base import ChapAccount
 from rig.targets.lio import LioBackend
+from tests.integration import host_cases as cases
 from tests.integration.guest.conftest import GUEST_INITIATOR
 
 pytestmark = [pytest.mark.guest, pytest.mark.lio, pytest.mark.judge, pytest.mark.timeout(900)]
@@ -184,80 +188,105 @@ def test_driver_login_makes_dev_iscsi_link_and_data_round_trips(
         backing.unlink(missing_ok=True)
 
 
-def test_driver_wrong_chap_secret_is_a_typed_auth_error(hv: GuestVM, lio: LioBackend) -> None:
-    vol = volume_name()
-    right = Secret(secrets.token_hex(8).encode(), origin="test")
-    node, backing = export(lio, hv, vol, right)
-    wrong = ia.ChapCredentials("oneadmin-chap", Secret(b"wrong-secret-0123", origin="test"))
-    try:
-        with pytest.raises(ia.IscsiadmAuthError) as exc:
-            run_script(hv, ia.login_script(node, chap=wrong), what=vol)
-        assert exc.value.status == ia.IscsiadmStatus.LOGIN_AUTH_FAILED
-        assert exc.value.op is ia.Op.LOGIN
-        assert "wrong-secret-0123" not in str(exc.value)
-        assert sessions(hv) == []
-        # The helper rewrites the record, so the right secret then logs in.
-        run_script(hv, ia.login_script(node, chap=ia.ChapCredentials("oneadmin-chap", right)))
-        wait_for(hv, f"/dev/iscsi/{vol}", present=True)
-    finally:
-        run_script(hv, ia.logout_script(node), what=vol)
-        backing.unlink(missing_ok=True)
+class GuestHost:
+    """The guest as an :class:`~tests.integration.host_cases.IscsiHost`."""
+
+    name = "eqlguest"
+    link_prefix = "/dev/sd"
+
+    def __init__(self, vm: GuestVM) -> None:
+        self.vm = vm
+
+    def run(self, script: ia.RemoteScript, what: str = "") -> None:
+        run_script(self.vm, script, what)
+
+    def sh(self, command: str, *, check: bool = True) -> str:
+        return self.vm.ssh(["sh", "-c", command], check=check, timeout=120).stdout
+
+    def sessions(self) -> list[ia.SessionInfo]:
+        return sessions(self.vm)
+
+    def wait_link(self, volume: str, *, present: bool) -> str:
+        return wait_for(self.vm, f"/dev/iscsi/{volume}", present=present)
+
+    def argv_of_all_processes(self) -> bytes:
+        out = self.vm.ssh(["sh", "-c", "cat /proc/[0-9]*/cmdline 2>/dev/null; true"])
+        return out.stdout.encode()
+
+    def set_safe_logout(self, on: bool) -> None:
+        conf = "/etc/iscsi/iscsid.conf"
+        if on:
+            sh(self.vm, f"cp {conf} {conf}.eqliscsi-saved && "
+                        f"echo 'iscsid.safe_logout = Yes' >> {conf}")  # fmt: skip
+        else:
+            sh(
+                self.vm,
+                f"if [ -e {conf}.eqliscsi-saved ]; then mv {conf}.eqliscsi-saved {conf}; fi",
+            )
+        # iscsid (not iscsiadm) enforces safe_logout and reads iscsid.conf only when
+        # it starts: a real host needs an iscsid restart (sessions survive it).
+        restart_iscsid(self.vm)
 
 
-def test_driver_login_to_unknown_target_has_no_record(hv: GuestVM, lio: LioBackend) -> None:
-    # Another volume exists, so the portal answers (LIO listens on 3260 only while
-    # some TPG has the portal); discovery then finds no record for this IQN.
-    other = volume_name()
-    _, backing = export(lio, hv, other, Secret(secrets.token_hex(8).encode(), origin="test"))
-    node = ia.Node(eql_iqn("absent"), PORTAL)
-    try:
-        with pytest.raises(ia.IscsiadmNoRecordsError) as exc:
-            run_script(hv, ia.login_script(node))
-        assert exc.value.status == ia.IscsiadmStatus.NO_OBJS_FOUND
-        assert sessions(hv) == []
-    finally:
-        backing.unlink(missing_ok=True)
+class LioExporter:
+    """The guest's own LIO as an :class:`~tests.integration.host_cases.Exporter`."""
+
+    def __init__(self, vm: GuestVM, lio: LioBackend) -> None:
+        self.vm, self.lio = vm, lio
+        self.files: list[Path] = []
+
+    def export(self, volume: str, user: str, secret: Secret) -> cases.Export:
+        backing = self.vm.share_dir / f"{volume}.img"
+        with backing.open("wb") as fh:
+            fh.truncate(32 << 20)
+        self.files.append(backing)
+        iqn = eql_iqn(volume)
+        self.lio.create_target(iqn, backing)
+        self.lio.set_initiators(iqn, [GUEST_INITIATOR])
+        self.lio.set_chap(iqn, ChapAccount(user, secret), None)
+        return cases.Export(volume, ia.Node(iqn, PORTAL), user, secret, backing)
+
+    def refused_portal(self) -> ia.TargetPortal:
+        return ia.TargetPortal("127.0.0.1", 3261)  # LIO listens on 3260 only
 
 
-def test_driver_discovery_of_a_silent_portal_is_a_typed_error(hv: GuestVM, lio: LioBackend) -> None:
-    # No target at all: nothing listens on the guest's 3260.  Measured: iscsiadm
-    # gives up discovery with status 11 (ISCSI_ERR_PDU_TIMEOUT is open-iscsi's
-    # name for "connection refused" here), reported as the discovery step.
-    node = ia.Node(eql_iqn("absent"), PORTAL)
-    with pytest.raises(ia.IscsiadmError) as exc:
-        run_script(hv, ia.login_script(node))
-    assert exc.value.op is ia.Op.DISCOVERY
-    assert exc.value.status == ia.IscsiadmStatus.PDU_TIMEOUT
-    assert sessions(hv) == []
+@pytest.fixture
+def host(hv: GuestVM) -> GuestHost:
+    return GuestHost(hv)
+
+
+@pytest.fixture
+def target(hv: GuestVM, lio: LioBackend) -> Iterator[LioExporter]:
+    exp = LioExporter(hv, lio)
+    yield exp
+    for f in exp.files:
+        f.unlink(missing_ok=True)
+
+
+# The shared bodies (tests/integration/host_cases.py); the stand-in tier calls the same.
+
+
+def test_driver_login_idempotent_and_data_on_target(host: GuestHost, target: LioExporter) -> None:
+    cases.case_login_is_idempotent_and_data_lands_on_the_target(host, target)
+
+
+def test_driver_wrong_chap_secret_is_a_typed_auth_error(
+    host: GuestHost, target: LioExporter
+) -> None:
+    cases.case_wrong_secret_is_auth_error(host, target)
+
+
+def test_driver_login_to_unknown_target_has_no_record(host: GuestHost, target: LioExporter) -> None:
+    cases.case_unknown_target_has_no_record(host, target)
+
+
+def test_driver_discovery_of_a_refused_portal_is_a_typed_error(
+    host: GuestHost, target: LioExporter
+) -> None:
+    cases.case_refused_portal_fails_discovery(host, target)
 
 
 def test_driver_logout_of_mounted_disk_with_safe_logout_is_busy(
-    hv: GuestVM, lio: LioBackend
+    host: GuestHost, target: LioExporter
 ) -> None:
-    vol = volume_name()
-    secret = Secret(secrets.token_hex(8).encode(), origin="test")
-    node, backing = export(lio, hv, vol, secret)
-    link = f"/dev/iscsi/{vol}"
-    conf = "/etc/iscsi/iscsid.conf"
-    # iscsid (not iscsiadm) enforces safe_logout and reads iscsid.conf only when it
-    # starts: restart it around the change (sessions survive; iscsid resyncs).
-    sh(hv, f"cp {conf} {conf}.eqliscsi-saved && echo 'iscsid.safe_logout = Yes' >> {conf}")
-    restart_iscsid(hv)
-    try:
-        run_script(hv, ia.login_script(node, chap=ia.ChapCredentials("oneadmin-chap", secret)))
-        wait_for(hv, link, present=True)
-        sh(hv, f"mkfs.ext4 -q -F {link} && mkdir -p /mnt/busy && mount {link} /mnt/busy")
-        started = time.monotonic()
-        with pytest.raises(ia.IscsiadmBusyError):
-            run_script(hv, ia.logout_script(node), what=vol)
-        # Retried, one second apart, before giving up.
-        assert time.monotonic() - started >= ia.LOGOUT_ATTEMPTS - 1.5
-        assert [s.iqn for s in sessions(hv)] == [node.iqn]
-        sh(hv, "umount /mnt/busy")
-        run_script(hv, ia.logout_script(node), what=vol)
-        assert sessions(hv) == []
-    finally:
-        hv.ssh(["sh", "-c", f"umount /mnt/busy; mv {conf}.eqliscsi-saved {conf}"], check=False)
-        restart_iscsid(hv)
-        run_script(hv, ia.logout_script(node), what=vol)
-        backing.unlink(missing_ok=True)
+    cases.case_logout_of_mounted_disk_is_busy_then_retried(host, target)
