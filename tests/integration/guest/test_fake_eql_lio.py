@@ -193,3 +193,44 @@ async def test_native_probe_of_eql_volume_reports_its_size(eql: InGuestGroup) ->
         assert lun.vendor.strip() == "LIO-ORG"
     finally:
         assert await delete_volume(eql, name, user)
+
+
+async def test_resize_and_clone_are_served_by_lio_at_their_new_sizes(eql: InGuestGroup) -> None:
+    # LIO's fileio backstore reads the file size when it is created: the fake's data
+    # plane must recreate the target after a grow, and a clone is a target of its own.
+    user = f"one-{secrets.token_hex(3)}"
+    chap_secret = Secret(secrets.token_hex(8).encode(), origin="test CHAP secret")
+    acct = ChapAccount(user, chap_secret)
+    name, iqn, _ = await create_chap_volume(eql, user, chap_secret)
+    clone = f"{name}-c"
+
+    async def grow_and_clone(runner: object) -> tuple[str, int]:
+        ops = SanOps(runner, 100)  # type: ignore[arg-type]
+        await ops.resize_volume(name, 200)
+        ref = await ops.clone_volume(
+            name, VolumeSpec(clone, 300, access=(AccessRule(username=user),))
+        )
+        info = await ops.volume_info(clone)
+        assert info is not None
+        return ref.iqn, info.size_mb
+
+    clone_iqn, clone_mb = await run_action(eql.endpoint, grow_and_clone)
+    try:
+        assert clone_iqn != iqn and clone_mb == 300
+        assert {iqn, clone_iqn} <= set(lio_targets(eql.vm))
+        for target, mb in ((iqn, 200), (clone_iqn, 300)):
+            cap = libiscsi(
+                "iscsi-readcapacity16", f"iscsi://{eql.portal}/{target}/0", incoming=acct
+            )
+            assert cap.returncode == 0, cap.stderr
+            assert f"Total size:{lun_bytes(mb)}\n" in cap.stdout
+    finally:
+
+        async def delete_both(runner: object) -> None:
+            ops = SanOps(runner, 100)  # type: ignore[arg-type]
+            await ops.delete_volume(clone)
+            await ops.delete_volume(name)
+            await ops.delete_chap_user(user)
+
+        await run_action(eql.endpoint, delete_both)
+    assert not {iqn, clone_iqn} & set(lio_targets(eql.vm))
