@@ -52,12 +52,17 @@ CHUNK = 64 * 1024
 OFFSET = 2 * 1024 * 1024
 
 
+def install_remotes(vm: GuestVM) -> None:
+    """Put the driver's host-side files where docs/host-iscsi.md installs them."""
+    for name, (dest, mode) in _INSTALL.items():
+        vm.install_file(dest, (_REMOTES / name).read_text(), mode=mode)
+    vm.ssh(["udevadm", "control", "--reload"])
+
+
 @pytest.fixture(scope="module")
 def hv(guest_vm: GuestVM) -> Iterator[GuestVM]:
     """The guest as a hypervisor host with the driver's remotes installed."""
-    for name, (dest, mode) in _INSTALL.items():
-        guest_vm.install_file(dest, (_REMOTES / name).read_text(), mode=mode)
-    guest_vm.ssh(["udevadm", "control", "--reload"])
+    install_remotes(guest_vm)
     yield guest_vm
     guest_vm.ssh(["sh", "-c", "iscsiadm -m node --logoutall=all; iscsiadm -m node -o delete"],
                  check=False)  # fmt: skip

@@ -28,6 +28,7 @@ from eqliscsi.iscsi_discovery import (
     login,
     probe,
 )
+from eqliscsi.opennebula import iscsiadm as ia
 from eqliscsi.san.broker_client import run_action
 from eqliscsi.san.commands import AccessRule
 from eqliscsi.san.endpoint import HostKeyPolicy, SanEndpoint
@@ -35,7 +36,8 @@ from eqliscsi.san.ops import SanOps, VolumeSpec
 from eqliscsi.secret import Secret
 from rig.guest.vm import GUEST_EQL_PORT, GuestVM
 from rig.targets.base import ChapAccount
-from tests.integration.guest.conftest import HOST_INITIATOR
+from tests.integration.guest.conftest import GUEST_INITIATOR, HOST_INITIATOR
+from tests.integration.guest.test_driver_iscsiadm import GuestHost, install_remotes
 from tests.integration.guest.test_lio_libiscsi import libiscsi
 
 pytestmark = [pytest.mark.guest, pytest.mark.lio, pytest.mark.timeout(900)]
@@ -234,3 +236,55 @@ async def test_resize_and_clone_are_served_by_lio_at_their_new_sizes(eql: InGues
 
         await run_action(eql.endpoint, delete_both)
     assert not {iqn, clone_iqn} & set(lio_targets(eql.vm))
+
+
+async def test_driver_path_end_to_end_on_a_real_host(eql: InGuestGroup) -> None:
+    """SAN client makes the volume, the host logs in with the driver's scripts, udev
+    names it, and a clone made by the group carries the bytes written through it."""
+    install_remotes(eql.vm)
+    host = GuestHost(eql.vm)
+    user = f"one-{secrets.token_hex(3)}"
+    chap_secret = Secret(secrets.token_hex(8).encode(), origin="test CHAP secret")
+    name, clone = f"one-{secrets.token_hex(3)}", f"one-{secrets.token_hex(3)}"
+    rule = AccessRule(initiator=GUEST_INITIATOR, username=user)
+
+    async def create(runner: object) -> tuple[str, str]:
+        ops = SanOps(runner, 100)  # type: ignore[arg-type]
+        await ops.ensure_chap_user(user, chap_secret)
+        ref = await ops.create_volume(VolumeSpec(name, 50, access=(rule,)))
+        return ref.iqn, await ops.group_ip()
+
+    iqn, group_ip = await run_action(eql.endpoint, create)
+    node = ia.Node(iqn, ia.TargetPortal(group_ip, 3260))
+    chap = ia.ChapCredentials(user, chap_secret)
+    marker = f"eqliscsi-e2e-{secrets.token_hex(8)}"
+    clone_node: ia.Node | None = None
+    try:
+        host.run(ia.login_script(node, chap=chap), what=name)
+        assert host.wait_link(name, present=True).startswith("/dev/sd")
+        host.sh(f"printf '%s' {marker} | dd of=/dev/iscsi/{name} bs=4096 conv=sync,fsync "
+                "oflag=direct status=none")  # fmt: skip
+        host.run(ia.logout_script(node), what=name)
+        assert host.wait_link(name, present=False) == ""
+
+        async def clone_it(runner: object) -> str:
+            ops = SanOps(runner, 100)  # type: ignore[arg-type]
+            return (await ops.clone_volume(name, VolumeSpec(clone, 50, access=(rule,)))).iqn
+
+        clone_node = ia.Node(await run_action(eql.endpoint, clone_it), node.portal)
+        host.run(ia.login_script(clone_node, chap=chap), what=clone)
+        host.wait_link(clone, present=True)
+        got = host.sh(f"dd if=/dev/iscsi/{clone} bs=4096 count=1 iflag=direct status=none")
+        assert got[: len(marker)] == marker
+    finally:
+        host.run(ia.logout_script(node), what=name)
+        if clone_node is not None:
+            host.run(ia.logout_script(clone_node), what=clone)
+
+        async def delete_all(runner: object) -> None:
+            ops = SanOps(runner, 100)  # type: ignore[arg-type]
+            await ops.delete_volume(clone)
+            await ops.delete_volume(name)
+            await ops.delete_chap_user(user)
+
+        await run_action(eql.endpoint, delete_all)
