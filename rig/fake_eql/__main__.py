@@ -57,6 +57,12 @@ def make_backends(
             group.close()
             raise
         return group, member
+    if kind == "lio":
+        # LIO has no login redirect, so no member: the group portal serves the LUNs
+        # itself.  Only inside the kernel guest (configfs + rtslib-fb).
+        from rig.targets.lio_local import LocalLioBackend  # noqa: PLC0415 - guest-only
+
+        return LocalLioBackend(portal), None
     raise RigError(f"Target backend {kind!r} is not available here; use --target-backend tgt.")
 
 

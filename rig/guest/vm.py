@@ -6,7 +6,9 @@ also keeps the guest from reaching anything else):
 
 - ``iscsi``: the guest's LIO portal (guest port 3260);
 - ``ssh``: the guest's OpenSSH server (guest port 22), root with the build's key;
-- ``agent``: :mod:`rig.guest.agent`, the line-JSON LIO agent (guest port 7000).
+- ``agent``: :mod:`rig.guest.agent`, the line-JSON LIO agent (guest port 7000);
+- ``eql``: guest port 8022, where a fake EqualLogic group started in the guest
+  (``python -m rig.fake_eql --target-backend lio``) listens for SSH.
 
 SendTargets answers carry the guest's own address, 10.0.2.15, which the host cannot
 reach: connect to the forwarded portal directly.
@@ -40,6 +42,7 @@ from eqliscsi.errors import RigError
 from rig.guest.build import GuestImage
 
 __all__ = [
+    "GUEST_EQL_PORT",
     "GUEST_SHARE",
     "READY_MARKER",
     "GuestBootError",
@@ -52,6 +55,7 @@ READY_MARKER = "EQLISCSI-GUEST-READY"
 FAIL_MARKER = "EQLISCSI-FAIL"
 GUEST_SHARE = Path("/srv/share")
 GUEST_AGENT_PORT = 7000
+GUEST_EQL_PORT = 8022
 _REPO = Path(__file__).resolve().parents[2]
 
 
@@ -72,6 +76,11 @@ class GuestPorts:
     iscsi: int
     ssh: int
     agent: int
+    eql: int = 0  # 0: no forward for the in-guest fake group
+
+    @classmethod
+    def fresh(cls) -> GuestPorts:
+        return cls(iscsi=free_port(), ssh=free_port(), agent=free_port(), eql=free_port())
 
 
 def free_port() -> int:
@@ -107,7 +116,7 @@ class GuestVM:
         self.boot_timeout = boot_timeout
         self.source_dir = source_dir
         self.console_log = self.workdir / "console.log"
-        self.ports = GuestPorts(iscsi=free_port(), ssh=free_port(), agent=free_port())
+        self.ports = GuestPorts.fresh()
         self._proc: subprocess.Popen[bytes] | None = None
         self._agent: socket.socket | None = None
         self._agent_file: Any = None
@@ -119,7 +128,13 @@ class GuestVM:
         p = self.ports
         fwd = ",".join(
             f"hostfwd=tcp:127.0.0.1:{host}-:{guest}"
-            for host, guest in ((p.iscsi, 3260), (p.ssh, 22), (p.agent, GUEST_AGENT_PORT))
+            for host, guest in (
+                (p.iscsi, 3260),
+                (p.ssh, 22),
+                (p.agent, GUEST_AGENT_PORT),
+                (p.eql, GUEST_EQL_PORT),
+            )
+            if host
         )
         return [
             "qemu-system-x86_64",
@@ -172,7 +187,7 @@ class GuestVM:
                         "QEMU could not bind its 127.0.0.1 forwards three times; "
                         "find what is taking ports on loopback and try again."
                     ) from None
-                self.ports = GuestPorts(iscsi=free_port(), ssh=free_port(), agent=free_port())
+                self.ports = GuestPorts.fresh()
         raise AssertionError("unreachable")
 
     def _start_once(self) -> GuestVM:

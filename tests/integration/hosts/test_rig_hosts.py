@@ -9,8 +9,8 @@ read back on the other and from tgtd's backing file.
 from __future__ import annotations
 
 import secrets
+import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from eqliscsi.opennebula import iscsiadm as ia
 from eqliscsi.secret import Secret
 from rig.hosts import Host, HostRig
 from rig.need import need_executable
+from tests.integration import host_cases as cases
 
 from .conftest import Tgt, need_host_rig, start_tgt
 
@@ -120,63 +121,6 @@ def test_login_write_logout_then_read_on_other_host(host_rig: HostRig, tgt: Tgt)
     assert got[: len(marker)] == marker
     assert vol not in ssh(host_rig, h1, "ls -A /dev/iscsi")
     run_script(host_rig, h2, ia.logout_script(node), what=vol)
-
-
-def test_wrong_chap_secret_is_a_typed_auth_error(host_rig: HostRig, tgt: Tgt) -> None:
-    user = chap_user()
-    h1 = host_rig.hosts[0]
-    vol = volume_name()
-    iqn = tgt.add_volume(vol, user, Secret(b"right-secret-01", origin="test"))
-    node = ia.Node(iqn, ia.TargetPortal(tgt.address, tgt.port))
-    wrong = ia.ChapCredentials(user, Secret(b"wrong-secret-02", origin="test"))
-    with pytest.raises(ia.IscsiadmAuthError) as exc:
-        run_script(host_rig, h1, ia.login_script(node, chap=wrong), what=vol)
-    assert exc.value.status == ia.IscsiadmStatus.LOGIN_AUTH_FAILED
-    assert exc.value.op is ia.Op.LOGIN
-    assert "wrong-secret-02" not in str(exc.value)
-    assert sessions(host_rig, h1) == []
-    assert ssh(host_rig, h1, "ls -A /dev/iscsi").strip() == ""
-    # The right secret then works: the helper rewrote the record.
-    right = ia.ChapCredentials(user, Secret(b"right-secret-01", origin="test"))
-    run_script(host_rig, h1, ia.login_script(node, chap=right), what=vol)
-    run_script(host_rig, h1, ia.logout_script(node), what=vol)
-
-
-def test_logout_of_mounted_disk_with_safe_logout_is_busy(host_rig: HostRig, tgt: Tgt) -> None:
-    need_executable("mkfs.ext4", "e2fsprogs")
-    h2 = host_rig.hosts[1]
-    user, secret = chap_user(), Secret(secrets.token_hex(8).encode(), origin="test")
-    vol = volume_name()
-    node = ia.Node(tgt.add_volume(vol, user, secret), ia.TargetPortal(tgt.address, tgt.port))
-    run_script(host_rig, h2, ia.login_script(node, chap=ia.ChapCredentials(user, secret)))
-    ssh(host_rig, h2, "echo 'iscsid.safe_logout = Yes' > /etc/iscsi/iscsid.conf")
-    try:
-        # The mount point is in the host's private /var/lib overlay; the mount itself
-        # lives only in the host's mount namespace.
-        mnt = f"/var/lib/one/datastores/mnt-{vol}"
-        ssh(host_rig, h2, f"mkfs.ext4 -q /dev/iscsi/{vol} && mkdir -p {mnt} && "
-                          f"mount /dev/iscsi/{vol} {mnt} && echo data > {mnt}/f")  # fmt: skip
-        started = time.monotonic()
-        with pytest.raises(ia.IscsiadmBusyError):
-            run_script(host_rig, h2, ia.logout_script(node), what=vol)
-        # Retried, one second apart, before giving up.
-        assert time.monotonic() - started >= ia.LOGOUT_ATTEMPTS - 1.5
-        assert [s.iqn for s in sessions(host_rig, h2)] == [node.iqn]
-        ssh(host_rig, h2, f"umount {mnt} && rmdir {mnt}")
-        run_script(host_rig, h2, ia.logout_script(node), what=vol)
-        assert sessions(host_rig, h2) == []
-    finally:
-        ssh(host_rig, h2, "rm -f /etc/iscsi/iscsid.conf", check=False)
-
-
-def test_no_record_for_unknown_target(host_rig: HostRig, tgt: Tgt) -> None:
-    h1 = host_rig.hosts[0]
-    node = ia.Node(
-        "iqn.2001-05.com.equallogic:0-8a0906-000000000-0000000000000000-absent",
-        ia.TargetPortal(tgt.address, tgt.port),
-    )
-    with pytest.raises(ia.IscsiadmNoRecordsError):
-        run_script(host_rig, h1, ia.login_script(node))
 
 
 def test_hosts_are_separate(host_rig: HostRig) -> None:
@@ -295,3 +239,99 @@ def test_two_rigs_get_separate_subnets(tmp_path: Path) -> None:
             ha.nsenter("ip", "route", "get", a.gateway), capture_output=True, check=False
         )
         assert r.returncode == 0
+
+
+class StandinHost:
+    """A namespaced rig host as a :class:`~tests.integration.host_cases.IscsiHost`."""
+
+    link_prefix = "/dev/loop"
+
+    def __init__(self, rig: HostRig, host: Host) -> None:
+        self.rig, self.host, self.name = rig, host, host.name
+
+    def run(self, script: ia.RemoteScript, what: str = "") -> None:
+        run_script(self.rig, self.host, script, what)
+
+    def sh(self, command: str, *, check: bool = True) -> str:
+        return ssh(self.rig, self.host, command, check=check)
+
+    def sessions(self) -> list[ia.SessionInfo]:
+        return sessions(self.rig, self.host)
+
+    def wait_link(self, volume: str, *, present: bool) -> str:
+        # The stand-in names the disk before --login returns: no wait needed.
+        out = ssh(self.rig, self.host, f"readlink -e /dev/iscsi/{volume}", check=False)
+        assert bool(out.strip()) is present, (volume, out)
+        return out.strip()
+
+    def argv_of_all_processes(self) -> bytes:
+        found = []
+        for pid in self.rig.processes():
+            try:
+                found.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+            except OSError:
+                continue
+        return b"\n".join(found)
+
+    def set_safe_logout(self, on: bool) -> None:
+        conf = "/etc/iscsi/iscsid.conf"
+        cmd = f"echo 'iscsid.safe_logout = Yes' > {conf}" if on else f"rm -f {conf}"
+        ssh(self.rig, self.host, cmd)
+
+
+class TgtExporter:
+    """The rig's tgtd as an :class:`~tests.integration.host_cases.Exporter`."""
+
+    def __init__(self, rig: HostRig, tgt: Tgt) -> None:
+        self.rig, self.tgt = rig, tgt
+
+    def export(self, volume: str, user: str, secret: Secret) -> cases.Export:
+        iqn = self.tgt.add_volume(volume, user, secret)
+        node = ia.Node(iqn, ia.TargetPortal(self.tgt.address, self.tgt.port))
+        return cases.Export(volume, node, user, secret, self.tgt.backing(volume))
+
+    def refused_portal(self) -> ia.TargetPortal:
+        with socket.socket() as s:
+            s.bind((self.rig.gateway, 0))
+            port = int(s.getsockname()[1])
+        return ia.TargetPortal(self.rig.gateway, port)
+
+
+@pytest.fixture
+def host(host_rig: HostRig) -> StandinHost:
+    return StandinHost(host_rig, host_rig.hosts[1])
+
+
+@pytest.fixture
+def target(host_rig: HostRig, tgt: Tgt) -> TgtExporter:
+    return TgtExporter(host_rig, tgt)
+
+
+# The shared bodies (tests/integration/host_cases.py); the real-iscsiadm tier in
+# tests/integration/guest/test_driver_iscsiadm.py calls the same.
+
+
+def test_shared_login_idempotent_and_data_on_target(host: StandinHost, target: TgtExporter) -> None:
+    cases.case_login_is_idempotent_and_data_lands_on_the_target(host, target)
+
+
+def test_wrong_chap_secret_is_a_typed_auth_error(host: StandinHost, target: TgtExporter) -> None:
+    cases.case_wrong_secret_is_auth_error(host, target)
+
+
+def test_no_record_for_unknown_target(host: StandinHost, target: TgtExporter) -> None:
+    cases.case_unknown_target_has_no_record(host, target)
+
+
+def test_discovery_of_a_refused_portal_is_a_typed_error(
+    host: StandinHost, target: TgtExporter
+) -> None:
+    need_executable("iscsi-ls", "libiscsi-bin")
+    cases.case_refused_portal_fails_discovery(host, target)
+
+
+def test_logout_of_mounted_disk_with_safe_logout_is_busy(
+    host: StandinHost, target: TgtExporter
+) -> None:
+    need_executable("mkfs.ext4", "e2fsprogs")
+    cases.case_logout_of_mounted_disk_is_busy_then_retried(host, target)

@@ -1,9 +1,10 @@
 """Fixtures for the native iSCSI client's interop tests against real targets.
 
 The backend is a fixture parameter: every test that asks for ``backend`` (or
-``make_backend``) runs once per kind listed in ``BACKENDS``.  Today that is tgt on
-loopback; the kernel-guest tier adds ``"lio"`` by registering one more factory here
-(and its own ``need`` check), without touching a single test.
+``make_backend``) runs once per kind listed in ``BACKENDS``: tgt on loopback, and
+LIO in the kernel guest (the session's one booted ``guest_vm``, reached through
+QEMU's 127.0.0.1 forward).  Where the two legitimately differ, tests read the
+``Quirks`` table instead of naming a backend.
 """
 
 from __future__ import annotations
@@ -17,19 +18,35 @@ from pathlib import Path
 
 import pytest
 
-from eqliscsi.iscsi_discovery import AuthenticationFailed
+from eqliscsi.iscsi_discovery import AuthenticationFailed, IscsiConnectionError, MutualAuthFailed
 from eqliscsi.secret import Secret
 from rig.need import need, need_executable
 from rig.targets.base import ChapAccount, TargetBackend
+from rig.targets.lio import LioBackend
 from rig.targets.tgt import TgtBackend
 
 
 @contextmanager
-def _tgt(host: str, log: Path) -> Iterator[TargetBackend]:
+def _tgt(host: str, log: Path, request: pytest.FixtureRequest) -> Iterator[TargetBackend]:
     need_executable("tgtd", "tgt")
     need_executable("tgtadm", "tgt")
     need(os.geteuid() == 0, "tgtd needs root to create its control socket in /var/run/tgtd")
     backend = TgtBackend.start(host, log_path=log)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+@contextmanager
+def _lio(host: str, log: Path, request: pytest.FixtureRequest) -> Iterator[TargetBackend]:
+    # The guest is reached only through QEMU's forward on 127.0.0.1, and one guest
+    # has one LIO: a test that wants a second target elsewhere (IPv6, a redirect
+    # pair) is not applicable to LIO here, rather than a missing component.
+    if host != "127.0.0.1":
+        pytest.skip(f"LIO in the kernel guest is reached only on 127.0.0.1, not {host}")
+    vm = request.getfixturevalue("guest_vm")
+    backend = LioBackend(vm)
     try:
         yield backend
     finally:
@@ -50,6 +67,17 @@ class Quirks:
     mutual_unconfigured: type[Exception]  # we ask for mutual, target has no account
     redirects: bool  # per-target login redirection can be configured
     vendor_product: tuple[str, str]  # standard INQUIRY of a file-backed disk
+    # AuthMethod=None to a target (or discovery portal) that enforces CHAP: tgt
+    # answers 0x0201, LIO closes the connection without a Login Response.
+    none_to_chap: type[Exception]
+    # SendTargets: tgt advertises the address it listens on (the one we dialled);
+    # LIO in the guest advertises the guest's own 10.0.2.15:3260 for its wildcard
+    # portal, which the host never dials.
+    advertised: tuple[str, int] | None  # None: the dialled portal itself
+    # INQUIRY to a LUN that does not exist: tgt answers with peripheral qualifier 3
+    # (SPC-4 §6.6.2); LIO fails the command with CHECK CONDITION, ILLEGAL REQUEST,
+    # LOGICAL UNIT NOT SUPPORTED (5/25/00), which SAM-5 §5.8.4 allows as well.
+    absent_lun_sense: bool
 
 
 QUIRKS: dict[str, Quirks] = {
@@ -60,19 +88,50 @@ QUIRKS: dict[str, Quirks] = {
         mutual_unconfigured=AuthenticationFailed,
         redirects=True,
         vendor_product=("IET", "VIRTUAL-DISK"),
+        none_to_chap=AuthenticationFailed,
+        advertised=None,
+        absent_lun_sense=False,
+    ),
+    "lio": Quirks(
+        acl_refusal_status=0x0202,
+        unknown_target_status=0x0301,
+        chap_sha256=True,
+        mutual_unconfigured=MutualAuthFailed,
+        redirects=False,
+        vendor_product=("LIO-ORG", "FILEIO"),
+        none_to_chap=IscsiConnectionError,
+        advertised=("10.0.2.15", 3260),
+        absent_lun_sense=True,
     ),
 }
 
-# kind -> factory(host, log file); a factory skips/fails via rig.need when unavailable.
-BACKENDS: dict[str, Callable[[str, Path], AbstractContextManager[TargetBackend]]] = {
+
+def advertised_portal(backend: TargetBackend, quirks: Quirks) -> tuple[str, int]:
+    """The address and port a SendTargets answer of ``backend`` carries."""
+    return quirks.advertised or (backend.portal.host, backend.portal.port)
+
+
+# kind -> factory(host, log file, request); a factory skips/fails via rig.need when
+# unavailable.
+BACKENDS: dict[
+    str, Callable[[str, Path, pytest.FixtureRequest], AbstractContextManager[TargetBackend]]
+] = {
     "tgt": _tgt,
+    "lio": _lio,
+}
+# Marks per kind, so `-m "not guest"` deselects the LIO half of the suite.
+_MARKS: dict[str, tuple[pytest.MarkDecorator, ...]] = {
+    "tgt": (pytest.mark.tgt,),
+    "lio": (pytest.mark.guest, pytest.mark.lio),
 }
 
 MakeBackend = Callable[..., TargetBackend]
 MakeDisk = Callable[..., Path]
 
 
-@pytest.fixture(params=sorted(BACKENDS), ids=lambda k: f"backend={k}")
+@pytest.fixture(
+    params=[pytest.param(k, marks=_MARKS[k], id=f"backend={k}") for k in sorted(BACKENDS)]
+)
 def backend_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -83,14 +142,16 @@ def quirks(backend_kind: str) -> Quirks:
 
 
 @pytest.fixture
-def make_backend(backend_kind: str, tmp_path: Path) -> Iterator[MakeBackend]:
+def make_backend(
+    backend_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[MakeBackend]:
     """Start more targets of this kind (a redirect pair needs two); all stop at teardown."""
     counter = itertools.count()
     with ExitStack() as stack:
 
         def make(host: str = "127.0.0.1") -> TargetBackend:
             log = tmp_path / f"{backend_kind}-{next(counter)}.log"
-            return stack.enter_context(BACKENDS[backend_kind](host, log))
+            return stack.enter_context(BACKENDS[backend_kind](host, log, request))
 
         yield make
 
@@ -101,17 +162,34 @@ def backend(make_backend: MakeBackend) -> TargetBackend:
 
 
 @pytest.fixture
-def make_disk(tmp_path: Path) -> MakeDisk:
-    """Sparse backing files: ``make_disk(size_bytes=...)``."""
+def make_disk(
+    backend_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[MakeDisk]:
+    """Sparse backing files: ``make_disk(size_bytes=...)``.
+
+    LIO's fileio backstore opens its file inside the guest, so for LIO the files go
+    to the guest's shared directory (and are removed afterwards).
+    """
     counter = itertools.count()
+    where = tmp_path
+    if backend_kind == "lio":
+        vm = request.getfixturevalue("guest_vm")
+        where = vm.share_dir / f"disks-{os.getpid()}-{id(request)}"
+        where.mkdir()
+    made: list[Path] = []
 
     def make(size_bytes: int = 8 << 20, name: str | None = None) -> Path:
-        path = tmp_path / (name or f"disk{next(counter)}.img")
+        path = where / (name or f"disk{next(counter)}.img")
+        made.append(path)
         with open(path, "wb") as f:
             f.truncate(size_bytes)
         return path
 
-    return make
+    yield make
+    if where is not tmp_path:
+        for path in made:
+            path.unlink(missing_ok=True)
+        where.rmdir()
 
 
 def chap(user: str, secret: str) -> ChapAccount:

@@ -25,11 +25,18 @@ def _url(portal: Portal, user: str | None, secret: str | None, path: str = "") -
     return f"iscsi://{cred}{portal}{path}"
 
 
-def iscsi_ls(portal: Portal, user: str | None = None, secret: str | None = None) -> JudgeRun:
-    """``iscsi-ls -s`` (libiscsi).  The URL carries a throwaway test secret only."""
+def iscsi_ls(
+    portal: Portal, user: str | None = None, secret: str | None = None, *, luns: bool = True
+) -> JudgeRun:
+    """``iscsi-ls [-s]`` (libiscsi).  The URL carries a throwaway test secret only.
+
+    ``-s`` logs in to every target at the address SendTargets advertised; pass
+    ``luns=False`` for a target that advertises an address we must not dial (LIO in
+    the kernel guest advertises the guest's own 10.0.2.15).
+    """
     exe = need_executable("iscsi-ls", "libiscsi-bin")
     done = subprocess.run(
-        [exe, "-s", _url(portal, user, secret)],
+        [exe, *(["-s"] if luns else []), _url(portal, user, secret)],
         capture_output=True,
         text=True,
         timeout=60,

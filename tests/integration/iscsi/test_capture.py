@@ -28,6 +28,14 @@ from .conftest import MakeDisk, chap
 
 pytestmark = [pytest.mark.tgt, pytest.mark.judge]
 
+
+# tshark judges the client's PDUs; which target answers does not change them, so
+# tgt alone (LIO's PDUs are judged in test_client.py's LIO half by the client itself).
+@pytest.fixture
+def backend_kind() -> str:
+    return "tgt"
+
+
 IQN = "iqn.2026-01.test.eqliscsi:captured"
 USER, SECRET = "capture-user", "capture-secret-77"
 TUSER, TSECRET = "capture-target", "capture-tsecret-8"

@@ -25,6 +25,14 @@ from .judges import iscsi_ls, iscsi_ls_targets
 
 pytestmark = [pytest.mark.tgt]
 
+
+# The CLI's output formats are backend-independent; tgt alone keeps this file fast
+# (the LIO half of the interop matrix is test_client.py).
+@pytest.fixture
+def backend_kind() -> str:
+    return "tgt"
+
+
 IQN = "iqn.2026-01.test.eqliscsi:cli"
 USER, SECRET = "cli-user", "cli-secret-0123"
 TUSER, TSECRET = "cli-target", "cli-tsecret-456"

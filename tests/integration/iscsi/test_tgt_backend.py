@@ -15,6 +15,14 @@ from .judges import iscsi_ls, iscsi_ls_targets, iscsi_readcapacity16
 
 pytestmark = [pytest.mark.tgt, pytest.mark.judge]
 
+
+# This file checks rig/targets/tgt.py itself; LIO's backend has its own tests in
+# tests/integration/guest/.
+@pytest.fixture
+def backend_kind() -> str:
+    return "tgt"
+
+
 IQN = "iqn.2026-01.test.eqliscsi:backend"
 
 

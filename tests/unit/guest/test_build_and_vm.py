@@ -53,7 +53,12 @@ def test_qemu_listens_on_loopback_only_and_isolates_the_guest(tmp_path: Path) ->
     fwds = [p for p in netdev.split(",") if p.startswith("hostfwd=")]
     assert sorted(fwds) == sorted(
         f"hostfwd=tcp:127.0.0.1:{port}-:{guest}"
-        for port, guest in ((vm.ports.iscsi, 3260), (vm.ports.ssh, 22), (vm.ports.agent, 7000))
+        for port, guest in (
+            (vm.ports.iscsi, 3260),
+            (vm.ports.ssh, 22),
+            (vm.ports.agent, 7000),
+            (vm.ports.eql, 8022),
+        )
     )
     # restrict=on: the guest cannot open connections to anything outside.
     assert "restrict=on" in netdev.split(",")
