@@ -24,7 +24,7 @@ from typing import Any
 from eqliscsi.errors import RigError
 from eqliscsi.secret import redact
 from rig.guest.agent import AgentError, LioState
-from rig.targets.base import ChapAccount, Portal
+from rig.targets.base import ChapAccount, Portal, ScsiIdentity
 
 __all__ = ["LocalLioBackend"]
 
@@ -74,7 +74,12 @@ class LocalLioBackend:
                 f"LIO refused {name} ({msg}); read the guest's kernel log."
             ) from None
 
-    def create_target(self, iqn: str, backing_file: Path) -> None:
+    def create_target(
+        self, iqn: str, backing_file: Path, identity: ScsiIdentity | None = None
+    ) -> None:
+        # ``identity`` is not applied, as in rig/targets/lio.py: rtslib-fb has no API
+        # for the INQUIRY vendor/product, so LIO volumes answer "LIO-ORG".
+        del identity
         self._op("create_target", iqn=iqn, path=str(backing_file))
 
     def delete_target(self, iqn: str) -> None:
