@@ -8,6 +8,13 @@ machine and the full-feature session, published for adapters in
 
 from __future__ import annotations
 
+from eqliscsi.iscsi_discovery._asyncio import (
+    IscsiSession,
+    discover,
+    login,
+    probe,
+    validate_many,
+)
 from eqliscsi.iscsi_discovery._types import (
     Auth,
     ChapAlgorithm,
@@ -62,6 +69,7 @@ __all__ = [
     "InvalidPortal",
     "IscsiConnectionError",
     "IscsiProtocolError",
+    "IscsiSession",
     "IscsiTimeout",
     "LocalProtocolError",
     "LoginFailed",
@@ -82,4 +90,8 @@ __all__ = [
     "TooManyConnections",
     "ValidationRequest",
     "ValidationResult",
+    "discover",
+    "login",
+    "probe",
+    "validate_many",
 ]

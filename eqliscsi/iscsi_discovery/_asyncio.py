@@ -1,0 +1,597 @@
+"""The one asyncio adapter of the native iSCSI client.
+
+Everything protocol-shaped lives in the sans-IO core (:mod:`._login`,
+:mod:`._session`); this module only moves bytes between a TCP stream and those
+objects, and puts a clock on every wait:
+
+* ``login`` connects, runs :class:`._login.LoginMachine` to full feature phase and
+  hands the connection to :class:`._session.Session`.  It follows Status-Class 1
+  redirects with a fresh connection and the same ISID (RFC 7143 §6.2 / §11.13.5;
+  EqualLogic redirects every login from the group IP to a member port), and retries
+  once offering only MD5 when the target fails a stronger CHAP_A (tgt's CHAP_A=7
+  off-by-one, open-iscsi#192).
+* the whole login, redirects included, runs under one ``asyncio.timeout``; each
+  later request (SendTargets, one SCSI command, Logout) under its own.  A timeout is
+  an :class:`IscsiTimeout`, a refused/reset/closed socket an
+  :class:`IscsiConnectionError`; nothing else escapes as a raw ``OSError``.
+* sessions are ``async with`` blocks that always try a Logout (reason 0,
+  RFC 7143 §11.14) and always close the socket, even when the body raised.
+
+``discover``, ``probe`` and ``validate_many`` are the public operations built on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Iterable
+
+from eqliscsi.errors import IscsiError
+from eqliscsi.iscsi_discovery._types import (
+    Auth,
+    DiscoveredTarget,
+    LunInfo,
+    Portal,
+    ProbeResult,
+    ValidationRequest,
+    ValidationResult,
+)
+from eqliscsi.iscsi_discovery.errors import (
+    IscsiConnectionError,
+    IscsiTimeout,
+    PduRejected,
+    RemoteProtocolError,
+    ScsiCommandFailed,
+)
+from eqliscsi.iscsi_discovery.sansio import (
+    AsyncEvent,
+    DeviceType,
+    LoginConfig,
+    LoginMachine,
+    LoginRedirected,
+    LoginSucceeded,
+    LoginWarning,
+    LogoutCompleted,
+    OperationalOffer,
+    RetryWithMd5,
+    ScsiCompleted,
+    SendTargetsCompleted,
+    Session,
+    SessionEvent,
+    SessionParams,
+    SessionType,
+    TaskRejected,
+    cdb_inquiry,
+    cdb_read_capacity16,
+    cdb_report_luns,
+    cdb_test_unit_ready,
+    check_iscsi_name,
+    decode_lun,
+    lun_info,
+    parse_device_identifiers,
+    parse_inquiry,
+    parse_read_capacity16,
+    parse_report_luns,
+    parse_unit_serial,
+)
+
+__all__ = [
+    "DEFAULT_INITIATOR_NAME",
+    "IscsiSession",
+    "discover",
+    "login",
+    "probe",
+    "validate_many",
+]
+
+log = logging.getLogger("eqliscsi.iscsi")
+
+# The validator's own identity.  It must never equal a production initiator's IQN
+# with the same ISID, or the target would reinstate (drop) that session (§14.18).
+DEFAULT_INITIATOR_NAME = "iqn.2026-01.org.opennebula.eqliscsi:validator"
+DEFAULT_TIMEOUT = 10.0
+_READ_CHUNK = 64 * 1024
+_LOGOUT_TIMEOUT = 2.0  # a courtesy: never let a silent target delay the caller long
+_UA_RETRIES = 3  # unit attentions queued after login (tgt: 06/29/00) clear one per command
+_MAX_REPORT_LUNS = 256 * 8 + 8
+
+
+def _name_portal(exc: RemoteProtocolError, portal: Portal, during: str) -> None:
+    """Put the portal into a decoder's message, which cannot know it (h11's split).
+
+    The codec raises on bytes alone; only the adapter knows whose bytes they were.
+    The exception keeps its type and fields; only its one sentence grows.
+    """
+    if str(portal) in exc.message:
+        return
+    # Keep what happened; drop the decoder's own advice, ours replaces it.
+    detail = exc.message.split(";", 1)[0].rstrip(".")
+    detail = detail[:1].lower() + detail[1:]
+    exc.message = (
+        f"The target at portal {portal} broke the iSCSI protocol {during} ({detail}); "
+        "check the target's log, or report it with the target's model."
+    )
+    exc.args = (exc.message,)
+
+
+def _portal(value: Portal | str) -> Portal:
+    return value if isinstance(value, Portal) else Portal.parse(value)
+
+
+class _Stream:
+    """One TCP connection with a timeout on every wait and typed errors."""
+
+    def __init__(
+        self, portal: Portal, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.portal = portal
+        self._reader = reader
+        self._writer = writer
+
+    @classmethod
+    async def connect(cls, portal: Portal) -> _Stream:
+        try:
+            reader, writer = await asyncio.open_connection(portal.address, portal.port)
+        except socket.gaierror:
+            raise IscsiConnectionError(
+                f"The portal address {portal.address} does not resolve; fix the host name."
+            ) from None
+        except OSError as exc:
+            # asyncio's strerror repeats the address; the errno text is the useful part.
+            why = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+            raise IscsiConnectionError(
+                f"Cannot connect to iSCSI portal {portal} ({why}); "
+                "check the address, the port and any firewall."
+            ) from None
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            # Login and text exchanges are small request/response PDUs: no Nagle delay.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(portal, reader, writer)
+
+    async def send(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except OSError:
+            raise self._lost("while we were sending") from None
+
+    async def receive(self, during: str) -> bytes:
+        try:
+            data = await self._reader.read(_READ_CHUNK)
+        except OSError:
+            raise self._lost(during) from None
+        if not data:
+            raise self._lost(during)
+        return data
+
+    def _lost(self, during: str) -> IscsiConnectionError:
+        return IscsiConnectionError(
+            f"The target at portal {self.portal} closed the connection {during}; "
+            "check the target's log and its access settings."
+        )
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError, asyncio.CancelledError, TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self._writer.wait_closed()
+
+
+async def _login_attempt(
+    config: LoginConfig,
+) -> tuple[_Stream, LoginMachine, LoginSucceeded | LoginRedirected | RetryWithMd5]:
+    stream = await _Stream.connect(config.portal)
+    try:
+        machine = LoginMachine(config)
+        for event in machine.start():
+            _warn(event)
+        await stream.send(machine.data_to_send())
+        while True:
+            data = await stream.receive("during login")
+            outcome = None
+            for event in machine.receive_data(data):
+                if isinstance(event, LoginWarning):
+                    _warn(event)
+                else:
+                    outcome = event
+            await stream.send(machine.data_to_send())
+            if outcome is not None:
+                return stream, machine, outcome
+    except RemoteProtocolError as exc:
+        _name_portal(exc, config.portal, "during login")
+        await stream.close()
+        raise
+    except BaseException:
+        await stream.close()
+        raise
+
+
+def _warn(event: object) -> None:
+    if isinstance(event, LoginWarning):
+        log.warning("%s", event.message)
+
+
+async def _establish(config: LoginConfig) -> tuple[_Stream, Session, Portal | None]:
+    """Log in, following redirects and the one MD5 retry; returns a full-feature session."""
+    redirected_to: Portal | None = None
+    retried_md5 = False
+    while True:
+        stream, machine, outcome = await _login_attempt(config)
+        if isinstance(outcome, LoginSucceeded):
+            return stream, Session(config, outcome, machine.take_remaining()), redirected_to
+        await stream.close()
+        if isinstance(outcome, LoginRedirected):
+            # RFC 7143 §11.13.5: restart from scratch at the new portal, same ISID.
+            log.info("login to %s redirected to %s", config.portal, outcome.portal)
+            redirected_to = outcome.portal
+            config = config.redirected(outcome.portal)
+        elif not retried_md5:
+            log.warning(
+                "The target at portal %s failed CHAP with algorithm %s (status 0x%04x); "
+                "retrying with MD5 only.",
+                config.portal,
+                outcome.algorithm.name if outcome.algorithm else "(none chosen)",
+                outcome.status,
+            )
+            retried_md5 = True
+            config = config.md5_only()
+        else:  # pragma: no cover - md5_only() offers only MD5, which never retries
+            raise RemoteProtocolError(
+                f"The target at portal {config.portal} asked for a second MD5 retry; "
+                "check the target's CHAP settings."
+            )
+
+
+class IscsiSession:
+    """An open session in full feature phase, as yielded by :func:`login`.
+
+    Requests run one at a time (a lock serialises them); each waits at most
+    ``timeout`` seconds for its answer.
+    """
+
+    def __init__(
+        self,
+        stream: _Stream,
+        session: Session,
+        *,
+        portal: Portal,
+        target: str | None,
+        redirected_to: Portal | None,
+        timeout: float,
+    ) -> None:
+        self._stream = stream
+        self._session = session
+        self._lock = asyncio.Lock()
+        self._broken = False
+        self._closed = False
+        self.portal = portal
+        self.target = target
+        self.redirected_to = redirected_to
+        self.timeout = timeout
+
+    @property
+    def params(self) -> SessionParams:
+        return self._session.params
+
+    @property
+    def tsih(self) -> int:
+        return self._session.tsih
+
+    @property
+    def connected_portal(self) -> Portal:
+        return self._stream.portal
+
+    async def _run(self, itt: int, what: str) -> SessionEvent:
+        """Send what the session queued and pump until task ``itt`` completes."""
+        return (await self._run_many([itt], what))[itt]
+
+    async def _run_many(self, itts: list[int], what: str) -> dict[int, SessionEvent]:
+        """Send what the session queued and pump until every task in ``itts`` completes.
+
+        Several tasks in flight at once cost one round trip instead of one each; the
+        sans-IO session holds back whatever the CmdSN window does not admit yet.
+        """
+        if self._broken or self._closed:
+            raise IscsiConnectionError(
+                f"The session with portal {self.portal} is closed; open a new session."
+            )
+        wanted = set(itts)
+        done: dict[int, SessionEvent] = {}
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._stream.send(self._session.data_to_send())
+                while len(done) < len(wanted):
+                    data = await self._stream.receive(f"while waiting for {what}")
+                    for event in self._session.receive_data(data):
+                        if isinstance(event, AsyncEvent):
+                            self._on_async(event)
+                        elif isinstance(event, TaskRejected) and event.itt in wanted:
+                            raise PduRejected(event.reason, self._stream.portal, what)
+                        elif (itt := getattr(event, "itt", None)) in wanted:
+                            done[itt] = event
+                    # NOP-In answers, continuations and window-held commands go out now.
+                    await self._stream.send(self._session.data_to_send())
+                return done
+        except TimeoutError:
+            self._broken = True
+            raise IscsiTimeout(
+                f"The target at portal {self._stream.portal} did not answer {what} within "
+                f"{self.timeout:g} s; check that the target is healthy."
+            ) from None
+        except RemoteProtocolError as exc:
+            self._broken = True
+            _name_portal(exc, self._stream.portal, f"answering {what}")
+            raise
+        except IscsiError:
+            self._broken = True
+            raise
+
+    def _on_async(self, event: AsyncEvent) -> None:
+        # Async event 1: the target (EqualLogic rebalancing) asks us to log out; our
+        # sessions are short, so we note it and finish (logout happens on exit).
+        log.info("target at %s sent async event %d", self._stream.portal, event.event)
+
+    async def send_targets(self, value: str = "All") -> list[DiscoveredTarget]:
+        """``SendTargets=<value>`` (RFC 7143 Appendix C): ``All``, an IQN, or empty."""
+        if value not in ("All", ""):
+            check_iscsi_name(value, "SendTargets target name")
+        async with self._lock:
+            itt = self._session.send_targets(value)
+            event = await self._run(itt, "SendTargets")
+        if not isinstance(event, SendTargetsCompleted):  # pragma: no cover - table bug
+            raise RemoteProtocolError(f"SendTargets to {self.portal} ended unexpectedly.")
+        return list(event.targets)
+
+    async def scsi(
+        self,
+        lun: int,
+        cdb: bytes,
+        *,
+        read_length: int = 0,
+        write_data: bytes = b"",
+        command: str = "command",
+    ) -> bytes:
+        """Run one SCSI command; returns its data, retrying unit attentions.
+
+        Raises:
+            ScsiCommandFailed: a status other than GOOD after the retries.
+        """
+        attempt = 0
+        while True:
+            async with self._lock:
+                itt = self._session.scsi_command(
+                    lun, cdb, read_length=read_length, write_data=write_data
+                )
+                event = await self._run(itt, f"SCSI {command}")
+            if not isinstance(event, ScsiCompleted):  # pragma: no cover - table bug
+                raise RemoteProtocolError(f"SCSI {command} to {self.portal} ended unexpectedly.")
+            attempt += 1
+            # A unit attention (tgt: 06/29/00 after login) reports an event once;
+            # retry the same command a few times (reference §8).
+            if event.unit_attention and attempt <= _UA_RETRIES:
+                continue
+            return event.check(command, self.target or "")
+
+    async def logout(self) -> None:
+        """Logout reason 0 (close the session); tgt and LIO answer response 0."""
+        if self._broken or self._closed:
+            return
+        async with self._lock:
+            itt = self._session.logout()
+            saved, self.timeout = self.timeout, min(self.timeout, _LOGOUT_TIMEOUT)
+            try:
+                event = await self._run(itt, "Logout")
+            finally:
+                self.timeout = saved
+        self._closed = True
+        if isinstance(event, LogoutCompleted) and event.response != 0:
+            log.info("logout from %s answered %d", self.portal, event.response)
+
+    async def close(self) -> None:
+        """Log out when the connection is healthy, then close the socket; idempotent."""
+        try:
+            if not self._broken and not self._closed:
+                with contextlib.suppress(IscsiError):
+                    await self.logout()
+        finally:
+            self._closed = True
+            await self._stream.close()
+
+    # -- probe helpers ---------------------------------------------------------------
+
+    async def report_luns(self) -> list[int]:
+        data = await self.scsi(
+            0, cdb_report_luns(_MAX_REPORT_LUNS), read_length=_MAX_REPORT_LUNS,
+            command="REPORT LUNS",
+        )  # fmt: skip
+        return [decode_lun(field) for field in parse_report_luns(data)]
+
+    async def scsi_batch(
+        self, lun: int, commands: list[tuple[str, bytes, int]]
+    ) -> list[ScsiCompleted]:
+        """Run ``(name, cdb, read_length)`` commands in flight together; raw completions.
+
+        No status check and no unit-attention retry here: the caller decides which
+        failures matter (see :meth:`lun_info`).
+        """
+        async with self._lock:
+            itts = [
+                self._session.scsi_command(lun, cdb, read_length=length)
+                for _, cdb, length in commands
+            ]
+            events = await self._run_many(itts, "SCSI " + ", ".join(c[0] for c in commands))
+        out = []
+        for itt in itts:
+            event = events[itt]
+            if not isinstance(event, ScsiCompleted):  # pragma: no cover - table bug
+                raise RemoteProtocolError(f"A SCSI command to {self.portal} ended unexpectedly.")
+            out.append(event)
+        return out
+
+    async def lun_info(self, lun: int) -> LunInfo:
+        """INQUIRY (standard, VPD 0x80 and 0x83) and READ CAPACITY(16) of one LUN.
+
+        All five commands go out at once.  TEST UNIT READY leads so that it, not a
+        command we need, receives the unit attention a target queues after login
+        (tgt: 06/29/00, reference §8); any other command hit by one is re-run alone.
+        """
+        commands = [
+            ("TEST UNIT READY", cdb_test_unit_ready(), 0),
+            ("INQUIRY", cdb_inquiry(), 255),
+            ("READ CAPACITY(16)", cdb_read_capacity16(), 32),
+            ("INQUIRY VPD 80", cdb_inquiry(0x80), 255),
+            ("INQUIRY VPD 83", cdb_inquiry(0x83), 255),
+        ]
+        results = await self.scsi_batch(lun, commands)
+        data: dict[str, bytes | None] = {}
+        for (name, cdb, length), done in zip(commands, results, strict=True):
+            if done.unit_attention and name != "TEST UNIT READY":
+                try:
+                    data[name] = await self.scsi(lun, cdb, read_length=length, command=name)
+                except ScsiCommandFailed:
+                    data[name] = None
+            else:
+                data[name] = done.data if done.good else None
+        inquiry_data = data["INQUIRY"]
+        if inquiry_data is None:
+            # Standard INQUIRY is mandatory (SPC-4): without it the LUN is unusable.
+            results[1].check("INQUIRY", self.target or "")
+            raise AssertionError("unreachable: check() raises for a failed command")
+        inquiry = parse_inquiry(inquiry_data)
+        capacity = None
+        if inquiry.device_type == DeviceType.DISK:
+            capacity_data = data["READ CAPACITY(16)"]
+            if capacity_data is None:
+                results[2].check("READ CAPACITY(16)", self.target or "")
+                raise AssertionError("unreachable: check() raises for a failed command")
+            capacity = parse_read_capacity16(capacity_data)
+        # VPD pages are optional (SPC-4 makes only 0x00 and 0x83 mandatory, and not
+        # every target honours that): a target that refuses one still has a usable LUN.
+        serial_data, ids_data = data["INQUIRY VPD 80"], data["INQUIRY VPD 83"]
+        serial = parse_unit_serial(serial_data) if serial_data else ""
+        identifiers = parse_device_identifiers(ids_data) if ids_data else ()
+        return lun_info(lun, inquiry, capacity, serial, identifiers)
+
+
+@contextlib.asynccontextmanager
+async def login(
+    portal: Portal | str,
+    target: str | None = None,
+    *,
+    auth: Auth = Auth(),  # noqa: B008 - frozen, hence a safe default
+    session_type: SessionType | None = None,
+    initiator_name: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the agreed public API
+    max_redirects: int = 3,
+    offer: OperationalOffer | None = None,
+) -> AsyncIterator[IscsiSession]:
+    """Open a session (Discovery when ``target`` is ``None``) and log out on exit.
+
+    Raises:
+        LoginFailed (and subclasses), MutualAuthFailed, RedirectLoop: the target
+            refused us; IscsiTimeout: no answer within ``timeout``;
+            IscsiConnectionError: the TCP connection failed or was closed.
+    """
+    start = _portal(portal)
+    if target is not None:
+        check_iscsi_name(target, "target name")
+    config = LoginConfig(
+        portal=start,
+        initiator_name=check_iscsi_name(initiator_name or DEFAULT_INITIATOR_NAME, "initiator name"),
+        target_name=target,
+        auth=auth,
+        session_type=session_type,
+        max_redirects=max_redirects,
+        offer=offer or OperationalOffer(),
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            stream, session, redirected_to = await _establish(config)
+    except TimeoutError:
+        raise IscsiTimeout(
+            f"The target at portal {start} did not complete the login within {timeout:g} s; "
+            "check that the portal is an iSCSI target and reachable."
+        ) from None
+    client = IscsiSession(
+        stream, session, portal=start, target=target, redirected_to=redirected_to,
+        timeout=timeout,
+    )  # fmt: skip
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def discover(
+    portal: Portal | str,
+    *,
+    auth: Auth = Auth(),  # noqa: B008
+    target: str | None = None,
+    initiator_name: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the agreed public API
+) -> list[DiscoveredTarget]:
+    """SendTargets over a Discovery session: ``All``, or only ``target`` when given."""
+    async with login(portal, None, auth=auth, initiator_name=initiator_name, timeout=timeout) as s:
+        return await s.send_targets("All" if target is None else target)
+
+
+async def probe(
+    portal: Portal | str,
+    target: str,
+    *,
+    lun: int | None = None,
+    auth: Auth = Auth(),  # noqa: B008
+    initiator_name: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the agreed public API
+    max_redirects: int = 3,
+) -> ProbeResult:
+    """Log in to ``target`` and describe its LUNs (all disk LUNs when ``lun`` is None)."""
+    start = _portal(portal)
+    async with login(
+        start, target, auth=auth, initiator_name=initiator_name, timeout=timeout,
+        max_redirects=max_redirects,
+    ) as s:  # fmt: skip
+        luns: tuple[LunInfo, ...]
+        if lun is not None:
+            luns = (await s.lun_info(lun),)
+        else:
+            infos = [await s.lun_info(n) for n in await s.report_luns()]
+            luns = tuple(i for i in infos if i.device_type == DeviceType.DISK)
+    return ProbeResult(target=target, portal=start, luns=luns, redirected_to=s.redirected_to)
+
+
+async def validate_many(
+    requests: Iterable[ValidationRequest],
+    *,
+    concurrency: int = 32,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the agreed public API
+    initiator_name: str | None = None,
+) -> list[ValidationResult]:
+    """Probe every request, at most ``concurrency`` at once; results in request order.
+
+    An iSCSI failure of one request becomes that item's ``error``; it never stops the
+    others.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(req: ValidationRequest) -> ValidationResult:
+        async with gate:
+            try:
+                result = await probe(
+                    req.portal, req.target, lun=req.lun, auth=req.auth,
+                    initiator_name=initiator_name, timeout=timeout,
+                )  # fmt: skip
+            except IscsiError as exc:
+                return ValidationResult(req, False, None, exc)
+            return ValidationResult(req, True, result, None)
+
+    return list(await asyncio.gather(*(one(r) for r in requests)))
