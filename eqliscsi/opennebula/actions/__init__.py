@@ -1,0 +1,1 @@
+"""OpenNebula action functions: ``ActionContext`` in, a result from ``output`` out."""

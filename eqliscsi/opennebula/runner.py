@@ -1,0 +1,251 @@
+"""The one entry point of every remote: ``run_action("ds.stat")``.
+
+A remote under ``remotes/{datastore,tm}/eqliscsi/`` is three lines that call
+:func:`main`.  Here, and only here, exceptions become exit statuses
+(:func:`eqliscsi.errors.exit_code_for`) and text for oned:
+
+* an expected error (:class:`~eqliscsi.errors.EqliscsiError`) prints its one sentence
+  in the caller's framing (:mod:`eqliscsi.opennebula.output`);
+* anything else is a bug: oned gets one line naming the exception type and the log
+  file, the traceback goes only to that file.  No traceback ever reaches oned,
+  because from 6.2 every stderr line becomes part of the image or VM error.
+
+Log lines (``INFO:``/``DEBUG:``) are buffered and written to stderr at the end, and
+also appended to the log file; on a failure under 6.2-6.10 they go to the file only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import io
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, NoReturn, TextIO
+
+from eqliscsi.errors import EqliscsiError, exit_code_for
+from eqliscsi.opennebula.args import (
+    DsCall,
+    MigrateCall,
+    OneVersion,
+    TmCall,
+    parse_ds_call,
+    parse_tm_call,
+    read_version,
+)
+from eqliscsi.opennebula.config import DEFAULT_CONF_NAMES, Resolved, load_conf, resolve
+from eqliscsi.opennebula.driver_action import DriverAction, Image, parse_driver_action
+from eqliscsi.opennebula.errors import BadCallError, BadDocumentError, UnknownActionError
+from eqliscsi.opennebula.output import (
+    Dialect,
+    NoOutput,
+    Result,
+    dialect_for,
+    render_error,
+    render_log,
+    render_success,
+)
+from eqliscsi.secret import redact
+
+__all__ = ["ACTIONS", "ActionContext", "main", "run_action"]
+
+# "kind.action" -> (module, function).  Imported lazily: a remote pays only for its
+# own action.  An action is listed only once it is implemented.
+ACTIONS: dict[str, tuple[str, str]] = {
+    "ds.stat": ("eqliscsi.opennebula.actions.ds", "stat"),
+    "ds.monitor": ("eqliscsi.opennebula.actions.ds_volumes", "monitor"),
+    "ds.rm": ("eqliscsi.opennebula.actions.ds_volumes", "rm"),
+    "ds.clone": ("eqliscsi.opennebula.actions.ds_volumes", "clone"),
+    "ds.mkfs": ("eqliscsi.opennebula.actions.ds_volumes", "mkfs"),
+    "ds.cp": ("eqliscsi.opennebula.actions.ds_volumes", "cp"),
+    "ds.snap_delete": ("eqliscsi.opennebula.actions.ds_volumes", "snap_delete"),
+    "ds.snap_revert": ("eqliscsi.opennebula.actions.ds_volumes", "snap_revert"),
+    "ds.snap_flatten": ("eqliscsi.opennebula.actions.ds_volumes", "snap_flatten"),
+}
+
+
+@dataclass
+class ActionContext:
+    """Everything an action function gets; it does no argv/stdin/version work itself."""
+
+    name: str
+    call: DsCall | TmCall | MigrateCall
+    dialect: Dialect
+    remotes_dir: Path
+    environ: Mapping[str, str]
+    driver_action: DriverAction | None = None
+    logs: list[tuple[str, str]] = field(default_factory=list)
+    # Secrets the action loaded: the runner redacts them from any error text as a
+    # last line of defence (messages should never contain them in the first place).
+    secrets: list[bytes] = field(default_factory=list)
+
+    def info(self, message: str) -> None:
+        self.logs.append(("INFO", message))
+
+    def debug(self, message: str) -> None:
+        self.logs.append(("DEBUG", message))
+
+    def image(self) -> Image:
+        if self.driver_action is None or self.driver_action.image is None:
+            raise BadDocumentError(f"{self.name} needs an IMAGE in the driver document.")
+        return self.driver_action.image
+
+    def config(self, *, with_image: bool = True) -> Resolved:
+        """eqliscsi.conf → datastore template → image template (see config.py)."""
+        conf_path = self.environ.get("EQLISCSI_CONF")
+        if conf_path:
+            conf = load_conf(Path(conf_path))
+        else:
+            base = self.remotes_dir / "datastore" / "eqliscsi"
+            conf = load_conf(base / DEFAULT_CONF_NAMES[0])
+            if not conf.values and (base / DEFAULT_CONF_NAMES[1]).exists():
+                conf = load_conf(base / DEFAULT_CONF_NAMES[1])
+        ds_tpl = self.driver_action.datastore.template if self.driver_action else None
+        img = self.driver_action.image if self.driver_action else None
+        resolved = resolve(conf, ds_tpl, img.template if (img and with_image) else None)
+        for secret in (resolved.config.password, resolved.config.chap_secret):
+            if secret is not None:
+                self.secrets.append(secret.reveal())
+        for notice in resolved.notices:
+            self.info(notice)
+        return resolved
+
+
+def _log_file(environ: Mapping[str, str]) -> Path:
+    explicit = environ.get("EQLISCSI_LOG_FILE")
+    if explicit:
+        return Path(explicit)
+    one_log = Path("/var/log/one")
+    if os.access(one_log, os.W_OK):
+        return one_log / "eqliscsi.log"
+    return Path(tempfile.gettempdir()) / "eqliscsi.log"
+
+
+def _append_log(path: Path, text: str) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError:
+        return False
+    return True
+
+
+def _remotes_dir(argv0: str, environ: Mapping[str, str]) -> Path:
+    explicit = environ.get("EQLISCSI_REMOTES_DIR")
+    if explicit:
+        return Path(explicit)
+    # remotes/<datastore|tm>/eqliscsi/<action>
+    return Path(os.path.abspath(argv0)).parents[2]
+
+
+def _stdin_reader(stdin: BinaryIO) -> Callable[[int], bytes]:
+    def read(limit: int) -> bytes:
+        try:
+            if stdin.isatty():
+                raise BadCallError(
+                    "The driver document was expected on stdin but stdin is a terminal; "
+                    "oned pipes it, so run this remote the way oned does."
+                )
+        except (AttributeError, ValueError, io.UnsupportedOperation):
+            pass
+        return stdin.read(limit)
+
+    return read
+
+
+def run_action(
+    name: str,
+    argv: list[str] | None = None,
+    *,
+    argv0: str | None = None,
+    stdin: BinaryIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Run one action as oned called it; return the exit status.  Never raises."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    env = os.environ if environ is None else environ
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    source = sys.stdin.buffer if stdin is None else stdin
+    kind, _, action = name.partition(".")
+    version: OneVersion | None = None
+    dialect = dialect_for(None)
+    ctx: ActionContext | None = None
+    log_path = _log_file(env)
+    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    try:
+        remotes = _remotes_dir(argv0 or sys.argv[0], env)
+        version = read_version(remotes)
+        dialect = dialect_for(version)
+        target = ACTIONS.get(name)
+        if target is None:
+            raise UnknownActionError(
+                f"Action {name} is not implemented by this eqliscsi version; remove its "
+                "remote or upgrade eqliscsi."
+            )
+        call: DsCall | TmCall | MigrateCall
+        driver_action = None
+        if kind == "ds":
+            call = parse_ds_call(action, args, _stdin_reader(source), version)
+            dialect = dialect_for(version, call.convention)
+            driver_action = parse_driver_action(call.document)
+        elif kind == "tm":
+            call = parse_tm_call(action, args, _stdin_reader(source), version)
+        else:
+            raise UnknownActionError(f"Action kind {kind!r} is neither ds nor tm.")
+        ctx = ActionContext(name, call, dialect, remotes, env, driver_action)
+        module = importlib.import_module(target[0])
+        func: Callable[[ActionContext], Result] = getattr(module, target[1])
+        result = func(ctx)
+        text = render_success(action, result if result is not None else NoOutput(), dialect)
+        _flush_logs(ctx, err, log_path, stamp, to_stderr=True)
+        out.write(text)
+        out.flush()
+        return 0
+    except EqliscsiError as exc:
+        message = redact(str(exc), ctx.secrets if ctx is not None else ())
+        if ctx is not None:
+            _flush_logs(ctx, err, log_path, stamp, to_stderr=dialect.logs_on_failure)
+        _append_log(log_path, f"{stamp} {name} ERROR {exc.reference}: {message}\n")
+        err.write(render_error(message, dialect))
+        err.flush()
+        return int(exit_code_for(exc))
+    except Exception as exc:  # a bug: one line for oned, the traceback in the log only
+        if ctx is not None:
+            _flush_logs(ctx, err, log_path, stamp, to_stderr=dialect.logs_on_failure)
+        logged = _append_log(log_path, f"{stamp} {name} INTERNAL ERROR\n{traceback.format_exc()}\n")
+        where = f"details in {log_path}" if logged else "set EQLISCSI_LOG_FILE to keep details"
+        err.write(
+            render_error(
+                f"eqliscsi {name} failed with an internal error ({type(exc).__name__}); "
+                f"{where}, please report it.",
+                dialect,
+            )
+        )
+        err.flush()
+        return int(exit_code_for(exc))
+
+
+def _flush_logs(
+    ctx: ActionContext, err: TextIO, log_path: Path, stamp: str, *, to_stderr: bool
+) -> None:
+    if not ctx.logs:
+        return
+    lines = "".join(render_log(level, ctx.name, msg) for level, msg in ctx.logs)
+    if to_stderr:
+        err.write(lines)
+    _append_log(log_path, "".join(f"{stamp} {line}" for line in lines.splitlines(True)))
+    ctx.logs.clear()
+
+
+def main(name: str) -> NoReturn:
+    """What a remote calls: run ``name`` with this process's argv/stdin and exit."""
+    sys.exit(run_action(name))
