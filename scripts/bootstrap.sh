@@ -18,6 +18,12 @@ APT_PACKAGES=(
   openssh-server    # sshd for the embedded rig's hosts
   iproute2          # network namespaces for the embedded rig's hosts
   util-linux        # losetup, nsenter, unshare
+  qemu-system-x86   # the kernel-guest tier: Debian's kernel with LIO and iscsi_tcp under TCG
+  debootstrap       # the kernel guest's root filesystem (rig/guest/build.py)
+  busybox-static    # the kernel guest's initramfs
+  cpio              # packs that initramfs
+  kmod              # depmod/modprobe --show-depends on the guest's module tree
+  e2fsprogs         # mkfs.ext4 -d for the guest's root disk
   procps
   docker.io         # dockerd + containerd + runc: the containerized rig tier
   debootstrap       # builds the debian:bookworm-slim base image when no registry answers
