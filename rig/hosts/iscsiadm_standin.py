@@ -1,0 +1,537 @@
+"""``iscsiadm`` for the embedded rig's hosts, whose kernel has no iSCSI initiator.
+
+It accepts exactly the argument forms :mod:`eqliscsi.opennebula.iscsiadm` builds and
+nothing else (anything else exits 7, ``ISCSI_ERR_INVAL``, with a loud message), so a
+driver change that emits a new form fails the rig instead of passing by accident.
+The node database has open-iscsi's layout and record syntax under ``/etc/iscsi``
+(private to the host through its mount namespace), so the driver's CHAP helper
+edits the same file it would edit on a real host.
+
+The data path is real: a login starts ``qemu-storage-daemon`` with libiscsi's
+initiator (CHAP secret passed as ``--object secret,file=`` from a 0600 file, never
+in argv), exports the LUN over FUSE onto a file, attaches it to a loop device, and
+plays udev: it writes a sysfs-shaped session record and runs the shipped
+``eqliscsi-udev-name`` on it to name ``/dev/iscsi/<volume>``.  Logout undoes all of
+it.  Exit statuses are open-iscsi's (15 already logged in, 21 nothing found, 24
+authentication failure).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from eqliscsi.errors import UsageError
+from eqliscsi.opennebula.iscsiadm import IscsiadmStatus as S
+from eqliscsi.opennebula.iscsiadm import TargetPortal, validate_iface, validate_iqn
+
+ISCSI_DB = Path(os.environ.get("EQLISCSI_STANDIN_DB", "/etc/iscsi"))
+DEV_DIR = Path(os.environ.get("EQLISCSI_STANDIN_DEV", "/dev/iscsi"))
+UDEV_HELPER = os.environ.get(
+    "EQLISCSI_STANDIN_UDEV_HELPER", "/var/tmp/one/tm/eqliscsi/eqliscsi-udev-name"
+)
+QSD = "qemu-storage-daemon"
+ISCSI_LS = "iscsi-ls"
+QSD_START_TIMEOUT_S = 30
+QSD_STOP_TIMEOUT_S = 10
+
+
+class Exit(Exception):
+    def __init__(self, status: int, message: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    sid: int
+    iqn: str
+    address: str
+    port: int
+    tpgt: int
+    iface: str
+    qsd_pid: int
+    mountpoint: str
+    loop: str
+    link: str | None
+
+
+# --------------------------------------------------------------------------- argv
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    kind: str  # discovery | login | logout | delete | session
+    iqn: str = ""
+    portal: TargetPortal | None = None
+    iface: str = "default"
+
+
+def _portal(text: str) -> TargetPortal:
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([0-9.]+):([0-9]{1,5})", text)
+    if m is None:
+        raise Exit(S.INVAL, f"iscsiadm: stand-in needs -p IP:PORT, got {text!r}")
+    try:
+        return TargetPortal(m[1] or m[3], int(m[2] or m[4]))
+    except UsageError as e:
+        raise Exit(S.INVAL, f"iscsiadm: {e}") from None
+
+
+def parse_argv(argv: Sequence[str]) -> Command:
+    """Exactly the forms the driver builds; everything else exits ISCSI_ERR_INVAL."""
+    a = list(argv)
+    try:
+        if a == ["-m", "session"]:
+            return Command("session")
+        if (
+            len(a) == 11
+            and a[:5] == ["-m", "discoverydb", "-t", "sendtargets", "-p"]
+            and a[6] == "-I"
+            and a[8:] == ["-o", "new", "--discover"]
+        ):
+            return Command("discovery", portal=_portal(a[5]), iface=validate_iface(a[7]))
+        if len(a) >= 9 and a[:3] == ["-m", "node", "-T"] and a[4] == "-p" and a[6] == "-I":
+            tail = a[8:]
+            kind = {("--login",): "login", ("--logout",): "logout", ("-o", "delete"): "delete"}
+            if tuple(tail) in kind:
+                return Command(
+                    kind[tuple(tail)],
+                    iqn=validate_iqn(a[3]),
+                    portal=_portal(a[5]),
+                    iface=validate_iface(a[7]),
+                )
+    except UsageError as e:
+        raise Exit(S.INVAL, f"iscsiadm: {e}") from None
+    raise Exit(
+        S.INVAL,
+        "iscsiadm: the eqliscsi rig stand-in does not implement this form: " + " ".join(a),
+    )
+
+
+# --------------------------------------------------------------------------- node DB
+
+
+def _record_dir(iqn: str, portal: TargetPortal, tpgt: int) -> Path:
+    return ISCSI_DB / "nodes" / iqn / f"{portal.address},{portal.port},{tpgt}"
+
+
+def _find_records(iqn: str, portal: TargetPortal, iface: str) -> list[Path]:
+    base = ISCSI_DB / "nodes" / iqn
+    if not base.is_dir():
+        return []
+    prefix = f"{portal.address},{portal.port},"
+    return sorted(
+        d / iface for d in base.iterdir() if d.name.startswith(prefix) and (d / iface).is_file()
+    )
+
+
+def read_record(path: Path) -> dict[str, str]:
+    rec: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("#") or " = " not in line:
+            continue
+        key, value = line.split(" = ", 1)
+        rec[key] = value
+    return rec
+
+
+def _new_record(iqn: str, portal: TargetPortal, tpgt: int, iface: str) -> str:
+    # The keys open-iscsi writes that this stand-in reads, in its syntax; defaults
+    # are iscsid.conf's (no CHAP, manual startup).
+    return (
+        "# BEGIN RECORD 2.1.8 (eqliscsi rig stand-in)\n"
+        f"node.name = {iqn}\n"
+        f"node.tpgt = {tpgt}\n"
+        "node.startup = manual\n"
+        f"iface.iscsi_ifacename = {iface}\n"
+        "iface.transport_name = tcp\n"
+        "node.discovery_type = send_targets\n"
+        "node.session.auth.authmethod = None\n"
+        f"node.conn[0].address = {portal.address}\n"
+        f"node.conn[0].port = {portal.port}\n"
+        "# END RECORD\n"
+    )
+
+
+def _initiator_name() -> str:
+    path = ISCSI_DB / "initiatorname.iscsi"
+    for line in path.read_text().splitlines():
+        if line.startswith("InitiatorName="):
+            return validate_iqn(line.split("=", 1)[1].strip())
+    raise Exit(S.ERR, f"iscsiadm: no InitiatorName= in {path}")
+
+
+def _conf(key: str, default: str) -> str:
+    """The stand-in's own settings, written by the rig next to the node database.
+
+    ``data_lun``: EqualLogic serves each volume as LUN 0, but tgt reserves LUN 0 for
+    its controller, so the rig says which LUN is the disk.  ``state_dir``: where
+    sessions live; the rig puts it under its work directory so that ``down`` can
+    find loop devices backed by them from the root namespace.
+    """
+    path = ISCSI_DB / "eqliscsi-standin.conf"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.startswith(f"{key} = "):
+                return line.split(" = ", 1)[1].strip()
+    return default
+
+
+def _data_lun() -> int:
+    return int(_conf("data_lun", "0"))
+
+
+def _run_dir() -> Path:
+    return Path(_conf("state_dir", "/run/eqliscsi-standin"))
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def _sessions() -> list[Session]:
+    out = []
+    for p in sorted((_run_dir() / "sessions").glob("*.json")):
+        out.append(Session(**json.loads(p.read_text())))
+    return sorted(out, key=lambda s: s.sid)
+
+
+def _save(s: Session) -> None:
+    d = _run_dir() / "sessions"
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / f"{s.sid}.json.tmp"
+    tmp.write_text(json.dumps(asdict(s)))
+    tmp.replace(d / f"{s.sid}.json")
+
+
+def _find_session(cmd: Command) -> Session | None:
+    assert cmd.portal is not None
+    for s in _sessions():
+        if (s.iqn, s.address, s.port, s.iface) == (
+            cmd.iqn,
+            cmd.portal.address,
+            cmd.portal.port,
+            cmd.iface,
+        ):
+            return s
+    return None
+
+
+def _label(cmd: Command, tpgt: int | None = None) -> str:
+    assert cmd.portal is not None
+    return (
+        f"[iface: {cmd.iface}, target: {cmd.iqn}, portal: {cmd.portal.address},{cmd.portal.port}]"
+    )
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    _run_dir().mkdir(parents=True, exist_ok=True)
+    with open(_run_dir() / "lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def discovery(cmd: Command) -> None:
+    assert cmd.portal is not None
+    if cmd.iface != "default" and not (ISCSI_DB / "ifaces" / cmd.iface).is_file():
+        raise Exit(S.NO_OBJS_FOUND, f"iscsiadm: Could not read iface {cmd.iface}")
+    # libiscsi's SendTargets (RFC 7143 §12.3 / Appendix C), as an independent client.
+    r = subprocess.run(
+        [ISCSI_LS, "-i", _initiator_name(), f"iscsi://{cmd.portal}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if r.returncode != 0:
+        raise Exit(
+            S.TRANS,
+            f"iscsiadm: cannot make connection to {cmd.portal.address}: {r.stderr.strip()}",
+        )
+    for line in r.stdout.splitlines():
+        m = re.fullmatch(r"Target:(\S+) Portal:(\S+):([0-9]+),([0-9]+)", line.strip())
+        if m is None:
+            continue
+        iqn, tpgt = m[1], int(m[4])
+        # Records are keyed by the portal discovery used (EqualLogic: the group IP),
+        # as open-iscsi does for SendTargets answers that name the same portal.
+        directory = _record_dir(iqn, cmd.portal, tpgt)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / cmd.iface
+        if not path.exists():  # -o new: never touch existing records
+            path.write_text(_new_record(iqn, cmd.portal, tpgt, cmd.iface))
+            path.chmod(0o600)
+        print(f"{cmd.portal},{tpgt} {iqn}")
+
+
+def login(cmd: Command) -> None:
+    assert cmd.portal is not None
+    records = _find_records(cmd.iqn, cmd.portal, cmd.iface)
+    if not records:
+        raise Exit(S.NO_OBJS_FOUND, "iscsiadm: No records found")
+    if _find_session(cmd) is not None:
+        raise Exit(
+            S.SESS_EXISTS,
+            f"iscsiadm: {cmd.iface}: 1 session requested, but 1 already present.",
+        )
+    rec = read_record(records[0])
+    tpgt = int(rec.get("node.tpgt", "1"))
+    print(f"Logging in to {_label(cmd)}")
+    sid = max((s.sid for s in _sessions()), default=0) + 1
+    sdir = _run_dir() / f"session{sid}"
+    sdir.mkdir(parents=True, exist_ok=True)
+    mountpoint = sdir / "lun"
+    mountpoint.touch()
+    blockdev = [
+        "driver=iscsi",
+        "node-name=lun",
+        "transport=tcp",
+        f"portal={cmd.portal}",
+        f"target={cmd.iqn}",
+        f"lun={_data_lun()}",
+        f"initiator-name={_initiator_name()}",
+    ]
+    args = [QSD, "--daemonize", "--pidfile", str(sdir / "qsd.pid")]
+    secret_file = sdir / "chap"
+    if rec.get("node.session.auth.authmethod") == "CHAP":
+        user = rec.get("node.session.auth.username", "")
+        password = rec.get("node.session.auth.password", "")
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password)
+        # qemu's secret object must precede the blockdev that names it.
+        args += ["--object", f"secret,id=chap,file={secret_file}"]
+        blockdev += [f"user={user}", "password-secret=chap"]
+    args += [
+        "--blockdev",
+        ",".join(blockdev),
+        "--export",
+        f"type=fuse,id=exp,node-name=lun,mountpoint={mountpoint},writable=on",
+    ]
+    try:
+        r = subprocess.run(
+            args, capture_output=True, text=True, timeout=QSD_START_TIMEOUT_S, check=False
+        )
+    finally:
+        secret_file.unlink(missing_ok=True)
+    if r.returncode != 0:
+        _rmtree(sdir)
+        err = r.stderr.strip().splitlines()[-1:] or [""]
+        if "Authentication failure" in r.stderr:
+            raise Exit(
+                S.LOGIN_AUTH_FAILED,
+                f"iscsiadm: Could not login to {_label(cmd)}.\n"
+                "iscsiadm: initiator reported error (24 - iSCSI login failed due to "
+                "authorization failure)",
+            )
+        raise Exit(
+            S.LOGIN,
+            f"iscsiadm: Could not login to {_label(cmd)}.\niscsiadm: {err[0]}",
+        )
+    qsd_pid = int((sdir / "qsd.pid").read_text().strip())
+    loop = subprocess.run(
+        ["losetup", "--find", "--show", "--direct-io=off", str(mountpoint)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if loop.returncode != 0:
+        _stop_qsd(qsd_pid)
+        _rmtree(sdir)
+        raise Exit(S.INTERNAL, f"iscsiadm: losetup failed: {loop.stderr.strip()}")
+    loopdev = loop.stdout.strip()
+    session = Session(
+        sid,
+        cmd.iqn,
+        cmd.portal.address,
+        cmd.portal.port,
+        tpgt,
+        cmd.iface,
+        qsd_pid,
+        str(mountpoint),
+        loopdev,
+        None,
+    )
+    _save(session)
+    link = _udev_add(session)
+    _save(Session(**{**asdict(session), "link": link}))
+    print(f"Login to {_label(cmd)} successful.")
+
+
+def _udev_add(s: Session) -> str | None:
+    """What udev does on a real host: name the disk with the shipped helper."""
+    sysfs = _run_dir() / "sys"
+    sdir = sysfs / "class" / "iscsi_session" / f"session{s.sid}"
+    sdir.mkdir(parents=True, exist_ok=True)
+    (sdir / "targetname").write_text(s.iqn + "\n")
+    loopname = Path(s.loop).name
+    devpath = (
+        f"/devices/platform/host{s.sid}/session{s.sid}/target{s.sid}:0:0/"
+        f"{s.sid}:0:0:0/block/{loopname}"
+    )
+    r = subprocess.run(
+        [UDEV_HELPER, devpath],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EQLISCSI_SYSFS_ROOT": str(sysfs)},
+        check=False,
+        timeout=10,
+    )
+    if r.returncode != 0:
+        return None  # not an EqualLogic IQN: udev would make no link either
+    name = r.stdout.strip()
+    DEV_DIR.mkdir(parents=True, exist_ok=True)
+    link = DEV_DIR / name
+    tmp = DEV_DIR / f".{name}.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(s.loop)
+    tmp.replace(link)
+    return str(link)
+
+
+def _stop_qsd(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + QSD_STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _rmtree(path: Path) -> None:
+    for p in sorted(path.rglob("*"), reverse=True):
+        if p.is_dir() and not p.is_symlink():
+            p.rmdir()
+        else:
+            p.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        path.rmdir()
+
+
+def logout(cmd: Command) -> None:
+    s = _find_session(cmd)
+    if s is None:
+        raise Exit(S.NO_OBJS_FOUND, "iscsiadm: No matching sessions found")
+    print(f"Logging out of session [sid: {s.sid}, target: {s.iqn}, portal: {s.address},{s.port}]")
+    if _safe_logout() and _mounted(s):
+        # What iscsid does with iscsid.safe_logout = Yes (usr/initiator.c).
+        raise Exit(
+            S.BUSY,
+            f"iscsiadm: Could not logout of [sid: {s.sid}, target: {s.iqn}, portal: "
+            f"{s.address},{s.port}].\niscsiadm: initiator reported error (28 - device or "
+            "resource in use)",
+        )
+    teardown(s)
+    print(f"Logout of [sid: {s.sid}, target: {s.iqn}, portal: {s.address},{s.port}] successful.")
+
+
+def _safe_logout() -> bool:
+    conf = ISCSI_DB / "iscsid.conf"
+    if not conf.is_file():
+        return False
+    for line in conf.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "iscsid.safe_logout":
+            return value.strip().lower() == "yes"
+    return False
+
+
+def _mounted(s: Session) -> bool:
+    """Is the session's disk mounted in this host's mount namespace?"""
+    try:
+        rdev = os.stat(s.loop).st_rdev
+    except OSError:
+        return False
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        source = line.split(" ", 1)[0]
+        if source.startswith("/dev/"):
+            try:
+                if os.stat(source).st_rdev == rdev:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def teardown(s: Session) -> None:
+    if s.link is not None:
+        link = Path(s.link)
+        if link.is_symlink() and os.readlink(link) == s.loop:
+            link.unlink()
+    subprocess.run(["losetup", "--detach", s.loop], capture_output=True, check=False)
+    _stop_qsd(s.qsd_pid)
+    _rmtree(_run_dir() / "sys" / "class" / "iscsi_session" / f"session{s.sid}")
+    _rmtree(_run_dir() / f"session{s.sid}")
+    (_run_dir() / "sessions" / f"{s.sid}.json").unlink(missing_ok=True)
+
+
+def delete(cmd: Command) -> None:
+    assert cmd.portal is not None
+    records = _find_records(cmd.iqn, cmd.portal, cmd.iface)
+    if not records:
+        raise Exit(S.NO_OBJS_FOUND, "iscsiadm: No records found")
+    if _find_session(cmd) is not None:
+        raise Exit(
+            S.SESS_EXISTS,
+            f"iscsiadm: This command will remove the record {_label(cmd)}, but a session "
+            "is using it. Logout session then rerun command to remove record.",
+        )
+    for path in records:
+        path.unlink()
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+            path.parent.parent.rmdir()
+
+
+def session_list() -> None:
+    sessions = _sessions()
+    if not sessions:
+        raise Exit(S.NO_OBJS_FOUND, "iscsiadm: No active sessions.")
+    for s in sessions:
+        portal = TargetPortal(s.address, s.port)
+        print(f"tcp: [{s.sid}] {portal},{s.tpgt} {s.iqn} (non-flash)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        cmd = parse_argv(args)
+        with _locked():
+            if cmd.kind == "session":
+                session_list()
+            elif cmd.kind == "discovery":
+                discovery(cmd)
+            elif cmd.kind == "login":
+                login(cmd)
+            elif cmd.kind == "logout":
+                logout(cmd)
+            else:
+                delete(cmd)
+    except Exit as e:
+        if e.message:
+            print(e.message, file=sys.stderr)
+        return e.status
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
