@@ -5,6 +5,11 @@ Every command is a frozen dataclass whose fields are validated in ``__post_init_
 prompt.  The grammar follows the EqualLogic CLI as driven by Cinder's PS-series driver and
 the original OpenNebula add-on (see docs/reference: equallogic-cli.md §4).
 
+The dataclasses are frozen but not slotted, and take ``__eq__``/``__hash__``/``__repr__``
+from :class:`Command`: every remote imports this module, and generating those methods (and
+slots) for each of ~30 classes made up most of its import time (bench/san_bench.py,
+docs/performance.md).
+
 Injection rule: the CLI splits a line on whitespace and honours double quotes, so a value
 can add CLI words only through whitespace, quotes or control characters.  Names are
 restricted to character sets that contain none of them; descriptions may contain single
@@ -15,7 +20,6 @@ no backslash and no control character.  Nothing is escaped: invalid values are r
 from __future__ import annotations
 
 import enum
-import ipaddress
 import re
 from dataclasses import dataclass
 from typing import ClassVar
@@ -80,6 +84,7 @@ _INITIATOR_RE = re.compile(
     r"|naa\.[0-9A-Fa-f]{16}([0-9A-Fa-f]{16})?",
     re.ASCII,
 )
+_OCTET_RE = re.compile(r"0|[1-9][0-9]{0,2}", re.ASCII)
 _DESCRIPTION_MAX = 127
 # Printable ASCII minus the characters that could end the quoted string or be read as an
 # escape; a single space separates words but no run of whitespace is needed.
@@ -129,18 +134,13 @@ def validate_ip_pattern(value: str) -> str:
     """An IPv4 address, or one whose trailing octets are ``*`` (``192.168.*.*``, ``*.*.*.*``)."""
     if not isinstance(value, str):
         raise _invalid("IP address", value, "a dotted IPv4 address, optionally with * octets")
+    # Checked by hand rather than with the ipaddress module: remotes import this module
+    # and every millisecond of import counts (bench/san_bench.py).  No leading zeros, which
+    # some parsers read as octal.
     parts = value.split(".")
-    ok = len(parts) == 4
-    if ok:
-        concrete = [p for p in parts if p != "*"]
-        ok = all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in concrete) and all(
-            p.isascii() for p in parts
-        )
-        if ok and len(concrete) == 4:
-            try:
-                ipaddress.IPv4Address(value)
-            except ValueError:
-                ok = False
+    ok = len(parts) == 4 and all(
+        p == "*" or (_OCTET_RE.fullmatch(p) is not None and int(p) <= 255) for p in parts
+    )
     if not ok:
         raise _invalid("IP address", value, "a dotted IPv4 address, optionally with * octets")
     return value
@@ -180,11 +180,27 @@ def _quoted(description: str) -> str:
     return f'"{description}"'
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Command:
-    """One CLI line.  Subclasses define :meth:`words`; ``mutating`` marks array changes."""
+    """One CLI line.  Subclasses define :meth:`words`; ``mutating`` marks array changes.
+
+    Equality, hashing and ``repr`` are defined once here, from the class and the redacted
+    line, rather than generated for every subclass (see the module docstring on cost).
+    """
 
     mutating: ClassVar[bool] = False
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Command)
+        return self.line() == other.line()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.display()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.display()!r})"
 
     def words(self) -> tuple[str, ...]:
         raise NotImplementedError
@@ -206,7 +222,7 @@ class OnOff(enum.Enum):
     OFF = "off"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class CliSetting(Command):
     """``cli-settings <name> on|off``; only the names the session needs are accepted."""
 
@@ -225,7 +241,7 @@ class CliSetting(Command):
         return ("cli-settings", self.name, self.value.value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Stty(Command):
     """``stty hardwrap off`` (columns=None) or ``stty columns <n>``."""
 
@@ -258,7 +274,7 @@ def session_setup() -> tuple[Command, ...]:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class VolumeCreate(Command):
     mutating: ClassVar[bool] = True
     name: str
@@ -299,7 +315,7 @@ class VolumeCreate(Command):
         return tuple(w)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class VolumeClone(Command):
     """``volume select SRC clone NEW``; the clone inherits the source size (Cinder 1598148)."""
 
@@ -321,7 +337,7 @@ class VolumeClone(Command):
         return tuple(w)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class VolumeDelete(Command):
     mutating: ClassVar[bool] = True
     name: str
@@ -333,7 +349,7 @@ class VolumeDelete(Command):
         return ("volume", "delete", self.name)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class VolumeRename(Command):
     mutating: ClassVar[bool] = True
     old: str
@@ -347,7 +363,7 @@ class VolumeRename(Command):
         return ("volume", "rename", self.old, self.new)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class VolumeSetStatus(Command):
     """``volume select V online|offline`` (success prints nothing)."""
 
@@ -362,7 +378,7 @@ class VolumeSetStatus(Command):
         return ("volume", "select", self.name, "online" if self.online else "offline")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class VolumeShow(Command):
     name: str
 
@@ -373,7 +389,7 @@ class VolumeShow(Command):
         return ("volume", "select", self.name, "show")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class VolumeSetDescription(Command):
     """``volume select V description "<text>"`` (Cinder sets its tag this way)."""
 
@@ -389,7 +405,7 @@ class VolumeSetDescription(Command):
         return ("volume", "select", self.name, "description", _quoted(self.description))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class VolumeResize(Command):
     """Always ``no-snap``: without it the array silently snapshots first (Cinder 1720454)."""
 
@@ -405,7 +421,7 @@ class VolumeResize(Command):
         return ("volume", "select", self.name, "size", _size_word(self.size_mb), "no-snap")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class VolumeMultihost(Command):
     mutating: ClassVar[bool] = True
     name: str
@@ -435,7 +451,7 @@ class ApplyTo(enum.Enum):
     BOTH = "both"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AccessRule:
     """One access control record; at least one of initiator, IP or CHAP user is required."""
 
@@ -473,7 +489,7 @@ class AccessRule:
         return tuple(w)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class AccessCreate(Command):
     mutating: ClassVar[bool] = True
     volume: str
@@ -486,7 +502,7 @@ class AccessCreate(Command):
         return ("volume", "select", self.volume, "access", "create", *self.rule.words())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class AccessShow(Command):
     volume: str
 
@@ -497,7 +513,7 @@ class AccessShow(Command):
         return ("volume", "select", self.volume, "access", "show")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class AccessDelete(Command):
     mutating: ClassVar[bool] = True
     volume: str
@@ -516,7 +532,7 @@ class AccessDelete(Command):
         return ("volume", "select", self.volume, "access", "delete", str(self.record_id))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class SnapshotCreateNow(Command):
     mutating: ClassVar[bool] = True
     volume: str
@@ -534,7 +550,7 @@ class SnapshotCreateNow(Command):
         return tuple(w)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class SnapshotRename(Command):
     mutating: ClassVar[bool] = True
     volume: str
@@ -550,7 +566,7 @@ class SnapshotRename(Command):
         return ("volume", "select", self.volume, "snapshot", "rename", self.old, self.new)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class SnapshotClone(Command):
     mutating: ClassVar[bool] = True
     volume: str
@@ -568,7 +584,7 @@ class SnapshotClone(Command):
         )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class SnapshotRestore(Command):
     """Restore needs the volume offline (PVE plugin)."""
 
@@ -584,7 +600,7 @@ class SnapshotRestore(Command):
         return ("volume", "select", self.volume, "snapshot", "select", self.snapshot, "restore")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class SnapshotDelete(Command):
     mutating: ClassVar[bool] = True
     volume: str
@@ -598,7 +614,7 @@ class SnapshotDelete(Command):
         return ("volume", "select", self.volume, "snapshot", "delete", self.snapshot)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ChapUserCreate(Command):
     """``chapuser create U [password P]``; P is typed on the channel, never logged."""
 
@@ -637,7 +653,7 @@ class ChapUserCreate(Command):
         return " ".join(w)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ChapUserShow(Command):
     name: str
 
@@ -648,7 +664,7 @@ class ChapUserShow(Command):
         return ("chapuser", "show", self.name)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ChapUserDelete(Command):
     mutating: ClassVar[bool] = True
     name: str
@@ -660,7 +676,7 @@ class ChapUserDelete(Command):
         return ("chapuser", "delete", self.name)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class PoolShow(Command):
     pool: str
 
@@ -671,13 +687,13 @@ class PoolShow(Command):
         return ("pool", "select", self.pool, "show")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ShowPool(Command):
     def words(self) -> tuple[str, ...]:
         return ("show", "pool")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class GrpparamsShow(Command):
     def words(self) -> tuple[str, ...]:
         return ("grpparams", "show")

@@ -20,6 +20,7 @@ Rules (issue 3):
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 from collections.abc import Sequence
@@ -34,18 +35,21 @@ from eqliscsi.san.errors import (
     SanNotOwned,
     SanObjectExists,
     SanObjectMissing,
+    SanProtocolError,
 )
 from eqliscsi.san.parsers import (
     AccessRecord,
     PoolCapacity,
     VolumeInfo,
     parse_access_records,
+    parse_chap_password,
     parse_group_params,
     parse_pool_capacity,
     parse_snapshot_name,
     parse_target_name,
     parse_volume_info,
 )
+from eqliscsi.secret import Secret
 
 __all__ = [
     "CliRunner",
@@ -199,7 +203,7 @@ class SanOps:
             res = await self.runner.run(cmd)
         except SanCommandError as exc:
             return await self._adopt_existing(spec, exc)
-        iqn = parse_target_name(res.lines)
+        iqn = await self._new_iqn(res, spec.name)
         await self._finish_new_volume(spec.name, spec, undo=True)
         return VolumeRef(spec.name, iqn)
 
@@ -221,8 +225,8 @@ class SanOps:
         try:
             res = await self.runner.run(c.VolumeClone(source, spec.name, description=self.tag))
         except SanCommandError as exc:
-            return await self._adopt_existing(spec, exc)
-        iqn = parse_target_name(res.lines)
+            return await self._adopt_existing(spec, exc, grow=True)
+        iqn = await self._new_iqn(res, spec.name)
         await self._finish_new_volume(
             spec.name, spec, undo=True, grow_from=src.size_mb, set_description=True
         )
@@ -233,10 +237,34 @@ class SanOps:
         try:
             res = await self.runner.run(c.SnapshotClone(volume, snapshot, spec.name))
         except SanCommandError as exc:
-            return await self._adopt_existing(spec, exc)
-        iqn = parse_target_name(res.lines)
-        await self._finish_new_volume(spec.name, spec, undo=True, set_description=True)
+            return await self._adopt_existing(spec, exc, grow=True)
+        # The clone has the snapshot's size, which only the array knows; one 'show' tells.
+        try:
+            made = await self._existing(spec.name)
+        except BaseException as exc:
+            await self._undo_volume(spec.name, exc)
+            raise
+        try:
+            iqn = parse_target_name(res.lines, spec.name)
+        except SanProtocolError:
+            iqn = made.iqn
+        await self._finish_new_volume(
+            spec.name, spec, undo=True, grow_from=made.size_mb, set_description=True
+        )
         return VolumeRef(spec.name, iqn)
+
+    async def _new_iqn(self, res: CommandCompleted, name: str) -> str:
+        """The new volume's IQN; undoes the volume when it cannot be had."""
+        try:
+            try:
+                return parse_target_name(res.lines, name)
+            except SanProtocolError:
+                # Unexpected wording or wrapping: the volume exists, so ask for its name.
+                log.warning("no parsable target name after creating %s; reading it back", name)
+                return (await self._existing(name)).iqn
+        except BaseException as exc:
+            await self._undo_volume(name, exc)
+            raise
 
     async def _finish_new_volume(
         self,
@@ -252,7 +280,12 @@ class SanOps:
                 # Whether a clone keeps the description given to 'clone' or inherits the
                 # source's is not documented; set ours explicitly.
                 await self.runner.run(c.VolumeSetDescription(name, self.tag))
-            if grow_from is not None and not _same_size(grow_from, spec.size_mb):
+            # Grow only: a clone larger than asked for keeps its size (shrinking loses data).
+            if (
+                grow_from is not None
+                and spec.size_mb > grow_from
+                and not _same_size(grow_from, spec.size_mb)
+            ):
                 await self.runner.run(c.VolumeResize(name, spec.size_mb))
             await self.runner.run(c.VolumeMultihost(name, spec.multihost))
             await self._apply_access(name, spec.access)
@@ -274,15 +307,21 @@ class SanOps:
                     "delete it on the group."
                 )
 
-    async def _adopt_existing(self, spec: VolumeSpec, exc: SanCommandError) -> VolumeRef:
-        """oned retried: accept a volume that is ours and has the size asked for."""
+    async def _adopt_existing(
+        self, spec: VolumeSpec, exc: SanCommandError, *, grow: bool = False
+    ) -> VolumeRef:
+        """oned retried: accept a volume that is ours and has the size asked for.
+
+        For clones (``grow``), an earlier attempt may have stopped before growing the
+        clone, so a smaller volume of ours is accepted and grown.
+        """
         name, size_mb = spec.name, spec.size_mb
         info = await self.volume_info(name)
         if info is None:
             raise exc
-        if tag_owner(info.description) != self.datastore_id or not _same_size(
-            info.size_mb, size_mb
-        ):
+        ours = tag_owner(info.description) == self.datastore_id
+        fits = _same_size(info.size_mb, size_mb) or (grow and info.size_mb < size_mb)
+        if not ours or not fits:
             raise SanObjectExists(
                 f"A volume named {name} already exists and is not this datastore's "
                 f"{size_mb} MB volume; choose another name or remove it.",
@@ -291,7 +330,7 @@ class SanOps:
             ) from None
         log.info("volume %s already exists and is ours; reusing it", name)
         # Redo the idempotent steps: the earlier attempt may have stopped before them.
-        await self._finish_new_volume(name, spec, undo=False)
+        await self._finish_new_volume(name, spec, undo=False, grow_from=info.size_mb)
         return VolumeRef(name, info.iqn)
 
     # -- delete / resize ----------------------------------------------------------------
@@ -370,6 +409,35 @@ class SanOps:
             await self.runner.run(c.SnapshotRestore(volume, snapshot))
         finally:
             await self.runner.run(c.VolumeSetStatus(volume, online=True))
+
+    # -- CHAP users (group-local accounts for iSCSI CHAP) --------------------------------
+    async def ensure_chap_user(self, name: str, secret: Secret) -> bool:
+        """Create the CHAP user with this secret; True when created, False when it existed.
+
+        An existing user with a different secret is refused rather than changed: other
+        datastores or hosts may log in with it.  The secret is compared, never shown.
+        """
+        try:
+            res = await self.runner.run(c.ChapUserShow(name))
+        except SanObjectMissing:
+            await self.runner.run(c.ChapUserCreate(name, secret))
+            return True
+        current = parse_chap_password(res.lines)
+        if current is None or not hmac.compare_digest(current.encode(), secret.reveal()):
+            raise SanObjectExists(
+                f"The CHAP user {name} already exists on the group with another secret; "
+                "choose another user name or update its secret on the group.",
+                command=c.ChapUserShow(name).display(),
+                error_line="",
+            )
+        return False
+
+    async def delete_chap_user(self, name: str) -> bool:
+        try:
+            await self.runner.run(c.ChapUserDelete(name))
+        except SanObjectMissing:
+            return False
+        return True
 
     # -- access -------------------------------------------------------------------------
     async def set_multihost(self, volume: str, enable: bool) -> None:

@@ -18,9 +18,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 from eqliscsi.san.errors import SanProtocolError
+
+if TYPE_CHECKING:
+    from decimal import Decimal
 
 __all__ = [
     "AccessRecord",
@@ -45,10 +48,12 @@ __all__ = [
 
 _ERROR_RE = re.compile(r"^\s*(%\s*Error\b|Error:)", re.ASCII)
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(MB|GB|TB)\s*$", re.ASCII)
-_UNIT_MB = {"MB": Decimal(1), "GB": Decimal(1024), "TB": Decimal(1024 * 1024)}
+_UNIT_MB = {"MB": 1, "GB": 1024, "TB": 1024 * 1024}
 _IQN_RE = re.compile(
     r"(iqn\.\d{4}-\d{2}\.[A-Za-z0-9.-]+(?::[A-Za-z0-9.:_-]+)?|eui\.[0-9A-Fa-f]{16})", re.ASCII
 )
+# A target name from the array always has the ":<unique part>" (iqn.2001-05.com.equallogic:…)
+_TARGET_IQN_RE = re.compile(r"iqn\.\d{4}-\d{2}\.[A-Za-z0-9.-]+:[A-Za-z0-9.:_-]+", re.ASCII)
 _TARGET_RE = re.compile(r"iSCSI target name is\s*(\S+)", re.ASCII)
 _SNAPSHOT_RE = re.compile(r"^Snapshot name is\s+(\S+?)\.?\s*$", re.ASCII)
 _DASHES_RE = re.compile(r"^-+( +-+)*\s*$", re.ASCII)
@@ -77,37 +82,45 @@ def parse_size_mb(text: str) -> Decimal:
             f"The array printed the size {text!r}, which is not a number of MB, GB or TB; "
             "report this output."
         )
-    try:
-        return Decimal(m.group(1)) * _UNIT_MB[m.group(2)]
-    except InvalidOperation:  # pragma: no cover - the regex admits only valid decimals
-        raise SanProtocolError(f"The array printed an unreadable size {text!r}.") from None
+    # Imported here: decimal costs tens of ms to import and most actions parse no size.
+    from decimal import Decimal  # noqa: PLC0415
+
+    return Decimal(m.group(1)) * _UNIT_MB[m.group(2)]
 
 
 def _floor_mb(value: Decimal) -> int:
-    return int(value.to_integral_value(rounding=ROUND_FLOOR))
+    # Sizes are never negative, so truncation is the floor.
+    return int(value)
 
 
-def parse_target_name(lines: Sequence[str]) -> str:
-    """The IQN from ``iSCSI target name is <iqn>.``, joined across hard-wrapped lines."""
+def parse_target_name(lines: Sequence[str], volume: str | None = None) -> str:
+    """The IQN from ``iSCSI target name is <iqn>.``, joined across hard-wrapped lines.
+
+    Hard wrap cuts at a column, not at a word, and the IQN may contain dots, so a line
+    that happens to end in "." is not proof that the name ended there.  Every prefix that
+    reads as ``<iqn>.`` is a candidate; when the volume name is known, the candidate that
+    ends in ``-<volume>`` wins (EqualLogic appends the volume name, equallogic-cli.md §7;
+    compared without case, which is unverified), otherwise the shortest one.
+    """
     for i, line in enumerate(lines):
         start = line.find("iSCSI target name is")
         if start < 0:
             continue
-        # Hard wrap cuts at a column, not at a word, so the rest of the output is glued back
-        # without separators until a blank line.
         text = line[start:]
-        for nxt in lines[i + 1 :]:
-            if not nxt.strip():
+        rest = [x.strip() for x in lines[i + 1 :]]
+        candidates: list[str] = []
+        for j in range(len(rest) + 1):
+            m = _TARGET_RE.match(text)
+            if m and m.group(1).endswith(".") and _TARGET_IQN_RE.fullmatch(m.group(1)[:-1]):
+                candidates.append(m.group(1)[:-1])
+            if j == len(rest) or not rest[j]:
                 break
-            text += nxt.strip()
-        m = _TARGET_RE.match(text)
-        if m:
-            name = m.group(1)
-            if name.endswith("."):
-                name = name[:-1]
-            iqn = _IQN_RE.fullmatch(name)
-            if iqn:
-                return name
+            text += rest[j]
+        if volume is not None:
+            suffix = "-" + volume.casefold()
+            candidates = [x for x in candidates if x.casefold().endswith(suffix)]
+        if candidates:
+            return candidates[0]
         break
     raise SanProtocolError(
         "The array did not print 'iSCSI target name is <iqn>.'; "

@@ -15,14 +15,11 @@ auth request; it is never put in argv, logs or messages.
 from __future__ import annotations
 
 import asyncio
-import enum
-import hashlib
 import logging
 import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -33,16 +30,18 @@ from eqliscsi.san.conversation import (
     CliConversation,
     Closed,
     CommandCompleted,
+    ConvState,
     Ready,
     check_result,
 )
+from eqliscsi.san.endpoint import HostKeyPolicy, SanEndpoint
 from eqliscsi.san.errors import (
     SanAuthError,
     SanConnectionError,
     SanHostKeyError,
+    SanProtocolError,
     SanTimeout,
 )
-from eqliscsi.secret import Secret
 
 if TYPE_CHECKING:
     from asyncssh import SSHKey
@@ -61,57 +60,6 @@ T = TypeVar("T")
 
 _READ_SIZE = 65536
 TERM_COLUMNS = 255
-
-
-class HostKeyPolicy(enum.Enum):
-    KNOWN_HOSTS = "known-hosts"
-    PINNED = "pinned"
-    TRUST_ON_FIRST_USE = "trust-on-first-use"
-
-
-@dataclass(frozen=True, slots=True)
-class SanEndpoint:
-    """Where and how to log in to a group.  ``group`` is the expected prompt name, if known."""
-
-    host: str
-    username: str
-    port: int = 22
-    password: Secret | None = None
-    client_keys: tuple[str, ...] = ()
-    host_key_policy: HostKeyPolicy = HostKeyPolicy.KNOWN_HOSTS
-    known_hosts: str | None = None  # None: ~/.ssh/known_hosts
-    host_key_fingerprint: str | None = None  # "SHA256:..." for PINNED
-    group: str | None = None
-    connect_timeout: float = 15.0
-    command_timeout: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.host_key_policy is HostKeyPolicy.PINNED and not self.host_key_fingerprint:
-            raise SanHostKeyError(
-                "Host key pinning needs a fingerprint; set it to the SHA256:... value "
-                "printed by 'ssh-keygen -lf' for the group's key."
-            )
-        if self.host_key_policy is HostKeyPolicy.TRUST_ON_FIRST_USE and not self.known_hosts:
-            raise SanHostKeyError(
-                "Trust-on-first-use needs a known_hosts file to record keys in; set its path."
-            )
-        if self.password is None and not self.client_keys:
-            raise SanAuthError(
-                f"No password or SSH key is configured for {self.username}@{self.host}; "
-                "configure one of them."
-            )
-
-    def credential_key(self) -> str:
-        """A hash that changes when the credentials change (for pooling sessions)."""
-        h = hashlib.sha256()
-        h.update(self.host.encode() + b"\0" + str(self.port).encode() + b"\0")
-        h.update(self.username.encode() + b"\0")
-        if self.password is not None:
-            h.update(self.password.reveal())
-        for k in self.client_keys:
-            h.update(b"\0" + k.encode())
-        h.update(b"\0" + self.host_key_policy.value.encode())
-        return h.hexdigest()[:32]
 
 
 class _Client(asyncssh.SSHClient):
@@ -178,6 +126,9 @@ class CliSession:
         self._conv = conversation
         self._lock = asyncio.Lock()
         self.round_trips = 0
+        # Why the shell can no longer be trusted with a command (rejected input left in
+        # the edit buffer, or a sub-mode prompt), or None.
+        self._dirty: str | None = None
 
     @property
     def group(self) -> str | None:
@@ -186,6 +137,16 @@ class CliSession:
     @property
     def mutating_sent(self) -> bool:
         return self._conv.mutating_sent
+
+    @property
+    def usable(self) -> bool:
+        """At the prompt with the channel open: safe to lend to another action."""
+        return (
+            self._dirty is None
+            and self._conv.state is ConvState.READY
+            and not self._proc.stdout.at_eof()
+            and not self._proc.channel.get_connection().is_closed()
+        )
 
     async def _pump_until_event(self, limit: float, what: str) -> Ready | CommandCompleted:
         try:
@@ -224,6 +185,11 @@ class CliSession:
     async def run(self, command: Command, *, check: bool = True) -> CommandCompleted:
         """Send one command and return its output; raise SanCommandError on an error line."""
         async with self._lock:
+            if self._dirty is not None:
+                raise SanProtocolError(
+                    f"The CLI session to {self.endpoint.host} cannot take more commands: "
+                    f"{self._dirty}; retry the action on a new session."
+                )
             shown = command.display()
             log.debug("%s: > %s", self.endpoint.host, shown)
             self._proc.stdin.write(self._conv.send_command(command))
@@ -232,6 +198,14 @@ class CliSession:
             self.round_trips += 1
             if ev.error:
                 log.debug("%s: %s", self.endpoint.host, ev.error)
+            if ev.reprinted:
+                # reprintBadInput is on: the array put the rejected line back in the edit
+                # buffer, and the next command would be appended to it (Cinder 1378394).
+                self._dirty = "the array kept rejected input in its edit buffer"
+            elif ev.mode is not None:
+                # Our commands are complete one-liners; a sub-mode prompt means the array
+                # read one differently, and later commands would run inside that mode.
+                self._dirty = f"the array is in sub-mode {ev.mode!r}"
             return check_result(ev) if check else ev
 
     async def _login(self) -> None:
@@ -243,7 +217,11 @@ class CliSession:
                 f"{self.endpoint.group!r}; fix the configured group name or address."
             )
         for cmd in session_setup():
-            await self.run(cmd)
+            # Old firmware may lack a setting (reprintBadInput, for one); that is worth a
+            # warning, not a failed action.  A poisoned edit buffer is caught by run().
+            res = await self.run(cmd, check=False)
+            if res.error:
+                log.warning("%s: '%s' failed: %s", self.endpoint.host, cmd.display(), res.error)
 
     async def _logout(self) -> None:
         # 'logout' asks for confirmation only when confirmation is on, which setup turned

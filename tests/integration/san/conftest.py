@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eqliscsi.san.session import HostKeyPolicy, SanEndpoint
+from eqliscsi.san.endpoint import HostKeyPolicy, SanEndpoint
 from eqliscsi.secret import Secret
 from rig.fake_eql.server import FakeEql
 

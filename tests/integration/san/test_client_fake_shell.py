@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import asyncssh
@@ -65,8 +66,11 @@ async def test_volume_lifecycle(group: Group) -> None:
         snap = await ops.snapshot_create("one-7", "snap-0")
         assert snap == "snap-0"
         await ops.snapshot_restore("one-7", "snap-0")
-        clone = await ops.snapshot_clone("one-7", "snap-0", VolumeSpec("one-8", 2048))
+        clone = await ops.snapshot_clone("one-7", "snap-0", VolumeSpec("one-8", 3072))
         assert clone.iqn.endswith("-one-8") and clone.iqn != ref.iqn
+        info = await ops.volume_info("one-8")
+        assert info is not None and info.size_mb == 3072
+        assert info.description == "eqliscsi ds=100"
         assert await ops.snapshot_delete("one-7", "snap-0") is True
         assert await ops.snapshot_delete("one-7", "snap-0") is False
 
@@ -204,3 +208,23 @@ async def test_concurrent_sessions(group: Group) -> None:
 
     iqns = await asyncio.gather(*(one(i) for i in range(6)))
     assert len(set(iqns)) == 6
+
+
+async def test_chap_user_and_chap_access(group: Group, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = Secret(b"chap-secret-0123", origin="test")
+    async with open_session(group.endpoint) as s:
+        ops = SanOps(s, 100)
+        assert await ops.ensure_chap_user("one-ds100", secret) is True
+        assert await ops.ensure_chap_user("one-ds100", secret) is False
+        with pytest.raises(SanObjectExists, match="another secret"):
+            await ops.ensure_chap_user("one-ds100", Secret(b"other-secret-456", origin="t"))
+        rule = c.AccessRule(username="one-ds100", ipaddress="127.0.0.*")
+        await ops.create_volume(VolumeSpec("chap-1", 100, access=(rule,)))
+        (rec,) = await ops.access_records("chap-1")
+        assert (rec.username, rec.authmethod, rec.ipaddress) == ("one-ds100", "chap", "127.0.0.*")
+        assert await ops.delete_volume("chap-1") is True
+        assert await ops.delete_chap_user("one-ds100") is True
+        assert await ops.delete_chap_user("one-ds100") is False
+    assert "chap-secret-0123" not in caplog.text
+    assert "other-secret-456" not in caplog.text

@@ -54,6 +54,12 @@ LINES = [
         "apply-to volume",
         id="access-ip-chap",
     ),
+    pytest.param(
+        c.AccessCreate("v", c.AccessRule(ipaddress="10.0.0.1", initiator="*")),
+        "volume select v access create initiator * ipaddress 10.0.0.1 authmethod none "
+        "apply-to both",
+        id="access-any-initiator-ip",
+    ),
     pytest.param(c.AccessShow("v"), "volume select v access show", id="access-show"),
     pytest.param(c.AccessDelete("v", 3), "volume select v access delete 3", id="access-delete"),
     pytest.param(c.SnapshotCreateNow("v"), "volume select v snapshot create-now", id="snap-create"),
@@ -199,6 +205,11 @@ def test_bad_sizes_rejected(size: object) -> None:
         pytest.param({"ipaddress": "1.2.3"}, id="ip-short"),
         pytest.param({"ipaddress": "1.2.3.4 initiator *"}, id="ip-injection"),
         pytest.param({"ipaddress": "\u0661.2.3.4"}, id="ip-arabic-digit"),
+        pytest.param({"ipaddress": "010.1.1.1"}, id="ip-leading-zero"),
+        pytest.param({"ipaddress": "1.2.3.4."}, id="ip-trailing-dot"),
+        pytest.param(
+            {"initiator": "iqn.\u0661\u0662\u0663\u0664-01.x"}, id="initiator-arabic-digits"
+        ),
         pytest.param({"username": "a b"}, id="user-space"),
         pytest.param({"username": "u" * 64}, id="user-long"),
     ],

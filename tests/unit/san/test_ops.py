@@ -20,6 +20,7 @@ from eqliscsi.san.errors import (
     SanNotOwned,
     SanObjectExists,
     SanObjectMissing,
+    SanProtocolError,
 )
 from eqliscsi.san.ops import SanOps, VolumeSpec, tag_owner
 from eqliscsi.san.parsers import find_error
@@ -384,3 +385,48 @@ async def test_reads() -> None:
 )
 def test_tag_owner(desc: str, owner: int | None) -> None:
     assert tag_owner(desc) == owner
+
+
+async def test_clone_retry_adopts_and_grows_our_clone() -> None:
+    r = ScriptedRunner(
+        [
+            ("volume select src show", show("src", "1GB")),
+            (
+                'volume select src clone dst description "eqliscsi ds=100"',
+                "% Error - Volume dst already exists.",
+            ),
+            ("volume select dst show", show("dst", "1GB")),
+            ("volume select dst size 4096MB no-snap", ""),
+            ("volume select dst multihost-access enable", ""),
+        ]
+    )
+    ref = await SanOps(r, 100).clone_volume("src", VolumeSpec("dst", 4096))
+    assert ref.iqn == IQN_PREFIX + "dst"
+    r.done()
+
+
+async def test_create_reads_the_iqn_back_when_the_output_is_unexpected() -> None:
+    r = ScriptedRunner(
+        [
+            (CREATE, "Volume creation succeeded."),
+            ("volume select one-1 show", show("one-1")),
+            ("volume select one-1 multihost-access enable", ""),
+        ]
+    )
+    ref = await SanOps(r, 100).create_volume(VolumeSpec("one-1", 1024, pool="default"))
+    assert ref.iqn == IQN_PREFIX + "one-1"
+    r.done()
+
+
+async def test_create_without_any_iqn_is_undone() -> None:
+    r = ScriptedRunner(
+        [
+            (CREATE, "Volume creation succeeded."),
+            ("volume select one-1 show", "Name: one-1\nSize: 1GB"),
+            ("volume select one-1 offline", ""),
+            ("volume delete one-1", "Volume deletion succeeded."),
+        ]
+    )
+    with pytest.raises(SanProtocolError):
+        await SanOps(r, 100).create_volume(VolumeSpec("one-1", 1024, pool="default"))
+    r.done()

@@ -116,6 +116,26 @@ def test_target_name(lines: list[str]) -> None:
     assert p.parse_target_name(lines) == IQN
 
 
+DOTTED = "iqn.2001-05.com.equallogic:0-8a0906-83bcb3401-16e0002fd0a46f3d-ubuntu.7"
+
+
+def test_target_name_wrapped_after_a_dot_in_the_volume_name() -> None:
+    # The line breaks right after "ubuntu." : only the volume name tells the two readings
+    # apart ("...-ubuntu" + "." vs "...-ubuntu.7" + ".").
+    text = f"iSCSI target name is {DOTTED}."
+    lines = [text[: text.index("ubuntu.") + 7], text[text.index("ubuntu.") + 7 :]]
+    assert p.parse_target_name(lines, "ubuntu.7") == DOTTED
+    assert p.parse_target_name(lines) == DOTTED[:-2]  # documented: shortest without a name
+    with pytest.raises(SanProtocolError):
+        p.parse_target_name(lines, "other")
+
+
+def test_target_name_followed_by_more_output() -> None:
+    lines = [f"iSCSI target name is {IQN}.", "Some later message."]
+    assert p.parse_target_name(lines) == IQN
+    assert p.parse_target_name(lines, "volume-74cf9c04-4543-47ae-a937-a9b7c6c921e7") == IQN
+
+
 @pytest.mark.parametrize(
     "lines",
     [
