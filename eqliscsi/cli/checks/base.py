@@ -153,7 +153,7 @@ class Context:
 
     options: Any
     secrets: list[Secret] = field(default_factory=list)
-    _shared: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    _shared: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
 
     async def shared(self, key: str, factory: Callable[[], Awaitable[T]]) -> T:
         """Run ``factory`` once per key; every caller awaits the same result."""
@@ -167,6 +167,15 @@ class Context:
             self._shared[key] = task
         result: T = await asyncio.shield(task)
         return result
+
+    def seed(self, key: str, value: object) -> None:
+        """Provide a shared fact up front (an exception instance: the collector failed)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if isinstance(value, BaseException):
+            future.set_exception(value)
+        else:
+            future.set_result(value)
+        self._shared[key] = future
 
     async def close(self) -> None:
         for task in self._shared.values():

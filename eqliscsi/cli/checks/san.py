@@ -74,7 +74,14 @@ class SanFacts:
 def config_of(ctx: Context) -> EqlConfig | None:
     opts: Options = ctx.options
     resolved = opts.config.resolved
-    return None if resolved is None else resolved.config
+    if resolved is None:
+        return None
+    cfg = resolved.config
+    # Without an address, account and password nothing remote can be checked; fe.conf
+    # names what is missing.
+    if not (cfg.host and cfg.user and cfg.password is not None):
+        return None
+    return cfg
 
 
 def _no_config() -> Finding:
