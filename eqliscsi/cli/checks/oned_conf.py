@@ -58,8 +58,7 @@ def parse_oned_conf(text: str) -> OnedConf:
     vectors = []
     for m in _VECTOR_RE.finditer(body):
         pairs = {
-            k.upper(): (quoted if quoted is not None else bare)
-            for k, quoted, bare in _PAIR_RE.findall(m[2])
+            p[1].upper(): (p[2] if p[2] is not None else p[3]) for p in _PAIR_RE.finditer(m[2])
         }
         vectors.append((m[1], pairs))
     scalars = dict(_SCALAR_RE.findall(_VECTOR_RE.sub("", body)))

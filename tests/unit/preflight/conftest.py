@@ -1,0 +1,53 @@
+"""Helpers for the preflight unit tests: options built from files in a tmp dir."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from eqliscsi.cli.checks.base import CheckFn, Context, Finding
+from eqliscsi.cli.checks.inputs import Options, load_config
+
+GOOD_CONF = """\
+EQL_HOST=192.0.2.10
+EQL_USER=grpadmin
+EQL_POOL=default
+EQL_PASS_FILE={pw}
+EQL_CHAP_USER=oneadmin
+EQL_CHAP_SECRET_FILE={chap}
+EQL_IFACE=eql0
+"""
+PASSWORD = "group-password-0001"
+CHAP_SECRET = "chap-secret-00042"
+
+
+def make_options(
+    tmp: Path,
+    conf_text: str | None = None,
+    template: Mapping[str, str] | None = None,
+    **kw: Any,
+) -> Options:
+    pw = tmp / "password"
+    pw.write_text(PASSWORD + "\n")
+    pw.chmod(0o600)
+    chap = tmp / "chap"
+    chap.write_text(CHAP_SECRET)
+    chap.chmod(0o600)
+    conf = tmp / "eqliscsi.conf"
+    text = GOOD_CONF if conf_text is None else conf_text
+    conf.write_text(text.format(pw=pw, chap=chap))
+    conf.chmod(0o640)
+    return Options(
+        conf_path=conf, config=load_config(conf, template), datastore_template=template, **kw
+    )
+
+
+async def run(fn: CheckFn, options: Options, subject: str = "", **seeds: object) -> Finding:
+    ctx = Context(options)
+    for key, value in seeds.items():
+        ctx.seed(key.replace("__", ":"), value)
+    try:
+        return await fn(ctx, subject)
+    finally:
+        await ctx.close()
