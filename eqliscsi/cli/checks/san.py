@@ -33,6 +33,7 @@ from eqliscsi.cli.checks.base import (
 from eqliscsi.cli.checks.inputs import Options
 from eqliscsi.errors import EqliscsiError
 from eqliscsi.opennebula.config import EqlConfig
+from eqliscsi.opennebula.naming import volume_from_source
 from eqliscsi.opennebula.san_link import endpoint_for
 from eqliscsi.san import commands as c
 from eqliscsi.san.errors import (
@@ -355,25 +356,22 @@ async def check_owned_volumes(ctx: Context, _: str) -> Finding:
 
 
 def orphan_volumes(owned: list[VolumeInfo], image_sources: tuple[str, ...]) -> list[str]:
-    """Owned volumes that no image SOURCE names (by volume name or IQN).
+    """Owned volumes that no image SOURCE names.
 
-    Snapshot-clones and VM disks derived from an image carry the image's name as a
-    prefix, as the driver names them (``eqliscsi.opennebula.naming``), so a volume
-    whose name starts with a referenced name plus ``-`` is not an orphan either.
+    SOURCE is read back with the driver's own :func:`volume_from_source` (bare name,
+    ``host:vol`` or ``host:<IQN>``).  A VM's non-persistent disk is named
+    ``<source>-<VMID>-<DISKID>`` (``eqliscsi.opennebula.naming``), so a volume whose
+    name starts with a referenced name plus ``-`` is not an orphan either.
     """
     refs: set[str] = set()
     for raw in image_sources:
-        src = raw.strip()
-        if not src:
-            continue
-        refs.add(src)
-        refs.add(src.rsplit(":", 1)[-1])
-        refs.add(src.rsplit("/", 1)[-1])
+        try:
+            refs.add(volume_from_source(raw.strip()))
+        except EqliscsiError:
+            continue  # not one of ours (another driver's SOURCE)
     out = []
     for v in owned:
-        if v.name in refs or v.iqn in refs:
-            continue
-        if any(v.name.startswith(r + "-") for r in refs if r):
+        if v.name in refs or any(v.name.startswith(r + "-") for r in refs):
             continue
         out.append(v.name)
     return sorted(out)
