@@ -60,6 +60,8 @@ def render_table(results: Sequence[CheckResult], console: Any) -> None:
         rows = [r for r in results if r.section is section]
         if not rows:
             continue
+        if section is Section.HOSTS:
+            rows.sort(key=lambda r: r.subject)  # stable: each host's checks in order
         table = Table(title=section.value, title_justify="left", expand=False)
         hosts = section is Section.HOSTS
         for name in ("status", "check", *(("host",) if hosts else ()), "found", "fix"):
