@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -156,3 +157,19 @@ def test_unreachable_host_times_out(group: Group, tmp_path: Path, silent_sshd: i
     assert ssh.status is Status.FAIL, ssh
     assert "ssh-copy-id" in ssh.fix
     assert res["host.iscsiadm@hung"].status is Status.SKIP
+
+
+def test_no_secret_in_any_log_record(
+    group: Group, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every logger at DEBUG (asyncssh, the SAN client, the iSCSI client, the checks)."""
+    caplog.set_level(logging.DEBUG)
+    for chap in (CHAP_SECRET, "wrong-chap-secret-2"):
+        for password in (PASSWORD, "wrong-password-22"):
+            conf = group.conf(tmp_path, password=password, chap=chap)
+            _run(group.options(tmp_path, conf, write_probe=True))
+    assert len(caplog.records) > 10  # the clients did log at DEBUG
+    for record in caplog.records:
+        text = record.getMessage() + repr(record.args)
+        for secret in (PASSWORD, CHAP_SECRET, "wrong-chap-secret-2", "wrong-password-22"):
+            assert secret not in text, record.name
