@@ -18,11 +18,14 @@ import pytest
 from eqliscsi.cli.checks import ALL_CHECKS, CheckResult, Section, Status
 from eqliscsi.cli.checks.inputs import reference_remotes
 from eqliscsi.cli.preflight import run_preflight
+from eqliscsi.san.commands import AccessRule
+from eqliscsi.san.ops import SanOps, VolumeSpec
+from eqliscsi.san.session import open_session
 from rig.hosts import Host, HostRig
 from rig.targets.tgt import free_port
 from tests.integration.fake_eql.conftest import PASSWORD, start_fake, stop_fake
 from tests.integration.hosts.conftest import need_host_rig
-from tests.integration.preflight.conftest import CHAP_SECRET, CHAP_USER, Group, _seed
+from tests.integration.preflight.conftest import CHAP_SECRET, CHAP_USER, DS_ID, Group, _seed
 
 pytestmark = [pytest.mark.tgt, pytest.mark.slow]
 
@@ -144,3 +147,30 @@ def test_one_fault_at_a_time(
     assert needle in broken.found
     assert broken.fix
     assert res[f"{cid}@h2"].status is Status.PASS, res[f"{cid}@h2"]
+
+
+def test_leftover_node_record_of_a_deleted_volume(
+    rig_group: tuple[HostRig, Group], tmp_path: Path
+) -> None:
+    """Discovery leaves a record for every volume; once one is deleted, its record is stale."""
+    rig, group = rig_group
+
+    async def san(create: bool) -> None:
+        async with open_session(group.endpoint()) as session:
+            ops = SanOps(session, DS_ID)
+            if create:
+                rule = AccessRule(username=CHAP_USER)
+                await ops.create_volume(VolumeSpec("doomed", 15, pool="default", access=(rule,)))
+            else:
+                assert await ops.delete_volume("doomed")
+
+    asyncio.run(san(True))
+    first = run_hosts(rig, group, tmp_path)  # its discovery records "doomed" on each host
+    assert first["host.node-records@h1"].status is Status.PASS
+    asyncio.run(san(False))
+    res = run_hosts(rig, group, tmp_path)
+    left = res["host.node-records@h1"]
+    assert left.status is Status.WARN, left
+    assert left.found.endswith("-doomed")
+    assert "-o delete" in left.fix
+    assert res["host.sessions@h1"].status is Status.PASS
