@@ -41,6 +41,23 @@ TM_MAD_CONF_WANTED = {"DISK_TYPE": "BLOCK", "CLONE_TARGET": "SELF", "LN_TARGET":
                       "SHARED": "YES"}  # fmt: skip
 
 
+async def run_local(argv: list[str]) -> tuple[int, bytes]:
+    """Run a local program; a check's timeout (cancellation) kills it, never leaks it."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        out, _err = await proc.communicate()
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out
+
+
 def _opts(ctx: Context) -> Options:
     opts: Options = ctx.options
     return opts
@@ -109,16 +126,13 @@ async def check_remotes_version(ctx: Context, _: str) -> Finding:
         return failed(f"{remote} has an empty #! line", "Reinstall the remotes.")
     argv = [*interp, "-c", "import eqliscsi, sys; sys.stdout.write(eqliscsi.__version__)"]
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-        )
-        out, _err = await proc.communicate()
+        returncode, out = await run_local(argv)
     except OSError as exc:
         return failed(
             f"the remotes' interpreter {' '.join(interp)} cannot run ({exc.strerror})",
             "Install python3 on the front-end or fix the remotes' #! line.",
         )
-    if proc.returncode != 0:
+    if returncode != 0:
         return failed(
             f"the remotes' interpreter {' '.join(interp)} cannot import eqliscsi",
             "Install the eqliscsi package for the interpreter oned runs the remotes with.",
@@ -290,10 +304,7 @@ async def check_datastore_template(ctx: Context, _: str) -> Finding:
 
 async def check_qemu_img(ctx: Context, _: str) -> Finding:
     try:
-        proc = await asyncio.create_subprocess_exec(
-            "qemu-img", "--help", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-        )
-        out, _err = await proc.communicate()
+        _rc, out = await run_local(["qemu-img", "--help"])
     except FileNotFoundError:
         return failed("qemu-img is not installed", "Install qemu-utils (Debian) or qemu-img.")
     text = out.decode("utf-8", "replace")

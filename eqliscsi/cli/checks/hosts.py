@@ -129,9 +129,11 @@ def host_script(cfg: EqlConfig, *, sudo: bool = False) -> str:
         ("nodes", f"{pre}ls -1 /etc/iscsi/nodes"),
         ("discovery", f"{pre}{render(discovery_argv(portal, cfg.iface))}" if portal else "false"),
     ]  # fmt: skip
-    lines = ["exec 2>&1 </dev/null"]
+    # The script itself arrives on stdin (sh -s), and bash reads such a script line by
+    # line: so stdin is closed per command, never for the whole shell.
+    lines = []
     for name, cmd in sections:
-        lines.append(f"echo '{_MARK}{name}'; ( {cmd} ); echo \"@@rc $?\"")
+        lines.append(f"echo '{_MARK}{name}'; ( {cmd} ) </dev/null 2>&1; echo \"@@rc $?\"")
     return "\n".join(lines) + "\n"
 
 

@@ -161,15 +161,17 @@ async def test_stale_sessions_skip_without_san(tmp_path: Path) -> None:
     assert f.status is Status.SKIP
 
 
-def test_script_runs_under_sh_and_keeps_secrets_home(tmp_path: Path) -> None:
-    """The real script, run by a local sh: every section is labelled and has a status."""
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
+def test_script_runs_under_sh_and_keeps_secrets_home(tmp_path: Path, shell: str) -> None:
+    """The real script, fed on stdin to dash and to bash (which reads it line by line):
+    every section is labelled and has a status."""
     opts = make_options(tmp_path)
     assert opts.config.resolved is not None
     cfg = opts.config.resolved.config
     script = host_script(cfg)
     assert CHAP_SECRET not in script
     assert "iscsiadm -m discoverydb -t sendtargets -p 192.0.2.10:3260 -I eql0 -o new" in script
-    done = subprocess.run(["/bin/sh", "-s"], input=script, capture_output=True, text=True,
+    done = subprocess.run([shell, "-s"], input=script, capture_output=True, text=True,
                           timeout=30, check=False, env={"PATH": "/nonexistent"})  # fmt: skip
     facts = parse_host_output(done.stdout)
     assert set(facts.sections) >= set(GOOD) - {"hash-node"} | {"hash-node", "hash-discovery"}
