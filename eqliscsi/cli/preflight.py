@@ -18,7 +18,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +30,25 @@ if TYPE_CHECKING:
     from eqliscsi.cli.checks import Check, CheckResult
     from eqliscsi.cli.checks.inputs import Options
 
-__all__ = ["JSON_SCHEMA_ID", "preflight", "render_json", "render_table"]
+__all__ = ["JSON_SCHEMA_ID", "default_conf", "preflight", "render_json", "render_table"]
 
 JSON_SCHEMA_ID = "eqliscsi-preflight/1"
 _DEFAULT_CONF = "/var/lib/one/remotes/datastore/eqliscsi/eqliscsi.conf"
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+
+
+def default_conf(environ: Mapping[str, str]) -> Path:
+    """Where the driver finds its conf: ``$EQLISCSI_CONF``, else the first of the two
+    spellings (``eqliscsi.conf``, ``eqlscsi.conf``) that exists in the remotes."""
+    from eqliscsi.opennebula.config import DEFAULT_CONF_NAMES
+
+    if environ.get("EQLISCSI_CONF"):
+        return Path(environ["EQLISCSI_CONF"])
+    directory = Path(_DEFAULT_CONF).parent
+    for name in DEFAULT_CONF_NAMES:
+        if (directory / name).exists():
+            return directory / name
+    return Path(_DEFAULT_CONF)
 
 
 def render_json(results: Sequence[CheckResult], exit_code: int) -> dict[str, Any]:
@@ -160,8 +174,8 @@ async def run_preflight(
 @click.option(
     "--conf",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=lambda: os.environ.get("EQLISCSI_CONF", _DEFAULT_CONF),
-    show_default=_DEFAULT_CONF,
+    default=None,
+    show_default=f"$EQLISCSI_CONF, else {_DEFAULT_CONF} (or eqlscsi.conf)",
     help="The driver's eqliscsi.conf (or eqlscsi.conf).",
 )
 @click.option(
@@ -205,7 +219,7 @@ async def run_preflight(
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
 @click.option("--list", "list_only", is_flag=True, help="List the checks and exit.")
 def preflight(
-    conf: Path,
+    conf: Path | None,
     datastore_template: Path | None,
     datastore: int | None,
     oned_conf: Path,
@@ -230,6 +244,8 @@ def preflight(
         for c in ALL_CHECKS:
             click.echo(f"{c.id:24} {c.section.value:10} {c.severity.value:8} {c.title}")
         return 0
+    if conf is None:
+        conf = default_conf(os.environ)
     names = tuple(n.strip() for item in skip for n in item.split(",") if n.strip())
     checks = select_checks(ALL_CHECKS, names)
     options = _gather(
