@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from eqliscsi.cli.checks import ALL_CHECKS, CheckResult, Section, Status
@@ -173,3 +174,37 @@ def test_no_secret_in_any_log_record(
         text = record.getMessage() + repr(record.args)
         for secret in (PASSWORD, CHAP_SECRET, "wrong-chap-secret-2", "wrong-password-22"):
             assert secret not in text, record.name
+
+
+def _fingerprint(group: Group) -> str:
+    key = asyncssh.import_public_key(group.fake.host_key_line.split(None, 1)[1])
+    return str(key.get_fingerprint("sha256"))
+
+
+@pytest.mark.parametrize(
+    ("how", "status", "needle"),
+    [
+        pytest.param("pinned", Status.PASS, "matches EQL_HOST_FINGERPRINT", id="pinned-match"),
+        pytest.param("pinned-wrong", Status.FAIL, "not EQL_HOST_FINGERPRINT", id="pinned-wrong"),
+        pytest.param("other-key", Status.FAIL, "holds another key", id="known-hosts-changed"),
+    ],
+)
+def test_host_key_policies(group: Group, tmp_path: Path, how: str, status: Status,
+                           needle: str) -> None:  # fmt: skip
+    fp = _fingerprint(group)
+    if how == "pinned":
+        conf = group.conf(tmp_path, known_hosts=False, extra=f"EQL_HOST_FINGERPRINT={fp}\n")
+    elif how == "pinned-wrong":
+        wrong = "SHA256:" + "A" * 43
+        conf = group.conf(tmp_path, known_hosts=False, extra=f"EQL_HOST_FINGERPRINT={wrong}\n")
+    else:
+        other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+        kh = tmp_path / "changed_kh"
+        kh.write_text(f"[{group.fake.host}]:{group.fake.port} {other}")
+        conf = group.conf(tmp_path, extra=f"EQL_KNOWN_HOSTS={kh}\n")
+    res = _run(group.options(tmp_path, conf), (Section.SAN,))
+    key = res["san.host-key"]
+    assert key.status is status, key
+    assert needle in key.found
+    # the driver's own client agrees: it logs in exactly when the key check passes
+    assert (res["san.login"].status is Status.PASS) == (status is Status.PASS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,28 @@ async def test_mutual_chap_is_reported_as_not_configured(tmp_path: Path) -> None
     f = await run(iscsi.check_mutual_chap, make_options(tmp_path))
     assert f.status is Status.SKIP
     assert "not configured" in f.found
+
+
+@pytest.mark.parametrize(
+    ("group", "status"),
+    [pytest.param("grp0", Status.PASS, id="prompt-names-group"),
+     pytest.param(None, Status.FAIL, id="no-group-in-prompt")],
+)  # fmt: skip
+async def test_dialect(tmp_path: Path, group: str | None, status: Status) -> None:
+    f = await run(san.check_dialect, make_options(tmp_path), san=facts(group=group))
+    assert f.status is status, f
+
+
+async def test_tcp_reachable_and_refused(tmp_path: Path) -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        conf = GOOD_CONF.replace("192.0.2.10", "127.0.0.1") + f"EQL_SSH_PORT={port}\n"
+        f = await run(san.check_tcp, make_options(tmp_path, conf))
+        assert f.status is Status.PASS, f
+    finally:
+        server.close()
+        await server.wait_closed()
+    f = await run(san.check_tcp, make_options(tmp_path, conf))  # closed now: refused
+    assert f.status is Status.FAIL
+    assert "EQL_SSH_PORT" in f.fix
