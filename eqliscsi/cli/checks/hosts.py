@@ -61,7 +61,7 @@ __all__ = [
 
 UDEV_RULE = "/etc/udev/rules.d/99-eqliscsi.rules"
 UDEV_HELPER = "/usr/lib/udev/eqliscsi-udev-name"
-_IQN_PASSWORD_KEYS = ("node.session.auth.password", "discovery.sendtargets.auth.password")
+_PASSWORD_KEY = "node.session.auth.password"  # noqa: S105 - a key name, not a secret
 # Dell's guidance for open-iscsi with PS Series groups; a warning, not an error.
 SUGGESTED_TUNING = {
     "node.session.cmds_max": "1024",
@@ -109,16 +109,14 @@ def host_script(cfg: EqlConfig, *, sudo: bool = False) -> str:
             f"{pre}grep -v -i 'password' /etc/iscsi/iscsid.conf",
         ),
     ]
-    for key in _IQN_PASSWORD_KEYS:
-        sections.append(
-            (
-                f"hash-{key.split('.')[0]}",
-                # The value never leaves the host: only its SHA-256 does.
-                f"v=$({pre}sed -n 's/^[[:space:]]*{re.escape(key)}[[:space:]]*=[[:space:]]*//p' "
-                "/etc/iscsi/iscsid.conf | tail -n 1); "
-                '[ -n "$v" ] && printf %s "$v" | sha256sum | cut -d" " -f1',
-            )
-        )
+    # The password never leaves the host: only its SHA-256 does.
+    key = re.escape(_PASSWORD_KEY)
+    sections.append((
+        "hash-node",
+        f"v=$({pre}sed -n 's/^[[:space:]]*{key}[[:space:]]*=[[:space:]]*//p' "
+        "/etc/iscsi/iscsid.conf | tail -n 1); "
+        '[ -n "$v" ] && printf %s "$v" | sha256sum | cut -d" " -f1',
+    ))  # fmt: skip
     sections += [
         ("iface", f"{pre}cat /etc/iscsi/ifaces/{q(cfg.iface)}"
          if cfg.iface != "default" else "true"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from eqliscsi.errors import ConfigError, EqliscsiError, UsageError
@@ -61,7 +61,6 @@ class Options:
     image_sources: tuple[str, ...] | None = None  # SOURCE of every image; None: no oned
     san_timeout: float = 20.0
     host_timeout: float = 20.0
-    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 def load_config(conf_path: Path, ds_template: Mapping[str, str] | None) -> ConfigState:

@@ -174,7 +174,7 @@ def test_script_runs_under_sh_and_keeps_secrets_home(tmp_path: Path, shell: str)
     done = subprocess.run([shell, "-s"], input=script, capture_output=True, text=True,
                           timeout=30, check=False, env={"PATH": "/nonexistent"})  # fmt: skip
     facts = parse_host_output(done.stdout)
-    assert set(facts.sections) >= set(GOOD) - {"hash-node"} | {"hash-node", "hash-discovery"}
+    assert set(facts.sections) == set(GOOD)
     assert facts.rc("discovery") == 127  # no iscsiadm on this PATH
 
 
