@@ -154,6 +154,8 @@ class Context:
     options: Any
     secrets: list[Secret] = field(default_factory=list)
     _shared: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    # Resources a collector keeps open for others (the SAN session), closed last.
+    exit_stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     async def shared(self, key: str, factory: Callable[[], Awaitable[T]]) -> T:
         """Run ``factory`` once per key; every caller awaits the same result."""
@@ -185,6 +187,8 @@ class Context:
             # Findings were reported already; this only reaps the tasks.
             with contextlib.suppress(BaseException):
                 await task
+        with contextlib.suppress(Exception):
+            await self.exit_stack.aclose()
 
 
 def select_checks(checks: Sequence[Check], skip: Iterable[str]) -> list[Check]:

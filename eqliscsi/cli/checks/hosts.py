@@ -36,7 +36,7 @@ from eqliscsi.cli.checks.base import (
     warned,
 )
 from eqliscsi.cli.checks.inputs import Options
-from eqliscsi.cli.checks.san import config_of, san_facts
+from eqliscsi.cli.checks.san import config_of, san_volumes
 from eqliscsi.errors import EqliscsiError
 from eqliscsi.opennebula.config import EqlConfig
 from eqliscsi.opennebula.iscsiadm import (
@@ -446,7 +446,7 @@ async def check_disk_group(ctx: Context, host: str) -> Finding:
 
 async def _san_iqns(ctx: Context) -> set[str] | None:
     try:
-        facts = await san_facts(ctx)
+        facts = await san_volumes(ctx)
     except (EqliscsiError, AssertionError):
         return None
     return {v.iqn for v in facts.volumes}

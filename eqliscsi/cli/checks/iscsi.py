@@ -24,7 +24,7 @@ from eqliscsi.cli.checks.base import (
     warned,
 )
 from eqliscsi.cli.checks.inputs import Options
-from eqliscsi.cli.checks.san import config_of, owned_volumes, san_facts
+from eqliscsi.cli.checks.san import config_of, owned_volumes, san_volumes
 from eqliscsi.errors import EqliscsiError, IscsiError
 from eqliscsi.iscsi_discovery import (
     Auth,
@@ -94,7 +94,7 @@ async def _probe(ctx: Context) -> ProbeResult | Finding:
     if cfg is None:
         return skipped("the configuration is unusable (see fe.conf)")
     try:
-        facts = await san_facts(ctx)
+        facts = await san_volumes(ctx)
     except EqliscsiError:
         return skipped("no SAN session, so no volume to probe (see san.login)")
     opts: Options = ctx.options

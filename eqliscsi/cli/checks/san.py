@@ -18,6 +18,7 @@ import secrets
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eqliscsi.cli.checks.base import (
     Check,
@@ -46,7 +47,20 @@ from eqliscsi.san.errors import (
 from eqliscsi.san.ops import SanOps, VolumeSpec, tag_owner
 from eqliscsi.san.parsers import PoolCapacity, VolumeInfo, parse_tables
 
-__all__ = ["CHECKS", "SanFacts", "VolumeList", "config_of", "owned_volumes", "san_facts"]
+if TYPE_CHECKING:
+    from eqliscsi.san.session import CliSession
+
+__all__ = [
+    "CHECKS",
+    "SanFacts",
+    "VolumeFacts",
+    "VolumeList",
+    "config_of",
+    "owned_volumes",
+    "san_facts",
+    "san_session",
+    "san_volumes",
+]
 
 # A listing of more volumes than this is counted, but only this many are inspected;
 # each inspection is one CLI round trip on the shared session.
@@ -64,12 +78,20 @@ class VolumeList(c.Command):
 
 @dataclass(frozen=True, slots=True)
 class SanFacts:
+    """What the quick SAN checks read: the prompt, grpparams, the pool."""
+
     group: str | None
     group_ip: str | None
     pool: PoolCapacity | None  # None: the pool does not exist
-    volumes: tuple[VolumeInfo, ...]
-    volume_count: int
     write_probe: str | None  # None: not attempted; "" ok; else the error
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeFacts:
+    """Every volume's details (one CLI round trip each): slower, read separately."""
+
+    volumes: tuple[VolumeInfo, ...]
+    count: int
 
 
 def config_of(ctx: Context) -> EqlConfig | None:
@@ -89,42 +111,52 @@ def _no_config() -> Finding:
     return skipped("the configuration is unusable (see fe.conf)")
 
 
-async def _collect(ctx: Context, cfg: EqlConfig) -> SanFacts:
+async def _open(ctx: Context, cfg: EqlConfig) -> CliSession:
+    """The run's one CLI session; it stays open until the run's context closes."""
     from eqliscsi.san.session import open_session  # noqa: PLC0415 - asyncssh is heavy
 
     opts: Options = ctx.options
     endpoint = replace(
         endpoint_for(cfg), connect_timeout=opts.san_timeout, command_timeout=opts.san_timeout
     )
-    async with open_session(endpoint) as session:
-        ops = SanOps(session, opts.datastore_id if opts.datastore_id is not None else 0)
-        params = await ops.group_ip()
-        try:
-            pool: PoolCapacity | None = await ops.pool_capacity(cfg.pool)
-        except SanObjectMissing:
-            pool = None
-        listing = await session.run(VolumeList())
-        names: list[str] = []
-        for table in parse_tables(listing.lines):
-            if table.headers and table.headers[0].lower() == "name":
-                names = [row[0] for row in table.rows if row and row[0]]
-                break
-        infos = []
-        for name in names[:MAX_VOLUMES_INSPECTED]:
-            info = await ops.volume_info(name)
-            if info is not None:
-                infos.append(info)
-        probe: str | None = None
-        if opts.write_probe and pool is not None:
-            probe = await _write_probe(ops, cfg)
-        return SanFacts(
-            group=session.group,
-            group_ip=params,
-            pool=pool,
-            volumes=tuple(infos),
-            volume_count=len(names),
-            write_probe=probe,
-        )
+    return await ctx.exit_stack.enter_async_context(open_session(endpoint))
+
+
+def _ops(ctx: Context, session: CliSession) -> SanOps:
+    opts: Options = ctx.options
+    return SanOps(session, opts.datastore_id if opts.datastore_id is not None else 0)
+
+
+async def _collect(ctx: Context, cfg: EqlConfig) -> SanFacts:
+    session = await san_session(ctx)
+    ops = _ops(ctx, session)
+    params = await ops.group_ip()
+    try:
+        pool: PoolCapacity | None = await ops.pool_capacity(cfg.pool)
+    except SanObjectMissing:
+        pool = None
+    probe: str | None = None
+    opts: Options = ctx.options
+    if opts.write_probe and pool is not None:
+        probe = await _write_probe(ops, cfg)
+    return SanFacts(group=session.group, group_ip=params, pool=pool, write_probe=probe)
+
+
+async def _collect_volumes(ctx: Context) -> VolumeFacts:
+    session = await san_session(ctx)
+    ops = _ops(ctx, session)
+    listing = await session.run(VolumeList())
+    names: list[str] = []
+    for table in parse_tables(listing.lines):
+        if table.headers and table.headers[0].lower() == "name":
+            names = [row[0] for row in table.rows if row and row[0]]
+            break
+    infos = []
+    for name in names[:MAX_VOLUMES_INSPECTED]:
+        info = await ops.volume_info(name)
+        if info is not None:
+            infos.append(info)
+    return VolumeFacts(tuple(infos), len(names))
 
 
 async def _write_probe(ops: SanOps, cfg: EqlConfig) -> str:
@@ -141,10 +173,20 @@ async def _write_probe(ops: SanOps, cfg: EqlConfig) -> str:
     return ""
 
 
+async def san_session(ctx: Context) -> CliSession:
+    cfg = config_of(ctx)
+    assert cfg is not None
+    return await ctx.shared("session", lambda: _open(ctx, cfg))
+
+
 async def san_facts(ctx: Context) -> SanFacts:
     cfg = config_of(ctx)
     assert cfg is not None
     return await ctx.shared("san", lambda: _collect(ctx, cfg))
+
+
+async def san_volumes(ctx: Context) -> VolumeFacts:
+    return await ctx.shared("volumes", lambda: _collect_volumes(ctx))
 
 
 async def _facts_or_finding(ctx: Context) -> SanFacts | Finding:
@@ -157,7 +199,16 @@ async def _facts_or_finding(ctx: Context) -> SanFacts | Finding:
         return skipped("the SAN session could not be opened (see san.login)")
 
 
-def owned_volumes(facts: SanFacts, datastore_id: int | None) -> list[VolumeInfo]:
+async def _volumes_or_finding(ctx: Context) -> VolumeFacts | Finding:
+    if config_of(ctx) is None:
+        return _no_config()
+    try:
+        return await san_volumes(ctx)
+    except EqliscsiError:
+        return skipped("the volumes could not be read (see san.login)")
+
+
+def owned_volumes(facts: VolumeFacts, datastore_id: int | None) -> list[VolumeInfo]:
     """Volumes carrying an eqliscsi tag (of ``datastore_id`` when given)."""
     out = []
     for v in facts.volumes:
@@ -335,14 +386,14 @@ def _same_address(a: str, b: str) -> bool:
 
 
 async def check_owned_volumes(ctx: Context, _: str) -> Finding:
-    facts = await _facts_or_finding(ctx)
+    facts = await _volumes_or_finding(ctx)
     if isinstance(facts, Finding):
         return facts
     opts: Options = ctx.options
     owned = owned_volumes(facts, opts.datastore_id)
     whose = f"datastore {opts.datastore_id}" if opts.datastore_id is not None else "eqliscsi"
-    found = f"{len(owned)} {whose} volume(s) of {facts.volume_count} on the group"
-    if facts.volume_count > MAX_VOLUMES_INSPECTED:
+    found = f"{len(owned)} {whose} volume(s) of {facts.count} on the group"
+    if facts.count > MAX_VOLUMES_INSPECTED:
         found += f" (first {MAX_VOLUMES_INSPECTED} inspected)"
     if opts.image_sources is None or opts.datastore_id is None:
         return passed(found + "; orphans not counted (oned not reachable or no --datastore)")

@@ -8,6 +8,7 @@ from typing import Any
 
 from eqliscsi.cli.checks.base import CheckFn, Context, Finding
 from eqliscsi.cli.checks.inputs import Options, load_config
+from eqliscsi.san.errors import SanConnectionError
 
 GOOD_CONF = """\
 EQL_HOST=192.0.2.10
@@ -43,8 +44,18 @@ def make_options(
     )
 
 
+class NoSanInUnitTests(SanConnectionError):
+    reference = "no-san-in-unit-tests"
+
+
 async def run(fn: CheckFn, options: Options, subject: str = "", **seeds: object) -> Finding:
+    """Run one check with shared facts seeded (``host__h1`` seeds ``host:h1``).
+
+    The SAN session is always seeded, by default with a connection failure: a unit test
+    must never reach for the (documentation-range) address in its configuration.
+    """
     ctx = Context(options)
+    seeds.setdefault("session", NoSanInUnitTests("unit tests have no SAN"))
     for key, value in seeds.items():
         ctx.seed(key.replace("__", ":"), value)
     try:

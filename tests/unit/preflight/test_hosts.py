@@ -11,7 +11,7 @@ import pytest
 from eqliscsi.cli.checks import hosts as h
 from eqliscsi.cli.checks.base import Status
 from eqliscsi.cli.checks.hosts import HostFacts, host_script, parse_host_output
-from eqliscsi.cli.checks.san import SanFacts
+from eqliscsi.cli.checks.san import VolumeFacts
 from eqliscsi.opennebula.config import EqlConfig
 from eqliscsi.san.errors import SanAuthError
 from eqliscsi.san.parsers import VolumeInfo
@@ -53,9 +53,9 @@ def canned(**changes: tuple[str, int]) -> str:
     return "".join(f"@@eqliscsi {k}\n{v}\n@@rc {rc}\n" for k, (v, rc) in sections.items())
 
 
-def san(*names: str) -> SanFacts:
+def san(*names: str) -> VolumeFacts:
     vols = tuple(VolumeInfo(n, 10, IQN + n, "eqliscsi ds=1", "online", 0, {}) for n in names)
-    return SanFacts("grp0", "192.0.2.10", None, vols, len(vols), None)
+    return VolumeFacts(vols, len(vols))
 
 
 def test_parse_round_trip() -> None:
@@ -126,7 +126,7 @@ async def test_host_checks(
 ) -> None:
     opts = make_options(tmp_path)
     facts = parse_host_output(canned(**changes))
-    f = await run(fn, opts, "h1", host__h1=facts, san=san("one-1", "one-2"))
+    f = await run(fn, opts, "h1", host__h1=facts, volumes=san("one-1", "one-2"))
     assert f.status is status, f
     assert needle in f.found
     assert CHAP_SECRET not in f.found + f.fix
@@ -157,7 +157,7 @@ async def test_unreachable_host(tmp_path: Path) -> None:
 
 async def test_stale_sessions_skip_without_san(tmp_path: Path) -> None:
     f = await run(h.check_sessions, make_options(tmp_path), "h1",
-                  host__h1=parse_host_output(canned()), san=SanAuthError("no"))  # fmt: skip
+                  host__h1=parse_host_output(canned()), session=SanAuthError("no"))  # fmt: skip
     assert f.status is Status.SKIP
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from eqliscsi.cli.checks import iscsi, san
 from eqliscsi.cli.checks.base import Status
-from eqliscsi.cli.checks.san import SanFacts, orphan_volumes
+from eqliscsi.cli.checks.san import SanFacts, VolumeFacts, orphan_volumes
 from eqliscsi.san.errors import SanAuthError, SanConnectionError, SanHostKeyError, SanTimeout
 from eqliscsi.san.parsers import PoolCapacity, VolumeInfo
 from tests.unit.preflight.conftest import CHAP_SECRET, GOOD_CONF, make_options, run
@@ -25,11 +25,14 @@ def facts(
     *,
     pool: PoolCapacity | None = PoolCapacity(100_000, 50_000, None, None, None),  # noqa: B008
     group_ip: str = "192.0.2.10",
-    volumes: tuple[VolumeInfo, ...] = (),
     group: str | None = "grp0",
     probe: str | None = None,
 ) -> SanFacts:
-    return SanFacts(group, group_ip, pool, volumes, len(volumes), probe)
+    return SanFacts(group, group_ip, pool, probe)
+
+
+def volumes(*vols: VolumeInfo) -> VolumeFacts:
+    return VolumeFacts(vols, len(vols))
 
 
 @pytest.mark.parametrize(
@@ -73,7 +76,7 @@ async def test_pool(
 
 async def test_dependent_checks_skip_when_the_session_failed(tmp_path: Path) -> None:
     for fn in (san.check_pool, san.check_group_ip, san.check_dialect, san.check_owned_volumes):
-        f = await run(fn, make_options(tmp_path), san=SanAuthError("no"))
+        f = await run(fn, make_options(tmp_path), session=SanAuthError("no"))
         assert f.status is Status.SKIP
         assert "san.login" in f.found
 
@@ -119,12 +122,12 @@ async def test_owned_volumes_and_orphans(tmp_path: Path) -> None:
         vol("b", "eqliscsi ds=7"),
     )
     opts = make_options(tmp_path, datastore_id=100, image_sources=(IQN + "one-1",))
-    f = await run(san.check_owned_volumes, opts, san=facts(volumes=vols))
+    f = await run(san.check_owned_volumes, opts, volumes=volumes(*vols))
     assert f.status is Status.WARN
     assert "3 datastore 100 volume(s) of 5" in f.found
     assert "1 orphan(s)" in f.found and "one-2" in f.found
     no_oned = make_options(tmp_path, datastore_id=100)
-    f = await run(san.check_owned_volumes, no_oned, san=facts(volumes=vols))
+    f = await run(san.check_owned_volumes, no_oned, volumes=volumes(*vols))
     assert f.status is Status.PASS and "not counted" in f.found
 
 
@@ -169,9 +172,9 @@ async def test_chap_secret_length(
 
 async def test_probe_skips_without_owned_volumes(tmp_path: Path) -> None:
     opts = make_options(tmp_path, datastore_id=100)
-    f = await run(iscsi.check_probe, opts, san=facts(volumes=(vol("x", "xen"),)))
+    f = await run(iscsi.check_probe, opts, volumes=volumes(vol("x", "xen")))
     assert f.status is Status.SKIP
-    f = await run(iscsi.check_redirect, opts, san=SanAuthError("no"))
+    f = await run(iscsi.check_redirect, opts, session=SanAuthError("no"))
     assert f.status is Status.SKIP
 
 
