@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -171,6 +172,12 @@ def main() -> None:
             sshd.terminate()
             sshd.wait(timeout=10)
             stop_fake(fake)
+    # sshd has reaped its sessions and been reaped itself: the children's CPU now holds
+    # every ssh client, sshd session and host script of all runs (and the fake group).
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_cpu = usage.ru_utime + usage.ru_stime
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    round_trips = args.runs * args.hosts + 1
     print(f"1 SAN + {args.hosts} hosts, {runs[0]['checks']} checks per run, {args.runs} runs,"
           f" load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(f"baseline, 1 host: slowest single check {base:.2f} s")
@@ -179,6 +186,9 @@ def main() -> None:
     for i, r in enumerate(runs, 1):
         print(f"| {i} | {r['wall_s']:.2f} s | {r['slowest_check']} | {r['slowest_s']:.2f} s | "
               f"{r['wall_s'] / base:.2f} | {r['statuses']} |")  # fmt: skip
+    mine = me.ru_utime + me.ru_stime
+    print(f"CPU: child processes {child_cpu:.1f} s (about {child_cpu / round_trips:.2f} s per "
+          f"host round trip, fake group included), checker {mine:.1f} s")  # fmt: skip
     med = statistics.median(r["wall_s"] for r in runs)
     print(f"median wall {med:.2f} s = {med / base:.2f} x the 1-host slowest check")
     if args.json:
