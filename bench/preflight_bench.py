@@ -153,7 +153,8 @@ def main() -> None:
             # Baseline: the same checks against one host; its slowest check is what a
             # perfectly concurrent run against N hosts could at best take.
             single = asyncio.run(run_preflight(replace(options, hosts=("h1",)), checks))
-            base = max(r.duration_s for r in single)
+            base_result = max(single, key=lambda r: r.duration_s)
+            base = base_result.duration_s
             runs: list[dict[str, Any]] = []
             for _ in range(args.runs):
                 start = time.monotonic()
@@ -180,7 +181,7 @@ def main() -> None:
     round_trips = args.runs * args.hosts + 1
     print(f"1 SAN + {args.hosts} hosts, {runs[0]['checks']} checks per run, {args.runs} runs,"
           f" load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print(f"baseline, 1 host: slowest single check {base:.2f} s")
+    print(f"baseline, 1 host: slowest single check {base_result.id} {base:.2f} s")
     print("| run | wall | slowest check | slowest | wall / 1-host slowest | statuses |")
     print("| --- | --- | --- | --- | --- | --- |")
     for i, r in enumerate(runs, 1):
