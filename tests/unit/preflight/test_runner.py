@@ -26,6 +26,7 @@ from eqliscsi.cli.checks.base import (
     skipped,
     warned,
 )
+from eqliscsi.cli.preflight import run_preflight
 from eqliscsi.errors import UsageError
 from tests.unit.preflight.conftest import PASSWORD, make_options
 
@@ -180,3 +181,31 @@ async def test_shared_collector_runs_once_and_survives_a_timeout(tmp_path: Path)
     assert calls == 1
     assert results[0].status is Status.FAIL
     assert (results[1].status, results[1].found) == (Status.PASS, "7")
+
+
+async def test_progress_sees_every_check_start_and_finish(tmp_path: Path) -> None:
+    """The live display (rich Progress) gets one task per check and host, each completed."""
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.added: list[str] = []
+            self.completed: set[int] = set()
+
+        def add_task(self, label: str, total: int) -> int:
+            self.added.append(label)
+            return len(self.added) - 1
+
+        def update(self, task: int, *, completed: int, visible: bool) -> None:
+            assert completed == 1 and not visible
+            self.completed.add(task)
+
+    async def ok(ctx: Context, subject: str) -> Finding:
+        return passed("ok")
+
+    opts = make_options(tmp_path, hosts=("h1", "h2"))
+    checks = [_check("fe.a", ok), _check("fe.b", ok, per_host=True)]
+    progress = Recorder()
+    results = await run_preflight(opts, checks, progress=progress)
+    assert progress.added == ["fe.a", "fe.b h1", "fe.b h2"]
+    assert progress.completed == {0, 1, 2}
+    assert len(results) == 3
