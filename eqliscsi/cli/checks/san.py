@@ -1,6 +1,6 @@
 """SAN checks: the group's CLI over SSH, through the driver's own SAN client.
 
-One CLI session serves every SAN check (:func:`san_facts`): EqualLogic groups limit
+One CLI session serves every SAN check (:func:`san_session`): EqualLogic groups limit
 concurrent CLI sessions, and a preflight should not take more than one of them.  The
 session is opened with :func:`eqliscsi.san.session.open_session` on the endpoint the
 driver would build (:func:`eqliscsi.opennebula.san_link.endpoint_for`), so a host-key,
