@@ -77,6 +77,12 @@ def _expected_remotes(opts: Options) -> list[str]:
     return names or [f"datastore/{DRIVER}/{a}" for a in DS_ACTIONS]
 
 
+def _body(path: Path) -> bytes:
+    """A remote without its #! line: 'eqliscsi install' pins the interpreter there."""
+    data = path.read_bytes()
+    return data.split(b"\n", 1)[1] if data.startswith(b"#!") and b"\n" in data else data
+
+
 async def check_remotes(ctx: Context, _: str) -> Finding:
     opts = _opts(ctx)
     missing, not_exec, differ = [], [], []
@@ -88,16 +94,12 @@ async def check_remotes(ctx: Context, _: str) -> Finding:
         if not os.access(path, os.X_OK):
             not_exec.append(rel)
         ref = opts.reference_remotes
-        if (
-            ref is not None
-            and (ref / rel).is_file()
-            and (ref / rel).read_bytes() != path.read_bytes()
-        ):
+        if ref is not None and (ref / rel).is_file() and _body(ref / rel) != _body(path):
             differ.append(rel)
     if missing:
         return failed(
             f"{len(missing)} remote(s) missing under {opts.remotes_dir}, e.g. {missing[0]}",
-            "Install the remotes with 'eqliscsi install' and run 'onehost sync --force'.",
+            f"Install the remotes with 'eqliscsi install --remotes {opts.remotes_dir}'.",
         )
     if not_exec:
         return failed(
@@ -107,7 +109,7 @@ async def check_remotes(ctx: Context, _: str) -> Finding:
     if differ:
         return failed(
             f"{len(differ)} remote(s) differ from this package's copy, e.g. {differ[0]}",
-            "Reinstall the remotes from this package version with 'eqliscsi install'.",
+            f"Reinstall them with this version's 'eqliscsi install --remotes {opts.remotes_dir}'.",
         )
     return passed(f"all {len(_expected_remotes(opts))} remotes installed and executable")
 
@@ -120,7 +122,10 @@ async def check_remotes_version(ctx: Context, _: str) -> Finding:
         return skipped("the stat remote is not installed (see fe.remotes)")
     first = remote.read_bytes().split(b"\n", 1)[0].decode("utf-8", "replace")
     if not first.startswith("#!"):
-        return failed(f"{remote} has no #! line", "Reinstall the remotes with 'eqliscsi install'.")
+        return failed(
+            f"{remote} has no #! line",
+            f"Reinstall the remotes with 'eqliscsi install --remotes {opts.remotes_dir}'.",
+        )
     interp = first[2:].split()
     if not interp:
         return failed(f"{remote} has an empty #! line", "Reinstall the remotes.")

@@ -10,7 +10,9 @@ import pytest
 import eqliscsi
 from eqliscsi.cli.checks import frontend as fe
 from eqliscsi.cli.checks.base import Status
+from eqliscsi.cli.checks.inputs import reference_remotes
 from eqliscsi.cli.checks.oned_conf import driver_list, parse_oned_conf
+from eqliscsi.cli.install import install_remotes
 from rig.need import need_executable
 from tests.unit.preflight.conftest import GOOD_CONF, make_options, run
 
@@ -255,3 +257,19 @@ async def test_qemu_img_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     f = await run(fe.check_qemu_img, make_options(tmp_path))
     assert f.status is Status.FAIL
     assert "qemu-utils" in f.fix
+
+
+async def test_remotes_installed_by_eqliscsi_install_pass(tmp_path: Path) -> None:
+    """The real installer pins its interpreter in every #! line; that is not a difference."""
+    target = tmp_path / "remotes"
+    target.mkdir()
+    install_remotes(target, interpreter=sys.executable)
+    opts = make_options(tmp_path, remotes_dir=target, reference_remotes=reference_remotes())
+    f = await run(fe.check_remotes, opts)
+    assert f.status is Status.PASS, f
+    f = await run(fe.check_remotes_version, opts)
+    assert f.status is Status.PASS, f
+    (target / "datastore" / "eqliscsi" / "cp").write_text(f"#!{sys.executable}\nraise SystemExit\n")
+    f = await run(fe.check_remotes, opts)
+    assert f.status is Status.FAIL and "datastore/eqliscsi/cp" in f.found
+    assert f"eqliscsi install --remotes {target}" in f.fix
