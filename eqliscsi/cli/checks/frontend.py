@@ -206,6 +206,18 @@ async def check_tm_mad_conf(ctx: Context, _: str) -> Finding:
     return passed(f"TM_MAD_CONF for {DRIVER} is {', '.join(TM_MAD_CONF_WANTED)} as needed")
 
 
+def _hooked_system_tms(remotes: Path, action: str) -> list[str]:
+    """System TMs whose ``action`` script dispatches to eqliscsi (any TM dir but ours)."""
+    tm = remotes / "tm"
+    if not tm.is_dir():
+        return []
+    return sorted(
+        d.name
+        for d in tm.iterdir()
+        if d.is_dir() and d.name != DRIVER and DRIVER.encode() in _read_or_empty(d / action)
+    )
+
+
 async def check_migrate_dispatcher(ctx: Context, _: str) -> Finding:
     """OpenNebula 4.x calls only the system TM's pre/postmigrate (§6.3)."""
     opts = _opts(ctx)
@@ -214,18 +226,31 @@ async def check_migrate_dispatcher(ctx: Context, _: str) -> Finding:
         return skipped(f"no {opts.remotes_dir}/VERSION, so the OpenNebula version is unknown")
     if version.major >= 5:
         return passed(f"OpenNebula {version} calls the image TM's migrate actions itself")
-    lacking = [
-        name
-        for name in ("premigrate", "postmigrate")
-        if DRIVER.encode() not in _read_or_empty(opts.remotes_dir / "tm" / "shared" / name)
-    ]
-    if lacking:
+    pre = set(_hooked_system_tms(opts.remotes_dir, "premigrate"))
+    both = sorted(pre & set(_hooked_system_tms(opts.remotes_dir, "postmigrate")))
+    if not both:
         return failed(
-            f"OpenNebula {version} and tm/shared/{lacking[0]} does not dispatch to {DRIVER}",
-            "Install the 4.x pre/postmigrate dispatcher with 'eqliscsi install' so that live "
+            f"OpenNebula {version}, and no system TM's premigrate and postmigrate dispatch "
+            f"to {DRIVER}",
+            "Install the migrate hooks ('eqliscsi install --migrate-hooks') so that live "
             "migration logs volumes in and out.",
         )
-    return passed(f"OpenNebula {version} with the {DRIVER} migrate dispatcher installed")
+    return passed(f"OpenNebula {version}; tm/{both[0]} pre/postmigrate dispatch to {DRIVER}")
+
+
+async def check_failmigrate_hook(ctx: Context, _: str) -> Finding:
+    """No stock system TM calls an image TM's failmigrate (§6.3, 5.12 to 7.0)."""
+    opts = _opts(ctx)
+    if not (opts.remotes_dir / "tm").is_dir():
+        return skipped(f"no {opts.remotes_dir}/tm here")
+    hooked = _hooked_system_tms(opts.remotes_dir, "failmigrate")
+    if not hooked:
+        return warned(
+            "no system TM's failmigrate calls eqliscsi, so a failed live migration leaves "
+            "the destination logged in to the VM's volumes",
+            "Install the failmigrate hook ('eqliscsi install --migrate-hooks').",
+        )
+    return passed(f"tm/{hooked[0]}/failmigrate dispatches to {DRIVER}")
 
 
 def _read_or_empty(path: Path) -> bytes:
@@ -335,5 +360,6 @@ CHECKS = (
     _check("fe.oned-drivers", "oned.conf TM_MAD/DATASTORE_MAD", check_oned_drivers),
     _check("fe.tm-mad-conf", "oned.conf TM_MAD_CONF", check_tm_mad_conf),
     _check("fe.migrate-dispatcher", "4.x migrate dispatcher", check_migrate_dispatcher),
+    _check("fe.failmigrate-hook", "failmigrate hook", check_failmigrate_hook, Severity.WARNING),
     _check("fe.qemu-img", "qemu-img iSCSI support", check_qemu_img),
 )

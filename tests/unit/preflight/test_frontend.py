@@ -207,22 +207,46 @@ async def test_remotes_version(tmp_path: Path, shebang: str, status: Status, nee
     [
         pytest.param("4.4.1", True, Status.PASS, id="4.4-with-dispatcher"),
         pytest.param("4.4.1", False, Status.FAIL, id="4.4-stock-premigrate"),
+        pytest.param("4.4.1", "pre-only", Status.FAIL, id="4.4-premigrate-only"),
         pytest.param("6.10.0\n", False, Status.PASS, id="6.10-not-needed"),
         pytest.param(None, False, Status.SKIP, id="no-version-file"),
     ],
 )
 async def test_migrate_dispatcher(
-    tmp_path: Path, version: str | None, dispatcher: bool, status: Status
+    tmp_path: Path, version: str | None, dispatcher: bool | str, status: Status
 ) -> None:
     inst = tmp_path / "remotes"
     (inst / "tm" / "shared").mkdir(parents=True)
     if version is not None:
         (inst / "VERSION").write_text(version)
     for name in ("premigrate", "postmigrate"):
-        body = "#!/bin/sh\n" + ('exec ../eqliscsi/$0 "$@"\n' if dispatcher else "exit 0\n")
+        hooked = dispatcher is True or (dispatcher == "pre-only" and name == "premigrate")
+        body = "#!/bin/sh\n" + ('exec ../eqliscsi/$0 "$@"\n' if hooked else "exit 0\n")
         (inst / "tm" / "shared" / name).write_text(body)
     f = await run(fe.check_migrate_dispatcher, make_options(tmp_path, remotes_dir=inst))
     assert f.status is status, f
+
+
+@pytest.mark.parametrize(
+    ("system_tm", "hooked", "status"),
+    [
+        pytest.param("ssh", True, Status.PASS, id="ssh-hooked"),
+        pytest.param("shared", False, Status.WARN, id="stock-exit-0"),
+    ],
+)
+async def test_failmigrate_hook(
+    tmp_path: Path, system_tm: str, hooked: bool, status: Status
+) -> None:
+    inst = tmp_path / "remotes"
+    (inst / "tm" / system_tm).mkdir(parents=True)
+    (inst / "tm" / "eqliscsi").mkdir()
+    (inst / "tm" / "eqliscsi" / "failmigrate").write_text("#!/bin/sh\n# eqliscsi\n")
+    body = "# eqliscsi migrate hook\n" if hooked else "exit 0\n"
+    (inst / "tm" / system_tm / "failmigrate").write_text("#!/bin/sh\n" + body)
+    f = await run(fe.check_failmigrate_hook, make_options(tmp_path, remotes_dir=inst))
+    assert f.status is status, f
+    if status is Status.WARN:
+        assert "--migrate-hooks" in f.fix
 
 
 @pytest.mark.parametrize(
