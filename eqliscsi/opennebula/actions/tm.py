@@ -565,6 +565,7 @@ def failmigrate(ctx: ActionContext) -> NoOutput:
             detach(env, call.dst_host, iqn, volume, None)
         except EqliscsiError as exc:
             failures.append(exc)
+    sweep_stale(env, call.dst_host, _datastores_dir(call.vm_dir))
     if failures:
         _report_failure(ctx, f"VM {call.vm_id} undo on {call.dst_host}: {failures[0]}")
         raise failures[0]

@@ -68,6 +68,11 @@ def test_disk_lifecycle(rig: EmbeddedRig, profile: str) -> None:
     rig.put_vm(sim, vm)
     out = sim.run_tm("clone", [f"fe:{source}", f"h1:{disk_c}", str(vm_c), "0"])
     assert out.ok, out.stderr
+    # The CHAP secret went to h1 inside the script on ssh's stdin, never into logs.
+    chap_secret = rig.chap_file.read_text().strip()
+    assert chap_secret not in out.stderr
+    assert chap_secret not in sim.log_file.read_text()
+    assert "***" in sim.log_file.read_text()
     clone = f"{source}-{vm_c}-0"
     assert volumes(rig)[clone]["size_mb"] >= 96
     assert volumes(rig)[source]["size_mb"] == 32
