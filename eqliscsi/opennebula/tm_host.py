@@ -140,6 +140,17 @@ class SshRunner(HostRunner):
         return HostResult(proc.returncode, proc.stdout.decode("utf-8", "replace"), err)
 
 
+# iscsiadm and the CHAP helper need root.  OpenNebula reaches hosts as oneadmin, whose
+# sudoers lists iscsiadm (ONE_ISCSI), so the scripts always say `sudo -n …`; when the
+# ssh user is root already (some sites, the test rig) this function runs the command
+# directly instead, since root needs no sudo and may not have it installed.
+_SUDO_FN = """\
+sudo() {
+  if [ "$(id -u)" -eq 0 ] && [ "$1" = -n ]; then shift; "$@"; else command sudo "$@"; fi
+}
+"""
+
+
 def _path(path: str, what: str) -> str:
     if not _SAFE_PATH_RE.fullmatch(path) or "/../" in path + "/" or "/./" in path + "/":
         raise HostCommandError(
@@ -160,11 +171,10 @@ def attach_script(
     wait_s: float,
     link: str | None,
     chap: ia.ChapCredentials | None = None,
-    sudo: bool = False,
     make_link_only_if_missing: bool = False,
 ) -> tuple[bytes, str]:
     """Login, wait for the device, link ``disk.N``; returns (stdin bytes, loggable text)."""
-    login = ia.login_script(node, chap=chap, sudo=sudo)
+    login = ia.login_script(node, chap=chap, sudo=True)
     dev = shlex.quote(device_path(base_device, volume))
     polls = max(1, int(wait_s * 5))
     tail = [
@@ -174,7 +184,7 @@ def attach_script(
         f"while [ ! -b {dev} ]; do\n",
         "  _i=$((_i + 1))\n",
         f'  if [ "$_i" -gt {polls} ]; then\n',
-        f"    {shlex.join(ia.logout_argv(node))} >/dev/null 2>&1 || :\n",
+        f"    sudo -n {shlex.join(ia.logout_argv(node))} >/dev/null 2>&1 || :\n",
         f"    echo '{_MARK_DEVICE}' >&2; exit 90\n",
         "  fi\n",
         "  sleep 0.2\n",
@@ -191,7 +201,8 @@ def attach_script(
         else:
             tail.append(f"ln -sfn {dev} {lk} || {{ echo 'eqliscsi-tm: ln' >&2; exit 92; }}\n")
     extra = "".join(tail)
-    return login.stdin_bytes() + extra.encode("ascii"), str(login) + extra
+    head = _SUDO_FN.encode("ascii")
+    return head + login.stdin_bytes() + extra.encode("ascii"), _SUDO_FN + str(login) + extra
 
 
 def detach_script(
@@ -200,7 +211,6 @@ def detach_script(
     volume: str,
     base_device: str,
     link: str | None,
-    sudo: bool = False,
     unless_linked_under: str | None = None,
 ) -> tuple[bytes, str]:
     """Remove ``disk.N`` if it points at our device, then log out (idempotent).
@@ -209,7 +219,7 @@ def detach_script(
     directory still points at the device (the stale-session sweep's guard).
     """
     dev = device_path(base_device, volume)
-    head = []
+    head = [_SUDO_FN]
     if unless_linked_under is not None:
         base = shlex.quote(_path(unless_linked_under, "datastores directory"))
         head.append(
@@ -221,17 +231,16 @@ def detach_script(
         head.append(
             f'if [ -L {lk} ] && [ "$(readlink {lk})" = {shlex.quote(dev)} ]; then rm -f {lk}; fi\n'
         )
-    logout = ia.logout_script(node, sudo=sudo)
+    logout = ia.logout_script(node, sudo=True)
     text = "".join(head)
     return text.encode("ascii") + logout.stdin_bytes(), text + str(logout)
 
 
-def inventory_script(datastores: str, *, sudo: bool = False) -> bytes:
+def inventory_script(datastores: str) -> bytes:
     """Sessions (``iscsiadm -m session``) and every ``disk.N`` link's target."""
     base = shlex.quote(_path(datastores, "datastores directory"))
-    pre = "sudo -n " if sudo else ""
     return (
-        f"_rc=0; {pre}{shlex.join(ia.session_argv())} || _rc=$?\n"
+        _SUDO_FN + f"_rc=0; sudo -n {shlex.join(ia.session_argv())} || _rc=$?\n"
         f"echo '{_MARK_SESSIONS}' $_rc\n"
         f"echo '{_MARK_LINKS}'\n"
         f"if [ -d {base} ]; then find {base} -mindepth 3 -maxdepth 3 -type l -name 'disk.*' "

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from eqliscsi.errors import UsageError
@@ -149,3 +153,28 @@ def test_disk_must_be_in_its_vm_directory(path: str, ok: bool) -> None:
 
 def test_datastores_dir_of_a_vm_dir() -> None:
     assert _datastores_dir("/var/lib/one/datastores/0/42") == "/var/lib/one/datastores"
+
+
+def test_scripts_use_sudo_which_root_skips(tmp_path: Path) -> None:
+    _, text = attach_script(
+        NODE, volume="img.7-42-0", base_device="/dev/iscsi", wait_s=1, link=None
+    )
+    assert "sudo -n iscsiadm -m node" in text
+    # The script's own sudo(): as root, run the command without any sudo binary;
+    # as anyone else, defer to the real sudo (here: a recording stand-in).
+    fn = text[: text.index("}\n") + 2]
+    (tmp_path / "sudo").write_text('#!/bin/sh\necho "real-sudo $*"\n')
+    (tmp_path / "sudo").chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    probe = fn + "sudo -n echo direct\n"
+    as_root = subprocess.run(
+        ["sh", "-c", probe], capture_output=True, text=True, env=env, check=True
+    )
+    assert as_root.stdout == ("direct\n" if os.geteuid() == 0 else "real-sudo -n echo direct\n")
+    fake_id = tmp_path / "id"
+    fake_id.write_text("#!/bin/sh\necho 1000\n")
+    fake_id.chmod(0o755)
+    as_user = subprocess.run(
+        ["sh", "-c", probe], capture_output=True, text=True, env=env, check=True
+    )
+    assert as_user.stdout == "real-sudo -n echo direct\n"
