@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import logging.handlers
 import re
@@ -497,16 +496,20 @@ def _migrate_disks(ctx: ActionContext) -> tuple[MigrateCall, _Env, list[tuple[Vm
     return call, env, out
 
 
-@functools.cache
-def _syslog() -> logging.Logger:
-    logger = logging.getLogger("eqliscsi.tm.migrate")
+def _syslog(address: str) -> logging.Logger:
+    logger = logging.getLogger(f"eqliscsi.tm.migrate.{address}")
     logger.propagate = False
-    for address in ("/dev/log", "/var/run/syslog"):
+    if not logger.handlers:
+        handler: logging.Handler
         try:
-            logger.addHandler(logging.handlers.SysLogHandler(address=address))
+            handler = logging.handlers.SysLogHandler(
+                address=address, facility=logging.handlers.SysLogHandler.LOG_DAEMON
+            )
         except OSError:
-            continue
-        break
+            # No syslog socket: the log file still has it, and nothing may reach
+            # stderr (logging's last-resort handler would write there).
+            handler = logging.NullHandler()
+        logger.addHandler(handler)
     return logger
 
 
@@ -514,10 +517,12 @@ def _report_failure(ctx: ActionContext, message: str) -> None:
     """migrate_other ignores our exit status (§6.3): say it where an admin looks.
 
     The INFO line reaches the driver log file (the runner appends every log line to
-    it, success or not); the syslog line reaches the host's journal.
+    it, success or not); the syslog line reaches the front-end's journal through
+    ``/dev/log`` (``EQLISCSI_SYSLOG`` names another socket).
     """
     ctx.info(f"MIGRATION PROBLEM: {message}")
-    _syslog().error("eqliscsi %s: %s", ctx.name, message)
+    address = ctx.environ.get("EQLISCSI_SYSLOG") or "/dev/log"
+    _syslog(address).error("eqliscsi %s: %s", ctx.name, message)
 
 
 def premigrate(ctx: ActionContext) -> NoOutput:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +138,29 @@ def test_stale_session_swept_by_delete(rig: EmbeddedRig, image: str) -> None:
     assert session_volumes(rig, "h1") == [f"{image}-404-0"]
     assert sim.run_tm("delete", [f"h1:{SYS}/404/disk.0", "404", "100"]).ok
     _assert_clean(rig, f"{image}-404-0", "h1", "h2")
+
+
+def test_premigrate_failure_reaches_log_file_and_syslog(
+    rig: EmbeddedRig, image: str, tmp_path: Path
+) -> None:
+    """migrate_other ignores the exit status: the failure must be visible elsewhere."""
+    sock_path = tmp_path / "log.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(10)
+    try:
+        sim = rig.simulator("7.0", name="syslog")
+        sim.extra_env["EQLISCSI_SYSLOG"] = str(sock_path)
+        vm = VmSpec(406, disks=[DiskSpec(0, 60, image, size_mb=32)])
+        rig.put_vm(sim, vm)
+        assert sim.run_tm("clone", _clone_args(image, "h1", 406)).ok
+        out = sim.run_migrate("premigrate", src="h1", dst="h9", vm_dir=f"{SYS}/406", vm=vm)
+        assert not out.ok and out.reason is not None and "h9" in out.reason
+        assert "MIGRATION PROBLEM: VM 406 to h9" in sim.log_file.read_text()
+        message = sock.recv(4096).decode()
+        assert "eqliscsi tm.premigrate: VM 406 to h9" in message
+        assert message.startswith("<27>")  # daemon.err
+    finally:
+        sock.close()
+    assert sim.run_tm("delete", [f"h1:{SYS}/406/disk.0", "406", "100"]).ok
+    _assert_clean(rig, f"{image}-406-0", "h1", "h2")
