@@ -165,7 +165,11 @@ def dispatch(argv: Sequence[str] | None = None, stdin: bytes | None = None) -> N
         call, data = [*base, args[6]], b""
     else:
         call, data = [*base, me.parent.name], stdin
-    mine = subprocess.run([str(ours), *call], input=data, check=False, timeout=_TIMEOUT_S)
+    # This interpreter is the one eqliscsi is installed in (the hook's #! line), so the
+    # remote runs with it whatever PATH oned gave us.
+    mine = subprocess.run(
+        [sys.executable, str(ours), *call], input=data, check=False, timeout=_TIMEOUT_S
+    )
     sys.exit(status or mine.returncode)
 
 

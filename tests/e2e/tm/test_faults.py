@@ -3,17 +3,21 @@ retry once the fault is gone succeeds."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from eqliscsi.opennebula.migrate_hooks import install_hooks, restore_hooks
 from rig.embedded import EmbeddedRig
 from rig.oned import DiskSpec, OnedSimulator, VmSpec
+from rig.oned.documents import vm_xml
 
 from .helpers import SYS, link_target, make_image, read_block, session_volumes, volumes
 
@@ -164,3 +168,31 @@ def test_premigrate_failure_reaches_log_file_and_syslog(
         sock.close()
     assert sim.run_tm("delete", [f"h1:{SYS}/406/disk.0", "406", "100"]).ok
     _assert_clean(rig, f"{image}-406-0", "h1", "h2")
+
+
+def test_failmigrate_through_installed_system_tm_hook(rig: EmbeddedRig, image: str) -> None:
+    """No stock system TM calls failmigrate; the opt-in hook makes shared/failmigrate do."""
+    sim = rig.simulator("7.0", name="hooks")
+    stock = sim.remotes / "tm" / "shared" / "failmigrate"
+    stock.parent.mkdir(parents=True, exist_ok=True)
+    stock.write_text("#!/bin/sh\nexit 0\n")  # OpenNebula's tm/common/failmigrate
+    stock.chmod(0o755)
+    install_hooks(sim.remotes, ["shared"])
+    vm = VmSpec(407, disks=[DiskSpec(0, 60, image, size_mb=32)])
+    rig.put_vm(sim, vm)
+    assert sim.run_tm("clone", _clone_args(image, "h1", 407)).ok
+    assert sim.run_migrate("premigrate", src="h1", dst="h2", vm_dir=f"{SYS}/407", vm=vm).ok
+    assert session_volumes(rig, "h2") == [f"{image}-407-0"]
+    # What the system TM's failmigrate gets from oned 7.0: argv, VM base64 on stdin.
+    doc = base64.b64encode(vm_xml("7.0.0", vm).encode()) + b"\n"
+    done = subprocess.run(
+        [str(stock), "h1", "h2", f"{SYS}/407", "407", "0"],
+        input=doc, capture_output=True, env=sim.environment(), timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert session_volumes(rig, "h2") == []
+    assert session_volumes(rig, "h1") == [f"{image}-407-0"]
+    restore_hooks(sim.remotes)
+    assert stock.read_text() == "#!/bin/sh\nexit 0\n"
+    assert sim.run_tm("delete", [f"h1:{SYS}/407/disk.0", "407", "100"]).ok
+    _assert_clean(rig, f"{image}-407-0", "h1", "h2")

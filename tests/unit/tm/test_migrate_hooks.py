@@ -19,8 +19,15 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def _recorder(path: Path, log: Path, status: int = 0) -> None:
+    """A remote that records its name, argv and stdin (Python: the hook runs ours with
+    its own interpreter; a system TM's original runs by its #! line)."""
     path.write_text(
-        f'#!/bin/sh\necho "$(basename "$0") $*" >> {log}\ncat >> {log}.stdin\nexit {status}\n'
+        "#!/usr/bin/env python3\nimport os, sys\n"
+        f"with open({str(log)!r}, 'a') as f:\n"
+        "    f.write(' '.join([os.path.basename(sys.argv[0]), *sys.argv[1:]]) + '\\n')\n"
+        f"with open({str(log) + '.stdin'!r}, 'ab') as f:\n"
+        "    f.write(sys.stdin.buffer.read())\n"
+        f"sys.exit({status})\n"
     )
     path.chmod(0o755)
 
