@@ -44,7 +44,7 @@ from eqliscsi.opennebula.tm_host import HostResult, HostRunner  # noqa: E402
 from eqliscsi.secret import Secret  # noqa: E402
 from rig.fake_eql.faults import Faults  # noqa: E402
 from rig.fake_eql.server import FakeEql  # noqa: E402
-from rig.oned.documents import DiskSpec, VmSpec, vm_xml  # noqa: E402
+from rig.oned.documents import DatastoreSpec, DiskSpec, VmSpec, datastore_xml, vm_xml  # noqa: E402
 
 PASSWORD = b"bench-password-123"
 SYS = "/var/lib/one/datastores/0"
@@ -73,10 +73,14 @@ def _frontend(tmp: Path, host: str, port: int, cap: int, known: str) -> dict[str
     )
     bin_dir = tmp / "bin"
     bin_dir.mkdir()
-    onevm = bin_dir / "onevm"
-    onevm.write_text(f'#!/bin/sh\nexec cat {tmp}/vms/"$3".xml\n')
-    onevm.chmod(0o755)
-    (tmp / "vms").mkdir()
+    # `onevm show -x ID` / `onedatastore show -x ID` stand-ins.
+    for name, kind in (("onevm", "vms"), ("onedatastore", "ds")):
+        tool = bin_dir / name
+        tool.write_text(f'#!/bin/sh\nexec cat {tmp}/{kind}/"$3".xml\n')
+        tool.chmod(0o755)
+        (tmp / kind).mkdir()
+    (tmp / "ds" / "0.xml").write_text(datastore_xml("7.0.0", DatastoreSpec(id=0)))
+    (tmp / "ds" / "100.xml").write_text(datastore_xml("7.0.0", DatastoreSpec(id=100)))
     return {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
         "EQLISCSI_CONF": str(conf),

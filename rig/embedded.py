@@ -10,8 +10,8 @@ Everything lives under one rig directory and one machine:
   bridge address, the one address the hosts can reach;
 * ``fe/``: the front-end: ``remotes/`` with ``VERSION`` per OpenNebula profile
   (:class:`rig.oned.OnedSimulator`), ``eqliscsi.conf``, the group password and CHAP
-  secret files (0600), an ``onevm`` stand-in that prints the VM documents the rig
-  keeps in ``fe/vms/<id>.xml``, and an ssh config naming the hosts;
+  secret files (0600), the VM and datastore documents the simulator's ``onevm`` /
+  ``onedatastore`` stand-ins print, and an ssh config naming the hosts;
 * ``rig.json``: pids and addresses, so ``down`` works from another process.
 
 ``down`` stops the fake group (which stops its tgtds) and tears the hosts down
@@ -40,9 +40,7 @@ from eqliscsi.san.ops import SanOps
 from eqliscsi.san.session import CliSession, HostKeyPolicy, SanEndpoint, with_session
 from eqliscsi.secret import Secret
 from rig.hosts import HostRig
-from rig.oned import OnedSimulator, VmSpec
-from rig.oned.documents import vm_xml
-from rig.oned.simulator import ONE_PATH
+from rig.oned import DatastoreSpec, OnedSimulator, VmSpec
 
 __all__ = ["EmbeddedRig", "EmbeddedRigError"]
 
@@ -51,6 +49,21 @@ READY_TIMEOUT_S = 60.0
 ACCOUNT = "grpadmin"
 CHAP_USER = "rig-oneadmin"
 GROUP = "rig-group"
+
+
+IMAGE_DS = DatastoreSpec(
+    id=100, template={"DS_MAD": "eqliscsi", "TM_MAD": "eqliscsi", "EQL_POOL": "default"}
+)
+SYSTEM_DS = DatastoreSpec(
+    id=0,
+    name="system",
+    ds_mad="-",
+    tm_mad="shared",
+    base_path="/var/lib/one//datastores/0",
+    type=1,
+    disk_type=0,
+    template={"TM_MAD": "shared", "TYPE": "SYSTEM_DS"},
+)
 
 
 class EmbeddedRigError(RigError):
@@ -96,10 +109,6 @@ class EmbeddedRig:
         return self.fe / "chap_secret"
 
     @property
-    def vms_dir(self) -> Path:
-        return self.fe / "vms"
-
-    @property
     def log_dir(self) -> Path:
         return self.root / "log"
 
@@ -116,7 +125,7 @@ class EmbeddedRig:
             raise EmbeddedRigError("The embedded rig needs root (namespaces, loop, tgtd).")
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o700)
-        for d in (self.fe, self.vms_dir, self.fe / "bin", self.log_dir, self.san_state):
+        for d in (self.fe, self.log_dir, self.san_state):
             d.mkdir(parents=True, exist_ok=True)
         try:
             self._up()
@@ -250,24 +259,10 @@ class EmbeddedRig:
             f"  UserKnownHostsFile {self.hosts.workdir / 'known_hosts'}\n"
             "  StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout 2\n  LogLevel ERROR\n"
         )
-        onevm = self.fe / "bin" / "onevm"
-        # `onevm show -x ID`: the rig's stand-in for the OpenNebula CLI.
-        onevm.write_text(
-            "#!/bin/sh\n"
-            '[ "$1" = show ] && [ "$2" = -x ] || '
-            '{ echo "onevm stand-in: show -x ID only" >&2; exit 1; }\n'
-            'case "$3" in ""|*[!0-9]*) echo "bad id" >&2; exit 1 ;; esac\n'
-            f'f={self.vms_dir}/"$3".xml\n'
-            '[ -f "$f" ] || { echo "[VirtualMachineInfo] Error getting virtual machine [$3]." '
-            ">&2; exit 255; }\n"
-            'exec cat "$f"\n'
-        )
-        onevm.chmod(0o755)
 
     # ------------------------------------------------------------------ use
     def environment(self) -> dict[str, str]:
         return {
-            "PATH": f"{self.fe / 'bin'}:{ONE_PATH}",
             "EQLISCSI_SSH_CONFIG": str(self.ssh_config),
             "EQLISCSI_LOCK_DIR": str(self.fe / "locks"),
         }
@@ -278,16 +273,21 @@ class EmbeddedRig:
         """A front-end remotes tree for ``profile`` (one per profile and name)."""
         base = self.fe / "sim" / (name or profile)
         base.mkdir(parents=True, exist_ok=True)
-        return OnedSimulator.create(
+        sim = OnedSimulator.create(
             profile,
             base,
             conf=conf if conf is not None else (self.fe / "eqliscsi.conf").read_text(),
             extra_env=self.environment(),
         )
+        # What `onedatastore show -x` answers: the image datastore and the system one.
+        sim.register_datastore(IMAGE_DS)
+        sim.register_datastore(SYSTEM_DS)
+        return sim
 
-    def put_vm(self, sim: OnedSimulator, vm: VmSpec) -> None:
+    @staticmethod
+    def put_vm(sim: OnedSimulator, vm: VmSpec) -> None:
         """What oned would answer to ``onevm show -x`` for this VM."""
-        (self.vms_dir / f"{vm.id}.xml").write_text(vm_xml(sim.profile.xml_version, vm))
+        sim.register_vm(vm)
 
     def ssh(
         self, host: str, command: str, *, stdin: bytes = b"", timeout: float = 60

@@ -53,12 +53,18 @@ from eqliscsi.iscsi_discovery import ChapCredentials as ProbeChap
 from eqliscsi.opennebula import iscsiadm as ia
 from eqliscsi.opennebula import runner
 from eqliscsi.opennebula.args import HostPath, MigrateCall, TmCall
-from eqliscsi.opennebula.config import EqlConfig
-from eqliscsi.opennebula.driver_action import Vm, VmDisk, parse_vm
+from eqliscsi.opennebula.config import EqlConfig, load_conf, resolve
+from eqliscsi.opennebula.driver_action import Vm, VmDisk, parse_datastore, parse_vm
 from eqliscsi.opennebula.errors import BadValueError
-from eqliscsi.opennebula.naming import snapshot_name, vm_disk_volume_name, volume_from_source
+from eqliscsi.opennebula.naming import (
+    check_volume_name,
+    snapshot_name,
+    vm_disk_volume_name,
+    volume_from_source,
+)
+from eqliscsi.opennebula.one_cli import datastore_document, vm_document
 from eqliscsi.opennebula.output import NoOutput
-from eqliscsi.opennebula.runner import ActionContext
+from eqliscsi.opennebula.runner import ActionContext, conf_file
 from eqliscsi.opennebula.san_link import run_san, volume_spec
 from eqliscsi.opennebula.tm_host import (
     HostRunner,
@@ -70,7 +76,6 @@ from eqliscsi.opennebula.tm_host import (
     inventory_script,
     parse_inventory,
 )
-from eqliscsi.opennebula.vm_info import load_vm
 from eqliscsi.san.ops import SanOps
 
 __all__ = [
@@ -80,6 +85,7 @@ __all__ = [
     "clone",
     "cpds",
     "delete",
+    "disk_volume",
     "failmigrate",
     "ln",
     "main",
@@ -87,6 +93,10 @@ __all__ = [
     "mvds",
     "postmigrate",
     "premigrate",
+    "resize",
+    "snap_create",
+    "snap_delete",
+    "snap_revert",
 ]
 
 TM_MAD = "eqliscsi"
@@ -109,6 +119,10 @@ TM_ACTIONS: dict[str, tuple[str, str]] = {
         "premigrate",
         "postmigrate",
         "failmigrate",
+        "resize",
+        "snap_create",
+        "snap_delete",
+        "snap_revert",
     )
 }
 
@@ -142,8 +156,21 @@ class _Env:
         return host not in self.cfg.no_iscsi
 
 
-def _env(ctx: ActionContext) -> _Env:
-    cfg = ctx.config(with_image=False).config
+def _config(ctx: ActionContext, ds_id: int) -> EqlConfig:
+    """eqliscsi.conf, then the template of datastore ``ds_id`` (``onedatastore show``):
+    a TM action gets no driver document, so it asks oned like the original (§1.8)."""
+    ds = parse_datastore(datastore_document(ds_id, ctx.environ))
+    resolved = resolve(load_conf(conf_file(ctx)), ds.template)
+    for notice in resolved.notices:
+        ctx.info(notice)
+    for secret in (resolved.config.password, resolved.config.chap_secret):
+        if secret is not None:
+            ctx.secrets.append(secret.reveal())
+    return resolved.config
+
+
+def _env(ctx: ActionContext, ds_id: int) -> _Env:
+    cfg = _config(ctx, ds_id)
     host, _, port = cfg.discovery_portal.rpartition(":")
     portal = ia.TargetPortal(host.strip("[]"), int(port))
     chap = None
@@ -188,7 +215,10 @@ def _vm(ctx: ActionContext) -> Vm:
     if isinstance(ctx.call, MigrateCall):
         return parse_vm(ctx.call.vm_document)
     assert isinstance(ctx.call, TmCall)
-    return load_vm(ctx.call.vm_id, ctx.environ)
+    vm = parse_vm(vm_document(ctx.call.vm_id, ctx.environ))
+    if vm.id != ctx.call.vm_id:
+        raise BadValueError(f"onevm show {ctx.call.vm_id} returned VM {vm.id}; retry the action.")
+    return vm
 
 
 def _disk_volume(disk: VmDisk, vm_id: int) -> str:
@@ -326,10 +356,10 @@ def clone(ctx: ActionContext) -> NoOutput:
     disk_id = _disk_id(call.dst)
     _check_in_vm_dir(call.dst, call.vm_id)
     source = volume_from_source(call.src.path)
-    env = _env(ctx)
     vm = _vm(ctx)
     disk = vm.disk(disk_id)
     ds_id = _disk_ds(disk, call.ds_id)
+    env = _env(ctx, ds_id)
     target = vm_disk_volume_name(source, call.vm_id, disk_id)
     wanted = disk.size_mb or 0
 
@@ -364,10 +394,8 @@ def ln(ctx: ActionContext) -> NoOutput:
     _disk_id(call.dst)
     _check_in_vm_dir(call.dst, call.vm_id)
     volume = volume_from_source(call.src.path)
-    env = _env(ctx)
-    ds_id = call.ds_id
-    with contextlib.suppress(EqliscsiError):
-        ds_id = _disk_ds(_vm(ctx).disk(_disk_id(call.dst)), call.ds_id)
+    ds_id = _disk_ds(_vm(ctx).disk(_disk_id(call.dst)), call.ds_id)
+    env = _env(ctx, ds_id)
     iqn = _iqn(env, ds_id, volume)
     check_target(env, iqn, volume)
     attach(env, call.dst.host, iqn, volume, call.dst.path)
@@ -385,9 +413,9 @@ def mv(ctx: ActionContext) -> NoOutput:
         return NoOutput()
     _check_in_vm_dir(src, call.vm_id)
     _check_in_vm_dir(dst, call.vm_id)
-    env = _env(ctx)
     disk = _vm(ctx).disk(_disk_id(dst))
     volume = _disk_volume(disk, call.vm_id)
+    env = _env(ctx, _disk_ds(disk, call.ds_id))
     iqn = _iqn(env, _disk_ds(disk, call.ds_id), volume)
     if env.wants_iscsi(src.host):
         detach(env, src.host, iqn, volume, src.path)
@@ -401,10 +429,10 @@ def mvds(ctx: ActionContext) -> NoOutput:
     call = _tm(ctx)
     assert call.source is not None
     _check_in_vm_dir(call.dst, call.vm_id)
-    env = _env(ctx)
     disk = _vm(ctx).disk(_disk_id(call.dst))
     volume = _disk_volume(disk, call.vm_id)
     ds_id = _disk_ds(disk, call.ds_id)
+    env = _env(ctx, ds_id)
     iqn = _iqn(env, ds_id, volume)
     if env.wants_iscsi(call.dst.host):
         detach(env, call.dst.host, iqn, volume, call.dst.path)
@@ -427,33 +455,39 @@ def mvds(ctx: ActionContext) -> NoOutput:
 
 
 def cpds(ctx: ActionContext) -> NoOutput:
-    call = _tm(ctx)
+    """Disk save-as: clone the disk's volume (or its snapshot SNAP_ID) into SOURCE.
+
+    argv ``host:dir/disk.N SOURCE SNAP_ID VMID DSID`` (4.14+; SNAP_ID -1 = the disk as
+    it is now), ``host:dir/disk.N SOURCE VMID DSID`` on 4.4.  SOURCE is the volume
+    name mkfs answered for the save_as image; the copy is crash-consistent when the
+    VM runs, as with the original (§1.8).  The new volume is tagged with DSID.
+    """
+    call, volume = disk_volume(ctx, same_datastore=False)
     assert call.source is not None
-    _check_in_vm_dir(call.dst, call.vm_id)
-    env = _env(ctx)
-    disk = _vm(ctx).disk(_disk_id(call.dst))
-    volume = _disk_volume(disk, call.vm_id)
-    new = volume_from_source(call.source)
-    snap = call.snap_id
+    target = check_volume_name(volume_from_source(call.source))
+    snap = call.snap_id if call.snap_id is not None else -1
+    cfg = _config(ctx, call.ds_id)
 
-    async def op(ops: SanOps) -> None:
+    async def op(ops: SanOps) -> str:
         info = await ops.volume_info(volume)
-        spec = volume_spec(env.cfg, new, max(disk.size_mb or 1, info.size_mb if info else 1))
-        if snap is not None and snap >= 0:
-            await ops.snapshot_clone(volume, snapshot_name(volume, snap), spec)
+        if info is None:
+            raise BadValueError(f"The disk's volume {volume} does not exist on the group.")
+        spec = volume_spec(cfg, target, info.size_mb)
+        if snap >= 0:
+            made = await ops.snapshot_clone(volume, snapshot_name(volume, snap), spec)
         else:
-            await ops.clone_volume(volume, spec)
+            made = await ops.clone_volume(volume, spec)
+        return made.name
 
-    # The new image belongs to the datastore oned names (argv dsid), not the disk's.
-    run_san(env.cfg, call.ds_id, ctx.environ, op)
-    ctx.info(f"copied {volume} to {new}" + (f" from snapshot {snap}" if snap and snap >= 0 else ""))
+    made = run_san(cfg, call.ds_id, ctx.environ, op)
+    ctx.info(f"saved {volume}{'' if snap < 0 else f' snapshot {snap}'} as {made}")
     return NoOutput()
 
 
 def delete(ctx: ActionContext) -> NoOutput:
     call = _tm(ctx)
-    env = _env(ctx)
     if call.dst.disk_id is None:
+        env = _env(ctx, call.ds_id)
         # The VM directory: the system TM removes it; we only sweep the host.
         if env.wants_iscsi(call.dst.host):
             sweep_stale(env, call.dst.host, _datastores_dir(call.dst.path))
@@ -462,6 +496,7 @@ def delete(ctx: ActionContext) -> NoOutput:
     disk = _vm(ctx).disk(_disk_id(call.dst))
     volume = _disk_volume(disk, call.vm_id)
     ds_id = _disk_ds(disk, call.ds_id)
+    env = _env(ctx, ds_id)
 
     async def find(ops: SanOps) -> str | None:
         info = await ops.volume_info(volume)
@@ -479,18 +514,97 @@ def delete(ctx: ActionContext) -> NoOutput:
     return NoOutput()
 
 
+# --------------------------------------------------------------------------- SAN only
+
+
+def disk_volume(ctx: ActionContext, *, same_datastore: bool = True) -> tuple[TmCall, str]:
+    """The call and the volume behind its ``disk.N``.
+
+    ``same_datastore``: the DSID argument is the disk's own image datastore (resize,
+    snap_*); for cpds it is the *target* image's datastore and may differ.
+    """
+    call = ctx.call
+    assert isinstance(call, TmCall)
+    disk_id = call.dst.disk_id
+    if disk_id is None:
+        raise BadValueError(f"{call.action} needs a disk path (…/disk.N), not {call.dst.path}.")
+    vm = _vm(ctx)
+    disk = vm.disk(disk_id)
+    if disk.tm_mad != TM_MAD:
+        raise BadValueError(
+            f"Disk {disk_id} of VM {vm.id} belongs to TM {disk.tm_mad or 'none'}, not eqliscsi."
+        )
+    if same_datastore and disk.datastore_id is not None and disk.datastore_id != call.ds_id:
+        raise BadValueError(
+            f"Disk {disk_id} of VM {vm.id} is in datastore {disk.datastore_id}, "
+            f"not {call.ds_id}; the VM document is stale, retry."
+        )
+    source = volume_from_source(disk.source)
+    if disk.persistent:
+        return call, source
+    return call, vm_disk_volume_name(source, vm.id, disk_id)
+
+
+def resize(ctx: ActionContext) -> NoOutput:
+    call, volume = disk_volume(ctx)
+    assert call.size_mb is not None
+    size = call.size_mb
+    cfg = _config(ctx, call.ds_id)
+
+    async def op(ops: SanOps) -> None:
+        await ops.resize_volume(volume, size)
+
+    run_san(cfg, call.ds_id, ctx.environ, op)
+    ctx.info(f"resized {volume} to {size} MB")
+    return NoOutput()
+
+
+def _snap(ctx: ActionContext, what: str) -> NoOutput:
+    call, volume = disk_volume(ctx)
+    assert call.snap_id is not None
+    name = snapshot_name(volume, call.snap_id)
+    cfg = _config(ctx, call.ds_id)
+
+    async def op(ops: SanOps) -> None:
+        if what == "create":
+            await ops.snapshot_create(volume, name)
+        elif what == "delete":
+            await ops.snapshot_delete(volume, name)
+        else:
+            await ops.snapshot_restore(volume, name)
+
+    run_san(cfg, call.ds_id, ctx.environ, op)
+    ctx.info(f"snapshot {what} {name}")
+    return NoOutput()
+
+
+def snap_create(ctx: ActionContext) -> NoOutput:
+    return _snap(ctx, "create")
+
+
+def snap_delete(ctx: ActionContext) -> NoOutput:
+    return _snap(ctx, "delete")
+
+
+def snap_revert(ctx: ActionContext) -> NoOutput:
+    return _snap(ctx, "revert")
+
+
 # --------------------------------------------------------------------------- migration
 
 
 def _migrate_disks(ctx: ActionContext) -> tuple[MigrateCall, _Env, list[tuple[VmDisk, str, str]]]:
     call = ctx.call
     assert isinstance(call, MigrateCall)
-    env = _env(ctx)
     vm = _vm(ctx)
     if vm.id != call.vm_id:
         raise BadValueError(f"The VM document is for VM {vm.id}, not {call.vm_id}; retry.")
+    disks = vm.disks_of(TM_MAD)
+    # The disks' image datastore (all of one VM's eqliscsi disks normally share it);
+    # the system datastore's template when the VM has none of ours.
+    env = _env(ctx, _disk_ds(disks[0], call.ds_id) if disks else call.ds_id)
     out = []
-    for disk in vm.disks_of(TM_MAD):
+    for disk in disks:
         volume = _disk_volume(disk, call.vm_id)
         out.append((disk, volume, _iqn(env, _disk_ds(disk, call.ds_id), volume)))
     return call, env, out

@@ -45,6 +45,7 @@ def _assert_clean(rig: EmbeddedRig, clone: str, *hosts: str) -> None:
 
 
 def _retry_and_remove(rig: EmbeddedRig, sim: OnedSimulator, source: str, vm_id: int) -> None:
+    _vm(rig, sim, vm_id, source)  # each simulator answers onevm from its own state
     out = sim.run_tm("clone", _clone_args(source, "h1", vm_id))
     assert out.ok, out.stderr
     disk = f"{SYS}/{vm_id}/disk.0"

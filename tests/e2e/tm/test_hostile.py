@@ -1,7 +1,7 @@
 """Hostile argv reaches no shell: rejected before ssh, onevm or the group is contacted.
 
 The remotes run as oned runs them (rig.oned, 4.4's unescaped ``sh -c`` included); a
-recording ``ssh``/``onevm`` first on PATH proves that nothing was started.
+recording ``ssh``/``onevm``/``onedatastore`` first on PATH proves that nothing was started.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def recorder(tmp_path: Path) -> tuple[Path, Path]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "calls"
-    for name in ("ssh", "onevm"):
+    for name in ("ssh", "onevm", "onedatastore"):
         exe = bin_dir / name
         exe.write_text(f'#!/bin/sh\necho "{name} $*" >> {calls}\nexit 1\n')
         exe.chmod(0o755)
