@@ -47,6 +47,7 @@ from eqliscsi.iscsi_discovery import (
     IscsiConnectionError,
     IscsiTimeout,
     TargetNotFound,
+    discover,
     probe,
 )
 from eqliscsi.iscsi_discovery import ChapCredentials as ProbeChap
@@ -240,21 +241,37 @@ def _iqn(env: _Env, ds_id: int, volume: str) -> str:
 
 
 def check_target(env: _Env, iqn: str, volume: str) -> None:
-    """Native-client login to the target at the group portal, with the host's CHAP.
+    """SendTargets and a login at the group portal with the native client, host CHAP.
+
+    The hosts do the same two steps (discovery, then login); doing them here first
+    turns iscsiadm's bare statuses into a sentence that names the volume.  Discovery
+    goes without CHAP (EqualLogic's discovery CHAP is off unless configured); when
+    the group asks for it, or the front-end is not admitted by the volume's access
+    rule, the corresponding part of the check is skipped with a log line.
 
     Raises:
         ChapRejectedError: the target refused the CHAP credentials.
-        TargetUnavailableError: the portal is unreachable or does not know the target.
+        TargetUnavailableError: the portal is unreachable, or does not offer the target.
     """
     auth = Auth()
     if env.chap is not None:
         auth = Auth(chap=ProbeChap(env.chap.username, env.chap.secret))
+    portal = str(env.portal)
 
-    async def go() -> None:
-        await probe(str(env.portal), iqn, auth=auth, timeout=PROBE_TIMEOUT_S, lun=None)
+    async def listed() -> bool | None:
+        try:
+            found = await discover(portal, timeout=PROBE_TIMEOUT_S)
+        except (AuthenticationFailed, AuthorizationFailed):
+            return None  # discovery CHAP or ACL: the hosts' discovery is configured apart
+        return iqn in {t.name for t in found}
+
+    async def go() -> bool | None:
+        seen = await listed()
+        await probe(portal, iqn, auth=auth, timeout=PROBE_TIMEOUT_S, lun=None)
+        return seen
 
     try:
-        asyncio.run(go())
+        seen = asyncio.run(go())
     except AuthenticationFailed:
         raise ChapRejectedError(
             f"CHAP rejected for volume {volume}; make EQL_CHAP_USER and its secret match "
@@ -263,6 +280,7 @@ def check_target(env: _Env, iqn: str, volume: str) -> None:
     except AuthorizationFailed:
         # The access rule admits the hosts but not the front-end: nothing to judge here.
         env.ctx.info(f"the front-end is not admitted to volume {volume}; skipped the check")
+        return
     except TargetNotFound:
         raise TargetUnavailableError(
             f"Volume {volume} is not offered at the group portal {env.portal}; check that "
@@ -278,6 +296,13 @@ def check_target(env: _Env, iqn: str, volume: str) -> None:
             f"Checking volume {volume} at {env.portal} failed ({exc}); fix that before "
             "hosts log in."
         ) from None
+    if seen is None:
+        env.ctx.info(f"discovery at {env.portal} needs credentials; checked the login only")
+    elif not seen:
+        raise TargetUnavailableError(
+            f"Volume {volume} answers a login but is not listed by discovery at "
+            f"{env.portal}, so hosts will not find it; check its access rules."
+        )
 
 
 def attach(
