@@ -27,14 +27,18 @@ volume that another datastore or a human created is never touched.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import subprocess
 import tempfile
 from collections.abc import Callable
 
+from eqliscsi.errors import IscsiError
+from eqliscsi.iscsi_discovery import Auth, ChapCredentials, probe
 from eqliscsi.opennebula.actions.ds import check_restricted, qemu_img_info
 from eqliscsi.opennebula.args import DsCall
+from eqliscsi.opennebula.config import EqlConfig
 from eqliscsi.opennebula.errors import BadValueError, CopyFailedError, SizeUnknownError
 from eqliscsi.opennebula.naming import image_volume_name, snapshot_name, volume_from_source
 from eqliscsi.opennebula.output import MonitorResult, NoOutput, SourceResult
@@ -218,6 +222,33 @@ def write_image(argv: list[str], secret: bytes | None, log: Callable[[str], None
         )
 
 
+def data_lun(cfg: EqlConfig, iqn: str) -> int:
+    """The volume's disk LUN, as the target reports it (REPORT LUNS, RFC 7143 §3).
+
+    An EqualLogic volume is LUN 0 of its own target; other targets (tgt keeps LUN 0
+    for its controller) put the disk elsewhere, so ask instead of assuming.
+
+    Raises:
+        CopyFailedError: the target cannot be logged in to or shows no disk LUN.
+    """
+    auth = Auth()
+    if cfg.chap_user and cfg.chap_secret is not None:
+        auth = Auth(chap=ChapCredentials(cfg.chap_user, cfg.chap_secret))
+    try:
+        result = asyncio.run(probe(cfg.discovery_portal, iqn, auth=auth, timeout=30.0))
+    except IscsiError as exc:
+        raise CopyFailedError(
+            f"Writing the image to the volume failed (login at {cfg.discovery_portal}: "
+            f"{exc}); check that the front-end may log in to the group's iSCSI portal."
+        ) from None
+    if not result.luns:
+        raise CopyFailedError(
+            f"Writing the image to the volume failed (its target {iqn} shows no disk LUN); "
+            "check the volume on the group."
+        )
+    return result.luns[0].lun
+
+
 def cp(ctx: ActionContext) -> SourceResult:
     """Register an image: new volume, then the image written onto it as raw."""
     image = ctx.image()
@@ -252,13 +283,18 @@ def cp(ctx: ActionContext) -> SourceResult:
 
     iqn = run_san(cfg, _ds_id(ctx), ctx.environ, create)
     ctx.info(f"created volume {volume} ({size} MB), writing {info.format} image as raw")
-    argv = qemu_img_convert_argv(
-        source, info.format, cfg.discovery_portal, iqn, cfg.chap_user or None
-    )
     secret = cfg.chap_secret.reveal() if (cfg.chap_user and cfg.chap_secret) else None
     if cfg.chap_user and secret is None:
         raise BadValueError("EQL_CHAP_USER is set without EQL_CHAP_SECRET_FILE; set both.")
     try:
+        argv = qemu_img_convert_argv(
+            source,
+            info.format,
+            cfg.discovery_portal,
+            iqn,
+            cfg.chap_user or None,
+            lun=data_lun(cfg, iqn),
+        )
         write_image(argv, secret, ctx.debug)
     except Exception as exc:
         # Do not leave an orphan volume behind (the original did, §1.9 item 9).
