@@ -52,7 +52,6 @@ from eqliscsi.iscsi_discovery import (
 )
 from eqliscsi.iscsi_discovery import ChapCredentials as ProbeChap
 from eqliscsi.opennebula import iscsiadm as ia
-from eqliscsi.opennebula import runner
 from eqliscsi.opennebula.args import HostPath, MigrateCall, TmCall
 from eqliscsi.opennebula.config import EqlConfig, load_conf, resolve
 from eqliscsi.opennebula.driver_action import Vm, VmDisk, parse_datastore, parse_vm
@@ -89,7 +88,6 @@ __all__ = [
     "disk_volume",
     "failmigrate",
     "ln",
-    "main",
     "mv",
     "mvds",
     "postmigrate",
@@ -714,10 +712,3 @@ def failmigrate(ctx: ActionContext) -> NoOutput:
         _report_failure(ctx, f"VM {call.vm_id} undo on {call.dst_host}: {failures[0]}")
         raise failures[0]
     return NoOutput()
-
-
-def main(name: str) -> None:
-    """What a TM remote calls: the shared runner, with the TM actions registered."""
-    for key, target in TM_ACTIONS.items():
-        runner.ACTIONS.setdefault(key, target)
-    runner.main(name)
