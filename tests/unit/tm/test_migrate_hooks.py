@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from eqliscsi.cli.install import install
 from eqliscsi.errors import UsageError
 from eqliscsi.opennebula.migrate_hooks import BACKUP_SUFFIX, install_hooks, restore_hooks
 from rig.oned import DiskSpec, VmSpec
@@ -112,3 +114,16 @@ def test_opennebula_4_hooks_pre_and_post_with_template_in_argv(
 def test_refuses_non_system_tms(remotes: Path, tm: str) -> None:
     with pytest.raises(UsageError):
         install_hooks(remotes, [tm], interpreter=sys.executable)
+
+
+def test_eqliscsi_install_migrate_hooks_and_restore(remotes: Path, tmp_path: Path) -> None:
+    (remotes / "datastore").mkdir()
+    result = CliRunner().invoke(install, ["--remotes", str(remotes), "--migrate-hooks"])
+    assert result.exit_code == 0, result.output
+    hook = remotes / "tm" / "shared" / "failmigrate"
+    assert f"hooked {hook}" in result.output
+    assert (remotes / "tm" / "eqliscsi" / "failmigrate").read_bytes().startswith(b"#!/")
+    assert b"eqliscsi" in hook.read_bytes()  # what preflight's fe.failmigrate-hook looks for
+    result = CliRunner().invoke(install, ["--remotes", str(remotes), "--restore-migrate-hooks"])
+    assert result.exit_code == 0, result.output
+    assert os.readlink(hook) == "../common/failmigrate"
