@@ -27,6 +27,7 @@ from pathlib import Path
 import click
 
 from eqliscsi.errors import UsageError
+from eqliscsi.opennebula.migrate_hooks import install_hooks, restore_hooks
 
 __all__ = ["ONED_CONF", "install", "install_remotes", "oned_conf", "uninstall_remotes"]
 
@@ -269,8 +270,37 @@ def uninstall_remotes(target: Path) -> tuple[list[Path], list[Path]]:
 )
 @click.option("--print-oned-conf", is_flag=True, help="Only print the oned.conf lines to add.")
 @click.option("--uninstall", is_flag=True, help="Remove what a previous install put there.")
-def install(remotes: Path, oned_version: str, print_oned_conf: bool, uninstall: bool) -> None:
+@click.option(
+    "--migrate-hooks",
+    is_flag=True,
+    help="Also make the system TMs' failmigrate (4.x: pre/postmigrate too) call eqliscsi; "
+    "the originals are kept beside them (docs/tm.md).",
+)
+@click.option(
+    "--system-tm",
+    "system_tms",
+    multiple=True,
+    default=("shared",),
+    show_default=True,
+    help="A system TM to hook with --migrate-hooks (repeatable).",
+)
+@click.option(
+    "--restore-migrate-hooks", is_flag=True, help="Put the system TMs' original scripts back."
+)
+def install(
+    remotes: Path,
+    oned_version: str,
+    print_oned_conf: bool,
+    uninstall: bool,
+    migrate_hooks: bool,
+    system_tms: tuple[str, ...],
+    restore_migrate_hooks: bool,
+) -> None:
     """Install the eqliscsi DS/TM remotes and print the oned.conf lines to add."""
+    if restore_migrate_hooks:
+        for path in restore_hooks(remotes):
+            click.echo(f"restored {path}")
+        return
     if uninstall:
         removed, kept = uninstall_remotes(remotes)
         for path in removed:
@@ -286,5 +316,8 @@ def install(remotes: Path, oned_version: str, print_oned_conf: bool, uninstall: 
             click.echo(f"installed {path}")
         if not written:
             click.echo(f"{remotes}: already up to date")
+        if migrate_hooks:  # after the remotes: a hook runs tm/eqliscsi/<action>
+            for path in install_hooks(remotes, system_tms):
+                click.echo(f"hooked {path}")
         click.echo("")
     click.echo(text, nl=False)

@@ -295,6 +295,12 @@ async def open_session(ep: SanEndpoint) -> AsyncIterator[CliSession]:
             yield session
         finally:
             await session._logout()
+            # The group counts the session until it has processed the logout: wait
+            # (bounded) for it to end the shell, so that whoever holds a CLI-session
+            # slot releases it only when the group has too (else the next login of a
+            # capped driver can be refused as "too many sessions").
+            with suppress(TimeoutError, OSError, asyncssh.Error):
+                await asyncio.wait_for(proc.wait_closed(), 2.0)
             proc.close()
     finally:
         conn.close()

@@ -1,20 +1,60 @@
-"""TM actions that need only the SAN: disk resize and disk snapshots (VM powered off).
+"""Transfer-manager actions: VM disks on EqualLogic volumes, attached on hypervisor hosts.
 
-argv: ``host:dir/disk.N <size_mb | snap_id> VMID DSID`` (§2.4), DSID being the image
-datastore, whose id is also the volumes' ownership tag.  The disk's volume comes from
-the VM document: a persistent disk uses the image's volume, a non-persistent one its
-per-VM copy (:func:`~eqliscsi.opennebula.naming.vm_disk_volume_name`).
+What each action does (reference §1.8 for the original, §2.4 and §6.2-§6.3 for oned):
 
-After ``resize`` of a running VM, the VMM driver grows the disk in the guest; the
-host's SCSI device must see the new size first (a session rescan on the host), which
-is the host-side helper's part and is not done here.
+* ``clone`` (non-persistent image): array-side clone of the image's volume into
+  ``<source>-<VMID>-<DISKID>`` (:func:`~eqliscsi.opennebula.naming.vm_disk_volume_name`),
+  grown to DISK/SIZE when that is larger, then host login and ``disk.N`` link.  Any
+  failure after the clone logs out and deletes the clone again, so nothing is left
+  for a retry to trip over.
+* ``ln`` (persistent image): host login to the image's own volume and link.
+* ``mv``: log out on the old host, log in on the new one (hosts in ``NO_ISCSI``,
+  such as the front-end during stop/undeploy, are skipped); a directory is the
+  system TM's business.
+* ``mvds``: log out; for a deferred save-as (≤ 4.x) clone into the new SOURCE and
+  drop a non-persistent volume.
+* ``cpds``: array-side clone of the disk (or of snapshot SNAP_ID) into the new SOURCE
+  while the VM runs (crash-consistent, as the original).
+* ``delete``: log out, remove ``disk.N``, delete a non-persistent clone.  A session
+  that is already gone is success.
+* ``premigrate``/``postmigrate``/``failmigrate`` (5.x+ through ``migrate_other``,
+  4.4 through a dispatcher): for every disk whose TM_MAD is eqliscsi, log in on the
+  destination / log out on the source / log out on the destination.
+
+Before a host is touched, the front-end checks with the native client that the
+target answers at the group portal and accepts the CHAP credentials; a host-side
+iscsiadm failure would only say "authentication failure" without the volume.
+delete/postmigrate/failmigrate also sweep the host for stale sessions: sessions to
+eqliscsi-named EqualLogic volumes that no ``disk.N`` on that host links to (left
+over by a failed migration that no stock system TM reports, §6.3).
 """
 
 from __future__ import annotations
 
-from eqliscsi.opennebula.args import TmCall
+import asyncio
+import contextlib
+import logging
+import logging.handlers
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from eqliscsi.errors import DriverError, EqliscsiError, IscsiError
+from eqliscsi.iscsi_discovery import (
+    Auth,
+    AuthenticationFailed,
+    AuthorizationFailed,
+    IscsiConnectionError,
+    IscsiTimeout,
+    TargetNotFound,
+    discover,
+    probe,
+)
+from eqliscsi.iscsi_discovery import ChapCredentials as ProbeChap
+from eqliscsi.opennebula import iscsiadm as ia
+from eqliscsi.opennebula.args import HostPath, MigrateCall, TmCall
 from eqliscsi.opennebula.config import EqlConfig, load_conf, resolve
-from eqliscsi.opennebula.driver_action import parse_datastore, parse_vm
+from eqliscsi.opennebula.driver_action import Vm, VmDisk, parse_datastore, parse_vm
 from eqliscsi.opennebula.errors import BadValueError
 from eqliscsi.opennebula.naming import (
     check_volume_name,
@@ -26,11 +66,478 @@ from eqliscsi.opennebula.one_cli import datastore_document, vm_document
 from eqliscsi.opennebula.output import NoOutput
 from eqliscsi.opennebula.runner import ActionContext, conf_file
 from eqliscsi.opennebula.san_link import run_san, volume_spec
+from eqliscsi.opennebula.tm_host import (
+    HostRunner,
+    SshRunner,
+    attach_script,
+    check_attach,
+    check_detach,
+    detach_script,
+    inventory_script,
+    parse_inventory,
+)
 from eqliscsi.san.ops import SanOps
 
-__all__ = ["cpds", "disk_volume", "resize", "snap_create", "snap_delete", "snap_revert"]
+__all__ = [
+    "TM_ACTIONS",
+    "ChapRejectedError",
+    "TargetUnavailableError",
+    "clone",
+    "cpds",
+    "delete",
+    "disk_volume",
+    "failmigrate",
+    "ln",
+    "mv",
+    "mvds",
+    "postmigrate",
+    "premigrate",
+    "resize",
+    "snap_create",
+    "snap_delete",
+    "snap_revert",
+]
 
-TM_NAME = "eqliscsi"
+TM_MAD = "eqliscsi"
+HOST_TIMEOUT_S = 300.0
+PROBE_TIMEOUT_S = 15.0
+# Volume names eqliscsi makes (naming.py): "<name>.<image id>" for images and
+# "<…>-<vmid>-<diskid>" for VM clones.  The stale sweep touches nothing else, so a
+# session an admin opened to some other EqualLogic volume is left alone.
+OUR_VOLUME_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]*\.[0-9]+(?:-[0-9a-f]{8})?(?:-[0-9]+-[0-9]+)?$")
+
+TM_ACTIONS: dict[str, tuple[str, str]] = {
+    f"tm.{name}": ("eqliscsi.opennebula.actions.tm", name)
+    for name in (
+        "clone",
+        "ln",
+        "mv",
+        "mvds",
+        "cpds",
+        "delete",
+        "premigrate",
+        "postmigrate",
+        "failmigrate",
+        "resize",
+        "snap_create",
+        "snap_delete",
+        "snap_revert",
+    )
+}
+
+# Tests replace this to run host scripts through another transport.
+host_runner_factory: Callable[[ActionContext], HostRunner] = lambda ctx: SshRunner(ctx.environ)  # noqa: E731
+
+
+class ChapRejectedError(DriverError):
+    reference = "tm-chap-rejected"
+
+
+class TargetUnavailableError(DriverError):
+    reference = "tm-target-unavailable"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class _Env:
+    ctx: ActionContext
+    cfg: EqlConfig
+    hosts: HostRunner
+    portal: ia.TargetPortal
+    chap: ia.ChapCredentials | None
+
+    def node(self, iqn: str) -> ia.Node:
+        return ia.Node(iqn, self.portal, self.cfg.iface)
+
+    def wants_iscsi(self, host: str) -> bool:
+        return host not in self.cfg.no_iscsi
+
+
+def _config(ctx: ActionContext, ds_id: int) -> EqlConfig:
+    """eqliscsi.conf, then the template of datastore ``ds_id`` (``onedatastore show``):
+    a TM action gets no driver document, so it asks oned like the original (§1.8)."""
+    ds = parse_datastore(datastore_document(ds_id, ctx.environ))
+    resolved = resolve(load_conf(conf_file(ctx)), ds.template)
+    for notice in resolved.notices:
+        ctx.info(notice)
+    for secret in (resolved.config.password, resolved.config.chap_secret):
+        if secret is not None:
+            ctx.secrets.append(secret.reveal())
+    return resolved.config
+
+
+def _env(ctx: ActionContext, ds_id: int) -> _Env:
+    cfg = _config(ctx, ds_id)
+    host, _, port = cfg.discovery_portal.rpartition(":")
+    portal = ia.TargetPortal(host.strip("[]"), int(port))
+    chap = None
+    if cfg.chap_user:
+        if cfg.chap_secret is None:
+            raise BadValueError("EQL_CHAP_USER is set without EQL_CHAP_SECRET_FILE; set both.")
+        chap = ia.ChapCredentials(cfg.chap_user, cfg.chap_secret)
+    return _Env(ctx, cfg, host_runner_factory(ctx), portal, chap)
+
+
+def _tm(ctx: ActionContext) -> TmCall:
+    assert isinstance(ctx.call, TmCall)
+    return ctx.call
+
+
+def _disk_id(path: HostPath) -> int:
+    disk_id = path.disk_id
+    if disk_id is None:
+        raise BadValueError(
+            f"The path {path.path[:80]} does not end in disk.N; oned never sends that."
+        )
+    return disk_id
+
+
+def _check_in_vm_dir(path: HostPath, vm_id: int) -> None:
+    # <system datastore>/<sysds id>/<vmid>/disk.N: the disk must sit in its VM's own
+    # directory, so a crafted path cannot make us link or remove files elsewhere.
+    parts = path.path.rsplit("/", 3)
+    if len(parts) != 4 or parts[2] != str(vm_id) or not parts[1].isdigit():
+        raise BadValueError(
+            f"The disk path {path.path[:80]} is not inside VM {vm_id}'s directory; "
+            "oned never sends such a path."
+        )
+
+
+def _datastores_dir(vm_dir: str) -> str:
+    # <base>/<sysds>/<vmid>
+    return vm_dir.rsplit("/", 2)[0] or "/"
+
+
+def _vm(ctx: ActionContext) -> Vm:
+    if isinstance(ctx.call, MigrateCall):
+        return parse_vm(ctx.call.vm_document)
+    assert isinstance(ctx.call, TmCall)
+    vm = parse_vm(vm_document(ctx.call.vm_id, ctx.environ))
+    if vm.id != ctx.call.vm_id:
+        raise BadValueError(f"onevm show {ctx.call.vm_id} returned VM {vm.id}; retry the action.")
+    return vm
+
+
+def _disk_volume(disk: VmDisk, vm_id: int) -> str:
+    source = volume_from_source(disk.source)
+    if disk.persistent or not disk.clone:
+        return source
+    return vm_disk_volume_name(source, vm_id, disk.disk_id)
+
+
+def _disk_ds(disk: VmDisk, fallback: int) -> int:
+    return disk.datastore_id if disk.datastore_id is not None else fallback
+
+
+def _iqn(env: _Env, ds_id: int, volume: str) -> str:
+    async def op(ops: SanOps) -> str:
+        return await ops.volume_iqn(volume)
+
+    return run_san(env.cfg, ds_id, env.ctx.environ, op)
+
+
+def check_target(env: _Env, iqn: str, volume: str) -> None:
+    """SendTargets and a login at the group portal with the native client, host CHAP.
+
+    The hosts do the same two steps (discovery, then login); doing them here first
+    turns iscsiadm's bare statuses into a sentence that names the volume.  Discovery
+    goes without CHAP (EqualLogic's discovery CHAP is off unless configured); when
+    the group asks for it, or the front-end is not admitted by the volume's access
+    rule, the corresponding part of the check is skipped with a log line.
+
+    Raises:
+        ChapRejectedError: the target refused the CHAP credentials.
+        TargetUnavailableError: the portal is unreachable, or does not offer the target.
+    """
+    auth = Auth()
+    if env.chap is not None:
+        auth = Auth(chap=ProbeChap(env.chap.username, env.chap.secret))
+    portal = str(env.portal)
+
+    async def listed() -> bool | None:
+        try:
+            found = await discover(portal, timeout=PROBE_TIMEOUT_S)
+        except (AuthenticationFailed, AuthorizationFailed):
+            return None  # discovery CHAP or ACL: the hosts' discovery is configured apart
+        return iqn in {t.name for t in found}
+
+    async def go() -> bool | None:
+        seen = await listed()
+        await probe(portal, iqn, auth=auth, timeout=PROBE_TIMEOUT_S, lun=None)
+        return seen
+
+    try:
+        seen = asyncio.run(go())
+    except AuthenticationFailed:
+        raise ChapRejectedError(
+            f"CHAP rejected for volume {volume}; make EQL_CHAP_USER and its secret match "
+            "the volume's access rule and the group's CHAP account."
+        ) from None
+    except AuthorizationFailed:
+        # The access rule admits the hosts but not the front-end: nothing to judge here.
+        env.ctx.info(f"the front-end is not admitted to volume {volume}; skipped the check")
+        return
+    except TargetNotFound:
+        raise TargetUnavailableError(
+            f"Volume {volume} is not offered at the group portal {env.portal}; check that "
+            "it is online on the group."
+        ) from None
+    except (IscsiConnectionError, IscsiTimeout):
+        raise TargetUnavailableError(
+            f"The group portal {env.portal} did not answer for volume {volume}; check "
+            "EQL_PORTAL and the iSCSI network."
+        ) from None
+    except IscsiError as exc:
+        raise TargetUnavailableError(
+            f"Checking volume {volume} at {env.portal} failed ({exc}); fix that before "
+            "hosts log in."
+        ) from None
+    if seen is None:
+        env.ctx.info(f"discovery at {env.portal} needs credentials; checked the login only")
+    elif not seen:
+        raise TargetUnavailableError(
+            f"Volume {volume} answers a login but is not listed by discovery at "
+            f"{env.portal}, so hosts will not find it; check its access rules."
+        )
+
+
+def attach(
+    env: _Env, host: str, iqn: str, volume: str, link: str | None, *, keep_link: bool = False
+) -> None:
+    script, text = attach_script(
+        env.node(iqn),
+        volume=volume,
+        base_device=env.cfg.base_device,
+        wait_s=env.cfg.wait_time,
+        link=link,
+        chap=env.chap,
+        make_link_only_if_missing=keep_link,
+    )
+    env.ctx.debug(f"{host}: {text}")
+    result = env.hosts.run(host, script, timeout=HOST_TIMEOUT_S)
+    ops = (ia.Op.LOCK, ia.Op.DISCOVERY, *((ia.Op.AUTH,) if env.chap else ()), ia.Op.LOGIN)
+    check_attach(result, ops, host=host, volume=volume, wait_s=env.cfg.wait_time,
+                 base_device=env.cfg.base_device)  # fmt: skip
+    env.ctx.info(f"{volume} attached on {host}" + (f" as {link}" if link else ""))
+
+
+def detach(env: _Env, host: str, iqn: str, volume: str, link: str | None) -> None:
+    script, text = detach_script(
+        env.node(iqn), volume=volume, base_device=env.cfg.base_device, link=link
+    )
+    env.ctx.debug(f"{host}: {text}")
+    check_detach(env.hosts.run(host, script, timeout=HOST_TIMEOUT_S), host=host, volume=volume)
+    env.ctx.info(f"{volume} detached from {host}")
+
+
+def sweep_stale(env: _Env, host: str, datastores: str) -> list[str]:
+    """Log out sessions to eqliscsi volumes that no disk on ``host`` uses; best effort."""
+    try:
+        inv = parse_inventory(
+            env.hosts.run(host, inventory_script(datastores), timeout=HOST_TIMEOUT_S).stdout
+        )
+        stale = inv.stale(env.cfg.base_device, OUR_VOLUME_RE)
+    except EqliscsiError as exc:
+        env.ctx.info(f"stale-session check on {host} skipped: {exc}")
+        return []
+    done = []
+    for volume, iqn in stale:
+        try:
+            script, _ = detach_script(
+                env.node(iqn),
+                volume=volume,
+                base_device=env.cfg.base_device,
+                link=None,
+                unless_linked_under=datastores,
+            )
+            check_detach(
+                env.hosts.run(host, script, timeout=HOST_TIMEOUT_S), host=host, volume=volume
+            )
+        except EqliscsiError as exc:
+            env.ctx.info(f"stale session to {volume} on {host} could not be closed: {exc}")
+            continue
+        env.ctx.info(f"closed stale session to {volume} on {host}")
+        done.append(volume)
+    return done
+
+
+def _delete_volume(env: _Env, ds_id: int, volume: str) -> bool:
+    async def op(ops: SanOps) -> bool:
+        return await ops.delete_volume(volume)
+
+    return run_san(env.cfg, ds_id, env.ctx.environ, op)
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def clone(ctx: ActionContext) -> NoOutput:
+    call = _tm(ctx)
+    assert call.src is not None
+    disk_id = _disk_id(call.dst)
+    _check_in_vm_dir(call.dst, call.vm_id)
+    source = volume_from_source(call.src.path)
+    vm = _vm(ctx)
+    disk = vm.disk(disk_id)
+    ds_id = _disk_ds(disk, call.ds_id)
+    env = _env(ctx, ds_id)
+    target = vm_disk_volume_name(source, call.vm_id, disk_id)
+    wanted = disk.size_mb or 0
+
+    async def make(ops: SanOps) -> str:
+        info = await ops.volume_info(source)
+        base = info.size_mb if info is not None else wanted
+        spec = volume_spec(env.cfg, target, max(base, wanted, 1))
+        return (await ops.clone_volume(source, spec)).iqn
+
+    iqn = run_san(env.cfg, ds_id, ctx.environ, make)
+    ctx.info(f"cloned {source} into {target}")
+    try:
+        check_target(env, iqn, target)
+        attach(env, call.dst.host, iqn, target, call.dst.path)
+    except BaseException as exc:
+        # Leave nothing behind: the host session (if any) and the clone.
+        with contextlib.suppress(EqliscsiError):
+            detach(env, call.dst.host, iqn, target, call.dst.path)
+        try:
+            _delete_volume(env, ds_id, target)
+            ctx.info(f"deleted {target} again after the failed attach")
+        except EqliscsiError as undo:
+            if isinstance(exc, Exception):
+                exc.add_note(f"volume {target} could not be deleted: {undo}")
+        raise
+    return NoOutput()
+
+
+def ln(ctx: ActionContext) -> NoOutput:
+    call = _tm(ctx)
+    assert call.src is not None
+    _disk_id(call.dst)
+    _check_in_vm_dir(call.dst, call.vm_id)
+    volume = volume_from_source(call.src.path)
+    ds_id = _disk_ds(_vm(ctx).disk(_disk_id(call.dst)), call.ds_id)
+    env = _env(ctx, ds_id)
+    iqn = _iqn(env, ds_id, volume)
+    check_target(env, iqn, volume)
+    attach(env, call.dst.host, iqn, volume, call.dst.path)
+    return NoOutput()
+
+
+def mv(ctx: ActionContext) -> NoOutput:
+    call = _tm(ctx)
+    assert call.src is not None
+    src, dst = call.src, call.dst
+    if dst.disk_id is None or src.disk_id is None:
+        ctx.info("a VM directory moves with the system datastore's TM; nothing to do")
+        return NoOutput()
+    if src.host == dst.host and src.path == dst.path:
+        return NoOutput()
+    _check_in_vm_dir(src, call.vm_id)
+    _check_in_vm_dir(dst, call.vm_id)
+    disk = _vm(ctx).disk(_disk_id(dst))
+    volume = _disk_volume(disk, call.vm_id)
+    env = _env(ctx, _disk_ds(disk, call.ds_id))
+    iqn = _iqn(env, _disk_ds(disk, call.ds_id), volume)
+    if env.wants_iscsi(src.host):
+        detach(env, src.host, iqn, volume, src.path)
+    if env.wants_iscsi(dst.host):
+        check_target(env, iqn, volume)
+        attach(env, dst.host, iqn, volume, dst.path)
+    return NoOutput()
+
+
+def mvds(ctx: ActionContext) -> NoOutput:
+    call = _tm(ctx)
+    assert call.source is not None
+    _check_in_vm_dir(call.dst, call.vm_id)
+    disk = _vm(ctx).disk(_disk_id(call.dst))
+    volume = _disk_volume(disk, call.vm_id)
+    ds_id = _disk_ds(disk, call.ds_id)
+    env = _env(ctx, ds_id)
+    iqn = _iqn(env, ds_id, volume)
+    if env.wants_iscsi(call.dst.host):
+        detach(env, call.dst.host, iqn, volume, call.dst.path)
+    new = volume_from_source(call.source)
+    if new == volume:
+        return NoOutput()
+    # Deferred save-as (OpenNebula ≤ 4.x): the new image's volume is a clone.
+    size = disk.size_mb or 1
+
+    async def op(ops: SanOps) -> None:
+        info = await ops.volume_info(volume)
+        spec = volume_spec(env.cfg, new, max(size, info.size_mb if info else 1))
+        await ops.clone_volume(volume, spec)
+        if not disk.persistent:
+            await ops.delete_volume(volume)
+
+    run_san(env.cfg, ds_id, ctx.environ, op)
+    ctx.info(f"saved {volume} as {new}")
+    return NoOutput()
+
+
+def cpds(ctx: ActionContext) -> NoOutput:
+    """Disk save-as: clone the disk's volume (or its snapshot SNAP_ID) into SOURCE.
+
+    argv ``host:dir/disk.N SOURCE SNAP_ID VMID DSID`` (4.14+; SNAP_ID -1 = the disk as
+    it is now), ``host:dir/disk.N SOURCE VMID DSID`` on 4.4.  SOURCE is the volume
+    name mkfs answered for the save_as image; the copy is crash-consistent when the
+    VM runs, as with the original (§1.8).  The new volume is tagged with DSID.
+    """
+    call, volume = disk_volume(ctx, same_datastore=False)
+    assert call.source is not None
+    target = check_volume_name(volume_from_source(call.source))
+    snap = call.snap_id if call.snap_id is not None else -1
+    cfg = _config(ctx, call.ds_id)
+
+    async def op(ops: SanOps) -> str:
+        info = await ops.volume_info(volume)
+        if info is None:
+            raise BadValueError(f"The disk's volume {volume} does not exist on the group.")
+        spec = volume_spec(cfg, target, info.size_mb)
+        if snap >= 0:
+            made = await ops.snapshot_clone(volume, snapshot_name(volume, snap), spec)
+        else:
+            made = await ops.clone_volume(volume, spec)
+        return made.name
+
+    made = run_san(cfg, call.ds_id, ctx.environ, op)
+    ctx.info(f"saved {volume}{'' if snap < 0 else f' snapshot {snap}'} as {made}")
+    return NoOutput()
+
+
+def delete(ctx: ActionContext) -> NoOutput:
+    call = _tm(ctx)
+    if call.dst.disk_id is None:
+        env = _env(ctx, call.ds_id)
+        # The VM directory: the system TM removes it; we only sweep the host.
+        if env.wants_iscsi(call.dst.host):
+            sweep_stale(env, call.dst.host, _datastores_dir(call.dst.path))
+        return NoOutput()
+    _check_in_vm_dir(call.dst, call.vm_id)
+    disk = _vm(ctx).disk(_disk_id(call.dst))
+    volume = _disk_volume(disk, call.vm_id)
+    ds_id = _disk_ds(disk, call.ds_id)
+    env = _env(ctx, ds_id)
+
+    async def find(ops: SanOps) -> str | None:
+        info = await ops.volume_info(volume)
+        return info.iqn if info is not None else None
+
+    iqn = run_san(env.cfg, ds_id, ctx.environ, find)
+    if iqn is not None and env.wants_iscsi(call.dst.host):
+        detach(env, call.dst.host, iqn, volume, call.dst.path)
+        sweep_stale(env, call.dst.host, _datastores_dir(call.dst.path.rsplit("/", 1)[0]))
+    if iqn is None:
+        ctx.info(f"volume {volume} was already gone")
+    elif not disk.persistent and disk.clone:
+        _delete_volume(env, ds_id, volume)
+        ctx.info(f"deleted {volume}")
+    return NoOutput()
+
+
+# --------------------------------------------------------------------------- SAN only
 
 
 def disk_volume(ctx: ActionContext, *, same_datastore: bool = True) -> tuple[TmCall, str]:
@@ -44,9 +551,9 @@ def disk_volume(ctx: ActionContext, *, same_datastore: bool = True) -> tuple[TmC
     disk_id = call.dst.disk_id
     if disk_id is None:
         raise BadValueError(f"{call.action} needs a disk path (…/disk.N), not {call.dst.path}.")
-    vm = parse_vm(vm_document(call.vm_id, ctx.environ))
+    vm = _vm(ctx)
     disk = vm.disk(disk_id)
-    if disk.tm_mad != TM_NAME:
+    if disk.tm_mad != TM_MAD:
         raise BadValueError(
             f"Disk {disk_id} of VM {vm.id} belongs to TM {disk.tm_mad or 'none'}, not eqliscsi."
         )
@@ -59,17 +566,6 @@ def disk_volume(ctx: ActionContext, *, same_datastore: bool = True) -> tuple[TmC
     if disk.persistent:
         return call, source
     return call, vm_disk_volume_name(source, vm.id, disk_id)
-
-
-def _config(ctx: ActionContext, ds_id: int) -> EqlConfig:
-    ds = parse_datastore(datastore_document(ds_id, ctx.environ))
-    resolved = resolve(load_conf(conf_file(ctx)), ds.template)
-    for notice in resolved.notices:
-        ctx.info(notice)
-    for secret in (resolved.config.password, resolved.config.chap_secret):
-        if secret is not None:
-            ctx.secrets.append(secret.reveal())
-    return resolved.config
 
 
 def resize(ctx: ActionContext) -> NoOutput:
@@ -117,31 +613,102 @@ def snap_revert(ctx: ActionContext) -> NoOutput:
     return _snap(ctx, "revert")
 
 
-def cpds(ctx: ActionContext) -> NoOutput:
-    """Disk save-as: clone the disk's volume (or its snapshot SNAP_ID) into SOURCE.
+# --------------------------------------------------------------------------- migration
 
-    argv ``host:dir/disk.N SOURCE SNAP_ID VMID DSID`` (4.14+; SNAP_ID -1 = the disk as
-    it is now), ``host:dir/disk.N SOURCE VMID DSID`` on 4.4.  SOURCE is the volume
-    name mkfs answered for the save_as image; the copy is crash-consistent when the
-    VM runs, as with the original (§1.8).  The new volume is tagged with DSID.
+
+def _migrate_disks(ctx: ActionContext) -> tuple[MigrateCall, _Env, list[tuple[VmDisk, str, str]]]:
+    call = ctx.call
+    assert isinstance(call, MigrateCall)
+    vm = _vm(ctx)
+    if vm.id != call.vm_id:
+        raise BadValueError(f"The VM document is for VM {vm.id}, not {call.vm_id}; retry.")
+    disks = vm.disks_of(TM_MAD)
+    # The disks' image datastore (all of one VM's eqliscsi disks normally share it);
+    # the system datastore's template when the VM has none of ours.
+    env = _env(ctx, _disk_ds(disks[0], call.ds_id) if disks else call.ds_id)
+    out = []
+    for disk in disks:
+        volume = _disk_volume(disk, call.vm_id)
+        out.append((disk, volume, _iqn(env, _disk_ds(disk, call.ds_id), volume)))
+    return call, env, out
+
+
+def _syslog(address: str) -> logging.Logger:
+    logger = logging.getLogger(f"eqliscsi.tm.migrate.{address}")
+    logger.propagate = False
+    if not logger.handlers:
+        handler: logging.Handler
+        try:
+            handler = logging.handlers.SysLogHandler(
+                address=address, facility=logging.handlers.SysLogHandler.LOG_DAEMON
+            )
+        except OSError:
+            # No syslog socket: the log file still has it, and nothing may reach
+            # stderr (logging's last-resort handler would write there).
+            handler = logging.NullHandler()
+        logger.addHandler(handler)
+    return logger
+
+
+def _report_failure(ctx: ActionContext, message: str) -> None:
+    """migrate_other ignores our exit status (§6.3): say it where an admin looks.
+
+    The INFO line reaches the driver log file (the runner appends every log line to
+    it, success or not); the syslog line reaches the front-end's journal through
+    ``/dev/log`` (``EQLISCSI_SYSLOG`` names another socket).
     """
-    call, volume = disk_volume(ctx, same_datastore=False)
-    assert call.source is not None
-    target = check_volume_name(volume_from_source(call.source))
-    snap = call.snap_id if call.snap_id is not None else -1
-    cfg = _config(ctx, call.ds_id)
+    ctx.info(f"MIGRATION PROBLEM: {message}")
+    address = ctx.environ.get("EQLISCSI_SYSLOG") or "/dev/log"
+    _syslog(address).error("eqliscsi %s: %s", ctx.name, message)
 
-    async def op(ops: SanOps) -> str:
-        info = await ops.volume_info(volume)
-        if info is None:
-            raise BadValueError(f"The disk's volume {volume} does not exist on the group.")
-        spec = volume_spec(cfg, target, info.size_mb)
-        if snap >= 0:
-            made = await ops.snapshot_clone(volume, snapshot_name(volume, snap), spec)
-        else:
-            made = await ops.clone_volume(volume, spec)
-        return made.name
 
-    made = run_san(cfg, call.ds_id, ctx.environ, op)
-    ctx.info(f"saved {volume}{'' if snap < 0 else f' snapshot {snap}'} as {made}")
+def premigrate(ctx: ActionContext) -> NoOutput:
+    call, env, disks = _migrate_disks(ctx)
+    if call.src_host == call.dst_host or not env.wants_iscsi(call.dst_host):
+        return NoOutput()
+    try:
+        for disk, volume, iqn in disks:
+            check_target(env, iqn, volume)
+            # On a shared system datastore disk.N is already there (same path on both
+            # hosts): keep it; on a host with its own directory, create it.
+            attach(env, call.dst_host, iqn, volume, f"{call.vm_dir}/disk.{disk.disk_id}",
+                   keep_link=True)  # fmt: skip
+    except EqliscsiError as exc:
+        _report_failure(ctx, f"VM {call.vm_id} to {call.dst_host}: {exc}")
+        raise
+    return NoOutput()
+
+
+def postmigrate(ctx: ActionContext) -> NoOutput:
+    call, env, disks = _migrate_disks(ctx)
+    if call.src_host == call.dst_host or not env.wants_iscsi(call.src_host):
+        return NoOutput()
+    failures = []
+    for _disk, volume, iqn in disks:
+        # No link removal: on a shared system datastore the link is the destination's too.
+        try:
+            detach(env, call.src_host, iqn, volume, None)
+        except EqliscsiError as exc:
+            failures.append(exc)
+    sweep_stale(env, call.src_host, _datastores_dir(call.vm_dir))
+    if failures:
+        _report_failure(ctx, f"VM {call.vm_id} left {call.src_host}: {failures[0]}")
+        raise failures[0]
+    return NoOutput()
+
+
+def failmigrate(ctx: ActionContext) -> NoOutput:
+    call, env, disks = _migrate_disks(ctx)
+    if call.src_host == call.dst_host or not env.wants_iscsi(call.dst_host):
+        return NoOutput()
+    failures = []
+    for _disk, volume, iqn in disks:
+        try:
+            detach(env, call.dst_host, iqn, volume, None)
+        except EqliscsiError as exc:
+            failures.append(exc)
+    sweep_stale(env, call.dst_host, _datastores_dir(call.vm_dir))
+    if failures:
+        _report_failure(ctx, f"VM {call.vm_id} undo on {call.dst_host}: {failures[0]}")
+        raise failures[0]
     return NoOutput()

@@ -1,4 +1,4 @@
-"""``python -m rig.demo`` runs end to end, reports every check, and cleans up."""
+"""``python -m rig.demo_iscsi`` (the demo's first step) runs, reports every check, cleans up."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_demo_passes_and_leaves_no_tgtd() -> None:
     need_executable("tgtd", "tgt")
     done = subprocess.run(
-        [sys.executable, "-m", "rig.demo"],
+        [sys.executable, "-m", "rig.demo_iscsi"],
         capture_output=True,
         text=True,
         timeout=120,

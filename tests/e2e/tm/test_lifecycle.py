@@ -1,0 +1,117 @@
+"""A VM disk's life through the TM remotes, run as each OpenNebula version runs them.
+
+Real peers throughout: the remotes are subprocesses with each version's argv/stdin
+(rig.oned), the group is rig.fake_eql over SSH with tgtd serving every volume, the
+hosts are namespaced machines reached by OpenSSH whose "kernel initiator" is
+qemu-storage-daemon + loop.  Bytes are written and read through the hosts' block
+devices; the judge for sessions is each host's ``iscsiadm -m session`` and for
+volumes the group's saved model.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rig.embedded import EmbeddedRig
+from rig.oned import DiskSpec, VmSpec
+
+from .helpers import (
+    SYS,
+    link_target,
+    make_image,
+    read_block,
+    session_volumes,
+    volumes,
+    write_marker,
+)
+
+pytestmark = [pytest.mark.tgt, pytest.mark.slow]
+
+PROFILES = ["4.4", "5.12", "6.6", "7.0"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_disk_lifecycle(rig: EmbeddedRig, profile: str) -> None:
+    n = PROFILES.index(profile)
+    sim = rig.simulator(profile)
+    image_id, vm_p, vm_c = 10 + n, 200 + 10 * n, 201 + 10 * n
+    source = make_image(sim, image_id)
+    modern = sim.profile.major_minor() >= (5, 12)
+
+    # Persistent image: ln on h1, a marker through h1's disk.0.
+    disk_p = f"{SYS}/{vm_p}/disk.0"
+    rig.put_vm(sim, VmSpec(vm_p, disks=[DiskSpec(0, image_id, source, persistent=True)]))
+    out = sim.run_tm("ln", [f"fe:{source}", f"h1:{disk_p}", str(vm_p), "0"])
+    assert out.ok, out.stderr
+    assert link_target(rig, "h1", disk_p.replace("//", "/")) == f"/dev/iscsi/{source}"
+    marker = write_marker(rig, "h1", disk_p)
+    assert session_volumes(rig, "h1") == [source]
+
+    # Stop (h1 -> fe, fe is in NO_ISCSI) and resume on h2 (fe -> h2).
+    out = sim.run_tm("mv", [f"h1:{disk_p}", f"fe:{disk_p}", str(vm_p), "0"])
+    assert out.ok, out.stderr
+    assert session_volumes(rig, "h1") == []
+    assert link_target(rig, "h1", disk_p) == ""
+    out = sim.run_tm("mv", [f"fe:{disk_p}", f"h2:{disk_p}", str(vm_p), "0"])
+    assert out.ok, out.stderr
+    assert read_block(rig, "h2", disk_p)[: len(marker)] == marker
+
+    # Persistent disk back to its datastore at shutdown: logout, volume kept.
+    out = sim.run_tm("mvds", [f"h2:{disk_p}", source, str(vm_p), "100"])
+    assert out.ok, out.stderr
+    assert session_volumes(rig, "h2") == []
+    assert source in volumes(rig)
+
+    # Non-persistent: array-side clone grown to DISK/SIZE, carrying the image's bytes.
+    disk_c = f"{SYS}/{vm_c}/disk.0"
+    vm = VmSpec(vm_c, disks=[DiskSpec(0, image_id, source, size_mb=96)])
+    rig.put_vm(sim, vm)
+    out = sim.run_tm("clone", [f"fe:{source}", f"h1:{disk_c}", str(vm_c), "0"])
+    assert out.ok, out.stderr
+    # The CHAP secret went to h1 inside the script on ssh's stdin, never into logs.
+    chap_secret = rig.chap_file.read_text().strip()
+    assert chap_secret not in out.stderr
+    assert chap_secret not in sim.log_file.read_text()
+    assert "***" in sim.log_file.read_text()
+    clone = f"{source}-{vm_c}-0"
+    assert volumes(rig)[clone]["size_mb"] >= 96
+    assert volumes(rig)[source]["size_mb"] == 32
+    assert read_block(rig, "h1", disk_c)[: len(marker)] == marker
+    marker2 = write_marker(rig, "h1", disk_c, offset_blocks=1)
+
+    # Live migration h1 -> h2: premigrate logs in on h2, postmigrate out on h1.
+    vm_dir = f"{SYS}/{vm_c}"
+    out = sim.run_migrate("premigrate", src="h1", dst="h2", vm_dir=vm_dir, vm=vm)
+    assert out.ok, out.stderr
+    assert session_volumes(rig, "h2") == [clone]
+    assert read_block(rig, "h2", f"/dev/iscsi/{clone}", 1)[: len(marker2)] == marker2
+    out = sim.run_migrate("postmigrate", src="h1", dst="h2", vm_dir=vm_dir, vm=vm)
+    assert out.ok, out.stderr
+    assert session_volumes(rig, "h1") == []
+    assert session_volumes(rig, "h2") == [clone]
+
+    # A failed migration back to h1: failmigrate undoes premigrate's login.
+    out = sim.run_migrate("premigrate", src="h2", dst="h1", vm_dir=vm_dir, vm=vm)
+    assert out.ok, out.stderr
+    assert session_volumes(rig, "h1") == [clone]
+    out = sim.run_migrate("failmigrate", src="h2", dst="h1", vm_dir=vm_dir, vm=vm)
+    assert out.ok, out.stderr
+    assert session_volumes(rig, "h1") == []
+    assert session_volumes(rig, "h2") == [clone]
+
+    # Save-as while running (cpds; 4.14+ adds the snapshot id, -1 = current state).
+    saved = f"saved.{300 + n}"
+    args = [f"h2:{disk_c}", saved, *(["-1"] if modern else []), str(vm_c), "100"]
+    out = sim.run_tm("cpds", args)
+    assert out.ok, out.stderr
+    assert volumes(rig)[saved]["description"] == "eqliscsi ds=100"
+
+    # Terminate: the clone is logged out and deleted, the images stay.
+    out = sim.run_tm("delete", [f"h2:{disk_c}", str(vm_c), "100"])
+    assert out.ok, out.stderr
+    assert session_volumes(rig, "h2") == []
+    assert clone not in volumes(rig)
+    assert {source, saved} <= set(volumes(rig))
+    # Deleting again (oned retries) succeeds: nothing left to log out or delete.
+    out = sim.run_tm("delete", [f"h2:{disk_c}", str(vm_c), "100"])
+    assert out.ok, out.stderr
