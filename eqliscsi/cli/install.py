@@ -287,7 +287,7 @@ def uninstall_remotes(target: Path) -> tuple[list[Path], list[Path]]:
 @click.option(
     "--restore-migrate-hooks", is_flag=True, help="Put the system TMs' original scripts back."
 )
-def install(
+def install(  # noqa: PLR0917 - click passes each option positionally
     remotes: Path,
     oned_version: str,
     print_oned_conf: bool,
