@@ -190,7 +190,8 @@ class FakeEql:
                 connections=self.connections,
             )
             if process.command is not None:
-                # `ssh group 'volume show'`: run one command, no banner, no prompt.
+                # `ssh group 'volume show'`: the command runs as if typed into a
+                # fresh session (banner, prompt, echo, reply), then the channel ends.
                 await self._pump(process, shell.start())
                 events = shell.feed(process.command.encode() + b"\r")
                 await self._pump(process, events)

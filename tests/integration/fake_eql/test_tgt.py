@@ -151,6 +151,14 @@ def _lifecycle(client: paramiko.SSHClient, fake: FakeProcess, portal: str, tmp: 
               "-O", "raw", str(out))  # fmt: skip
     assert out.read_bytes() == pattern.read_bytes()
 
+    # a snapshot is a target of its own once online (access records apply-to both)
+    snap = run("volume select src snapshot create-now")[1].removeprefix("Snapshot name is ")
+    snap_show = run(f"volume select src snapshot select {snap} show")
+    snap_iqn = next(x for x in snap_show if x.startswith("iSCSI Name: ")).split(": ", 1)[1]
+    assert snap_iqn not in _listed(portal)  # snapshots start offline
+    run(f"volume select src snapshot select {snap} online")
+    assert int(_capacity(portal, snap_iqn).stdout) == 30 * MiB
+
     # grow: the target comes back with the new size
     run("volume select src size 45 no-snap")
     assert int(_capacity(portal, iqn).stdout) == 45 * MiB
@@ -167,3 +175,31 @@ def _lifecycle(client: paramiko.SSHClient, fake: FakeProcess, portal: str, tmp: 
     assert run("volume delete src") == ["Volume deletion succeeded."]
     assert not lun.exists()
     assert clone_iqn in _listed(portal)
+
+
+def test_restart_serves_the_same_volumes(tmp_path: Path, password_file: Path) -> None:
+    need_executable("tgtd", "tgt")
+    portal = f"127.0.0.1:{free_port()}"
+    state = tmp_path / "state"
+    fake = start_fake(state, password_file, iscsi_portal=portal)
+    try:
+        client = paramiko_client(fake)
+        run = lambda line: cinder_command(client, line)[1:-1]  # noqa: E731
+        run("cli-settings paging off")
+        run(f"chapuser create {CHAP_USER} password {CHAP_SECRET}")
+        iqn = _iqn(run("volume create keep 15"))
+        run(f"volume select keep access create {ACCESS}")
+        client.close()
+        uid = json.loads((state / "san.json").read_text())["volumes"][0]["uid"]
+        with open(state / "luns" / f"{uid}.img", "r+b") as f:
+            f.write(b"still here")
+    finally:
+        stop_fake(fake)
+    fake = start_fake(state, password_file, iscsi_portal=portal)
+    try:
+        done = _capacity(portal, iqn)
+        assert done.returncode == 0, done.stderr
+        assert int(done.stdout) == 15 * MiB
+        assert (state / "luns" / f"{uid}.img").read_bytes()[:10] == b"still here"
+    finally:
+        stop_fake(fake)

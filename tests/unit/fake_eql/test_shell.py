@@ -555,3 +555,31 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
     shell.start()
     out = text(shell.feed(data))
     assert isinstance(out, str)
+
+
+_WORDS = st.sampled_from(
+    [
+        "volume", "vol", "create", "delete", "select", "show", "sh", "offline", "online",
+        "v1", "v2", "s", "10", "1G", "size", "no-snap", "clone", "access", "snapshot",
+        "create-now", "restore", "multihost-access", "enable", "initiator", "iqn.x:y",
+        "ipaddress", "*.*.*.*", "1", "chapuser", "bob", "password", "secret-secret-1",
+        "cli-settings", "paging", "confirmation", "off", "on", "stty", "columns", "80",
+        "pool", "default", "exit", "y", "n", '"a b"', "rename",
+    ]
+)  # fmt: skip
+
+
+@given(st.lists(st.lists(_WORDS, min_size=1, max_size=7), max_size=25))
+def test_random_sessions_keep_the_model_consistent(lines: list[list[str]]) -> None:
+    san = San(group_name=GROUP)
+    shell = EqlShell(san, "grpadmin", clock=lambda: NOW)
+    shell.start()
+    for words in lines:
+        if shell.closed:
+            break
+        shell.feed(" ".join(words).encode() + b"\r" + b" ")  # the blank answers a pager
+        for name, vol in san.volumes.items():
+            assert vol.name == name
+            assert len({r.id for r in vol.access}) == len(vol.access)
+        for pool in san.pools:
+            assert san.pool_free_mb(pool) >= 0
