@@ -14,7 +14,8 @@ DataSegmentLength is refused before anything is allocated for it.
 
 from __future__ import annotations
 
-import crc32c as _crc32c
+import functools
+from collections.abc import Callable
 
 from eqliscsi.iscsi_discovery._pdu import BHS_LENGTH, Opcode, Pdu, decode_bhs, encode_bhs
 from eqliscsi.iscsi_discovery.errors import LocalProtocolError, PduDecodeError, PduTooLarge
@@ -32,9 +33,19 @@ _MAX_DSL = (1 << 24) - 1
 _NO_DIGEST = frozenset({Opcode.LOGIN_REQUEST, Opcode.LOGIN_RESPONSE})
 
 
+@functools.cache
+def _crc32c_impl() -> Callable[[bytes], int]:
+    # Imported on first use: digests are off unless negotiated, and importing the
+    # crc32c package (it reads its metadata) costs 30-45 ms of every CLI start.
+    import crc32c as module  # noqa: PLC0415
+
+    impl: Callable[[bytes], int] = module.crc32c
+    return impl
+
+
 def crc32c(data: bytes) -> int:
     """CRC32C of ``data`` as an integer (send it with ``to_bytes(4, "little")``)."""
-    return int(_crc32c.crc32c(data))
+    return int(_crc32c_impl()(data))
 
 
 def pad_length(length: int) -> int:
