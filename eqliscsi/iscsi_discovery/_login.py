@@ -239,6 +239,8 @@ class RetryWithMd5:
 
 @dataclass(frozen=True, slots=True)
 class LoginWarning:
+    """Something the admin should hear about, such as a short CHAP secret."""
+
     message: str
 
 

@@ -119,6 +119,8 @@ class Pdu:
 
 @dataclass(frozen=True, slots=True)
 class LoginRequest(Pdu):
+    """Login Request (RFC 7143 §11.12)."""
+
     isid: bytes
     itt: int
     csg: int
@@ -138,6 +140,8 @@ class LoginRequest(Pdu):
 
 @dataclass(frozen=True, slots=True)
 class LoginResponse(Pdu):
+    """Login Response (RFC 7143 §11.13)."""
+
     isid: bytes
     itt: int
     csg: int
@@ -158,6 +162,8 @@ class LoginResponse(Pdu):
 
 @dataclass(frozen=True, slots=True)
 class TextRequest(Pdu):
+    """Text Request (RFC 7143 §11.10)."""
+
     itt: int
     ttt: int = RESERVED_TAG
     cmdsn: int = 0
@@ -172,6 +178,8 @@ class TextRequest(Pdu):
 
 @dataclass(frozen=True, slots=True)
 class TextResponse(Pdu):
+    """Text Response (RFC 7143 §11.11)."""
+
     itt: int
     ttt: int = RESERVED_TAG
     statsn: int = 0
@@ -186,6 +194,8 @@ class TextResponse(Pdu):
 
 @dataclass(frozen=True, slots=True)
 class LogoutRequest(Pdu):
+    """Logout Request (RFC 7143 §11.14)."""
+
     itt: int
     reason: int = 0  # 0 = close the session
     cid: int = 0
@@ -198,6 +208,8 @@ class LogoutRequest(Pdu):
 
 @dataclass(frozen=True, slots=True)
 class LogoutResponse(Pdu):
+    """Logout Response (RFC 7143 §11.15)."""
+
     itt: int
     response: int = 0
     statsn: int = 0
@@ -211,6 +223,8 @@ class LogoutResponse(Pdu):
 
 @dataclass(frozen=True, slots=True)
 class NopOut(Pdu):
+    """NOP-Out (RFC 7143 §11.18)."""
+
     itt: int
     ttt: int = RESERVED_TAG
     cmdsn: int = 0
@@ -223,6 +237,8 @@ class NopOut(Pdu):
 
 @dataclass(frozen=True, slots=True)
 class NopIn(Pdu):
+    """NOP-In (RFC 7143 §11.19)."""
+
     itt: int
     ttt: int = RESERVED_TAG
     statsn: int = 0
@@ -235,6 +251,8 @@ class NopIn(Pdu):
 
 @dataclass(frozen=True, slots=True)
 class ScsiCommand(Pdu):
+    """SCSI Command (RFC 7143 §11.3); the CDB is padded to 16 bytes."""
+
     itt: int
     cdb: bytes
     lun: int = 0
@@ -258,6 +276,8 @@ class ScsiCommand(Pdu):
 
 @dataclass(frozen=True, slots=True)
 class ScsiResponse(Pdu):
+    """SCSI Response (RFC 7143 §11.4)."""
+
     itt: int
     status: int = 0
     response: int = 0
@@ -278,6 +298,8 @@ class ScsiResponse(Pdu):
 
 @dataclass(frozen=True, slots=True)
 class DataIn(Pdu):
+    """SCSI Data-In (RFC 7143 §11.7)."""
+
     itt: int
     ttt: int = RESERVED_TAG
     lun: int = 0
@@ -299,6 +321,8 @@ class DataIn(Pdu):
 
 @dataclass(frozen=True, slots=True)
 class DataOut(Pdu):
+    """SCSI Data-Out (RFC 7143 §11.7)."""
+
     itt: int
     ttt: int = RESERVED_TAG
     lun: int = 0
@@ -312,6 +336,8 @@ class DataOut(Pdu):
 
 @dataclass(frozen=True, slots=True)
 class R2T(Pdu):
+    """Ready To Transfer (RFC 7143 §11.8)."""
+
     itt: int
     ttt: int
     lun: int = 0
@@ -327,6 +353,8 @@ class R2T(Pdu):
 
 @dataclass(frozen=True, slots=True)
 class Reject(Pdu):
+    """Reject (RFC 7143 §11.17)."""
+
     reason: int
     statsn: int = 0
     exp_cmdsn: int = 0
@@ -345,6 +373,8 @@ class Reject(Pdu):
 
 @dataclass(frozen=True, slots=True)
 class AsyncMessage(Pdu):
+    """Asynchronous Message (RFC 7143 §11.9)."""
+
     event: int
     lun: int = 0
     statsn: int = 0
@@ -366,6 +396,8 @@ class AsyncMessage(Pdu):
 
 @dataclass(frozen=True, slots=True)
 class _Wire:
+    """Where one PDU's dataclass fields sit in its 48-byte header."""
+
     cls: type[Pdu]
     fmt: struct.Struct
     fields: tuple[str, ...]  # after bytes 0 and 1, in format order

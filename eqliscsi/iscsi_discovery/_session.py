@@ -75,12 +75,16 @@ def _serial_le(a: int, b: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class TextCompleted:
+    """A Text exchange finished; its key=value pairs, reassembled."""
+
     itt: int
     pairs: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
 class SendTargetsCompleted:
+    """A SendTargets exchange finished (RFC 7143 Appendix C)."""
+
     itt: int
     targets: tuple[DiscoveredTarget, ...]
 
@@ -131,12 +135,16 @@ class ScsiCompleted:
 
 @dataclass(frozen=True, slots=True)
 class NopCompleted:
+    """Our NOP-Out ping was answered (RFC 7143 §11.19)."""
+
     itt: int
     data: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class LogoutCompleted:
+    """The target answered our Logout (RFC 7143 §11.15)."""
+
     itt: int
     response: int
     time2wait: int
@@ -188,6 +196,8 @@ class _Kind(enum.Enum):
 
 @dataclass(slots=True)
 class _Task:
+    """One command in flight, keyed by its ITT."""
+
     kind: _Kind
     itt: int
     lun: int = 0
