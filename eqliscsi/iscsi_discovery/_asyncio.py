@@ -81,6 +81,7 @@ from eqliscsi.iscsi_discovery.sansio import (
 __all__ = [
     "DEFAULT_INITIATOR_NAME",
     "IscsiSession",
+    "LunNotPresent",
     "discover",
     "login",
     "probe",
@@ -97,6 +98,26 @@ _READ_CHUNK = 64 * 1024
 _LOGOUT_TIMEOUT = 2.0  # a courtesy: never let a silent target delay the caller long
 _UA_RETRIES = 3  # unit attentions queued after login (tgt: 06/29/00) clear one per command
 _MAX_REPORT_LUNS = 256 * 8 + 8
+
+
+class LunNotPresent(ScsiCommandFailed):
+    """INQUIRY says no logical unit is attached at this LUN (peripheral qualifier 3).
+
+    Targets answer GOOD with qualifier 3 / type 0x1F rather than an error (SPC-4
+    §6.6.2), so without this check a probe of a wrong LUN would "succeed" with size 0.
+    """
+
+    reference = "iscsi-lun-not-present"
+
+    def __init__(self, target: str, lun: int) -> None:
+        super().__init__(
+            "INQUIRY", status=0, sense_key=None, asc=None, ascq=None, target=target, lun=lun
+        )
+        self.message = (
+            f"Target {target} has no logical unit at LUN {lun}; "
+            "probe without a LUN number to list the LUNs it has."
+        )
+        self.args = (self.message,)
 
 
 def _name_portal(exc: RemoteProtocolError, portal: Portal, during: str) -> None:
@@ -179,7 +200,7 @@ class _Stream:
 
     async def close(self) -> None:
         self._writer.close()
-        with contextlib.suppress(OSError, asyncio.CancelledError, TimeoutError):
+        with contextlib.suppress(OSError, TimeoutError):
             async with asyncio.timeout(1.0):
                 await self._writer.wait_closed()
 
@@ -465,6 +486,8 @@ class IscsiSession:
             results[1].check("INQUIRY", self.target or "")
             raise AssertionError("unreachable: check() raises for a failed command")
         inquiry = parse_inquiry(inquiry_data)
+        if inquiry.qualifier == 3 or inquiry.device_type == DeviceType.UNKNOWN:
+            raise LunNotPresent(self.target or "", lun)
         capacity = None
         if inquiry.device_type == DeviceType.DISK:
             capacity_data = data["READ CAPACITY(16)"]

@@ -107,10 +107,12 @@ async def test_discovery_and_mutual_chap_login_decode_cleanly(
         assert (await probe(portal, IQN, auth=auth)).luns[0].lun == backend.lun_of(IQN)
 
     port = portal.port
-    payload_frames = tshark_fields(pcap, port, "tcp.len > 0", "frame.number")
     iscsi_frames = tshark_fields(pcap, port, "tcp.len > 0 && iscsi", "frame.number")
-    assert len(payload_frames) >= 20
-    assert iscsi_frames == payload_frames  # every payload segment decodes as iSCSI
+    assert len(iscsi_frames) >= 20
+    # Every payload segment decodes as iSCSI, or is the first part of a PDU that TCP
+    # split and tshark reassembled into a later frame (seen under heavy load).
+    undecoded = "tcp.len > 0 && !iscsi && !tcp.reassembled_in"
+    assert tshark_fields(pcap, port, undecoded, "frame.number") == []
     assert (
         tshark_fields(pcap, port, "_ws.malformed || _ws.expert.severity >= error", "frame.number")
         == []

@@ -27,6 +27,7 @@ from eqliscsi.iscsi_discovery import (
     MutualAuthFailed,
     Portal,
     RedirectLoop,
+    ScsiCommandFailed,
     TargetNotFound,
     ValidationRequest,
     discover,
@@ -34,6 +35,7 @@ from eqliscsi.iscsi_discovery import (
     probe,
     validate_many,
 )
+from eqliscsi.iscsi_discovery._asyncio import LunNotPresent
 from eqliscsi.iscsi_discovery.sansio import OperationalOffer
 from eqliscsi.secret import Secret
 from rig.need import need
@@ -382,6 +384,14 @@ async def test_probe_size_equals_backing_file(
     assert lun.identifiers
     only = await probe(lib_portal(backend.portal), IQN, lun=1)
     assert only.luns == result.luns
+
+
+async def test_probe_of_a_missing_lun_fails(backend: TargetBackend, make_disk: MakeDisk) -> None:
+    backend.create_target(IQN, make_disk())
+    missing = backend.lun_of(IQN) + 7
+    with pytest.raises(ScsiCommandFailed, match=f"no logical unit at LUN {missing}") as info:
+        await probe(lib_portal(backend.portal), IQN, lun=missing)
+    assert isinstance(info.value, LunNotPresent) and info.value.lun == missing
 
 
 async def test_logout_ends_the_session(backend: TargetBackend, make_disk: MakeDisk) -> None:

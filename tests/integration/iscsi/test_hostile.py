@@ -59,7 +59,7 @@ async def test_discover_against_hostile_target(
             tracemalloc.stop()
         assert target.connections == 1
     # Bounded time: the login timeout plus slack, never the target's stall.
-    assert elapsed < TIMEOUT + 1.0
+    assert elapsed < TIMEOUT + 2.0
     # Bounded memory: 16 MiB announced, far less than that ever held.
     assert peak < 4 << 20, f"peak {peak} bytes"
     message = str(info.value)
@@ -76,7 +76,7 @@ async def test_probe_against_hostile_target(scenario: Scenario, expected: type[E
         started = time.monotonic()
         with pytest.raises(expected):
             await probe(_portal(target), "iqn.2026-01.test.eqliscsi:vol", timeout=TIMEOUT)
-        assert time.monotonic() - started < TIMEOUT + 1.0
+        assert time.monotonic() - started < TIMEOUT + 2.0
 
 
 async def test_connection_refused_is_typed() -> None:
