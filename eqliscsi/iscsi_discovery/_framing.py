@@ -15,7 +15,7 @@ DataSegmentLength is refused before anything is allocated for it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from eqliscsi.iscsi_discovery._pdu import BHS_LENGTH, Opcode, Pdu, decode_bhs, encode_bhs
 from eqliscsi.iscsi_discovery.errors import LocalProtocolError, PduDecodeError, PduTooLarge
@@ -53,13 +53,22 @@ def pad_length(length: int) -> int:
     return -length & 3
 
 
-def encode_pdu(pdu: Pdu, *, header_digest: bool = False, data_digest: bool = False) -> bytes:
-    """The wire bytes of ``pdu``, with digests when negotiated (never on login PDUs)."""
+def encode_pdu(
+    pdu: Pdu,
+    *,
+    header_digest: bool = False,
+    data_digest: bool = False,
+    numbers: Mapping[str, int] | None = None,
+) -> bytes:
+    """The wire bytes of ``pdu``, with digests when negotiated (never on login PDUs).
+
+    ``numbers`` overrides header integers such as CmdSN (see :func:`._pdu.encode_bhs`).
+    """
     data: bytes = pdu.data  # type: ignore[attr-defined]
     if len(data) > _MAX_DSL:
         raise LocalProtocolError("A data segment over 16 MiB cannot be framed; send less data.")
     digests = pdu.opcode not in _NO_DIGEST
-    bhs = encode_bhs(pdu)
+    bhs = encode_bhs(pdu, numbers=numbers)
     parts = [bhs]
     if header_digest and digests:
         parts.append(crc32c(bhs).to_bytes(4, "little"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -407,6 +408,11 @@ class _Wire:
     immediate: bool = False  # byte 0 carries the I bit (initiator PDUs, §11.2.1.2)
     sized: tuple[tuple[str, int], ...] = ()  # byte strings whose length must be exact
 
+    @property
+    def numbers(self) -> frozenset[str]:
+        """The integer fields ``encode_bhs(numbers=...)`` may replace."""
+        return _NUMBERS[self.cls]
+
 
 _LOGIN_BITS: dict[str, Any] = {
     "flags": (("transit", 7), ("cont", 6)),
@@ -469,16 +475,28 @@ _WIRES = (
 # fmt: on
 
 _BY_OPCODE: dict[int, _Wire] = {w.cls.opcode: w for w in _WIRES}
+_NUMBERS: dict[type[Pdu], frozenset[str]] = {
+    w.cls: frozenset(n for n in w.fields if n[0] != "_" and n not in dict(w.sized)) for w in _WIRES
+}
 _MAX_DSL = (1 << 24) - 1
 
 
-def encode_bhs(pdu: Pdu, *, ahs_words: int = 0) -> bytes:
+def encode_bhs(pdu: Pdu, *, ahs_words: int = 0, numbers: Mapping[str, int] | None = None) -> bytes:
     """Build the 48-byte BHS of ``pdu``; DataSegmentLength comes from ``pdu.data``.
 
+    ``numbers`` replaces byte-aligned integer fields (the session stamps CmdSN and
+    ExpStatSN as a PDU leaves) without building a new dataclass for it.
+
     Raises:
-        LocalProtocolError: a field does not fit its width.
+        LocalProtocolError: a field does not fit its width, or ``numbers`` names a
+            field the PDU's header does not have.
     """
     wire = _BY_OPCODE[pdu.opcode]
+    if numbers and not numbers.keys() <= wire.numbers:
+        raise LocalProtocolError(
+            f"A {type(pdu).__name__} has no field {sorted(numbers.keys() - wire.numbers)}; "
+            "this is a bug in eqliscsi."
+        )
     dsl = len(pdu.data)  # type: ignore[attr-defined]
     b0 = pdu.opcode | (0x40 if wire.immediate and pdu.immediate else 0)  # type: ignore[attr-defined]
     b1 = wire.byte1
@@ -496,8 +514,10 @@ def encode_bhs(pdu: Pdu, *, ahs_words: int = 0) -> bytes:
                 raise ValueError(f"{name} must be {length} bytes")
         if not (0 <= ahs_words < 256 and dsl <= _MAX_DSL):
             raise ValueError("the AHS or the data segment is too long")
-        fixed = {"_len": ahs_words << 24 | dsl, "_tag": RESERVED_TAG}
-        values = [fixed[name] if name[0] == "_" else getattr(pdu, name) for name in wire.fields]
+        fixed: dict[str, Any] = {"_len": ahs_words << 24 | dsl, "_tag": RESERVED_TAG}
+        if numbers:
+            fixed.update(numbers)
+        values = [fixed[name] if name in fixed else getattr(pdu, name) for name in wire.fields]
         return wire.fmt.pack(b0, b1, *values)
     except (struct.error, TypeError, ValueError) as exc:
         raise LocalProtocolError(

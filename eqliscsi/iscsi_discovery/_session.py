@@ -14,7 +14,6 @@ forward.  ExpStatSN = last StatSN + 1.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections import deque
 from dataclasses import dataclass, field
@@ -374,12 +373,16 @@ class Session:
             self._cmdsn = (self._cmdsn + 1) & 0xFFFFFFFF
 
     def _emit(self, pdu: Pdu, cmdsn: int) -> None:
-        updates: dict[str, int] = {"exp_statsn": self._exp_statsn}
+        # CmdSN and ExpStatSN are stamped as the PDU leaves (RFC 7143 §4.2.2.1), straight
+        # into the header: no copy of the dataclass per PDU.
+        numbers: dict[str, int] = {"exp_statsn": self._exp_statsn}
         if hasattr(pdu, "cmdsn"):
-            updates["cmdsn"] = cmdsn
-        pdu = dataclasses.replace(pdu, **updates)
+            numbers["cmdsn"] = cmdsn
         self._out += encode_pdu(
-            pdu, header_digest=self.params.header_digest, data_digest=self.params.data_digest
+            pdu,
+            header_digest=self.params.header_digest,
+            data_digest=self.params.data_digest,
+            numbers=numbers,
         )
 
     def _update_window(self, exp_cmdsn: int, max_cmdsn: int) -> None:

@@ -7,6 +7,7 @@ PDU type: same bytes out, same dataclass back from any header, same refusals.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from typing import Any
@@ -108,3 +109,28 @@ def test_hot_path_imports_neither_construct_nor_crc32c() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
     ).stdout.split("\n")
     assert out[:2] == ["[]", "True"]
+
+
+_REQUESTS = PDU_STRATEGIES.filter(lambda p: hasattr(p, "cmdsn") and hasattr(p, "exp_statsn"))
+
+
+@given(_REQUESTS, st.integers(0, (1 << 32) - 1), st.integers(0, (1 << 32) - 1))
+def test_numbers_stamp_like_a_copy(pdu: Pdu, cmdsn: int, exp_statsn: int) -> None:
+    # The session stamps CmdSN/ExpStatSN at send time instead of copying the PDU.
+    stamped = encode_bhs(pdu, numbers={"cmdsn": cmdsn, "exp_statsn": exp_statsn})
+    copy = dataclasses.replace(pdu, cmdsn=cmdsn, exp_statsn=exp_statsn)  # type: ignore[type-var]
+    assert stamped == encode_bhs(copy) == reference_encode(copy)
+
+
+@pytest.mark.parametrize(
+    ("pdu", "numbers"),
+    [
+        pytest.param(NopOut(itt=1), {"statsn": 1}, id="field-of-another-pdu"),
+        pytest.param(NopOut(itt=1), {"immediate": 0}, id="flag-not-a-number"),
+        pytest.param(LoginRequest(isid=bytes(6), itt=1, csg=0, nsg=1), {"isid": 0}, id="bytes"),
+        pytest.param(NopOut(itt=1), {"cmdsn": 1 << 32}, id="out-of-range"),
+    ],
+)
+def test_numbers_refused(pdu: Pdu, numbers: dict[str, int]) -> None:
+    with pytest.raises(LocalProtocolError):
+        encode_bhs(pdu, numbers=numbers)
