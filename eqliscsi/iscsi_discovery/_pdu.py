@@ -18,6 +18,7 @@ the framing layer's business (:mod:`._framing`).  A field out of range raises
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -475,6 +476,29 @@ _WIRES = (
 # fmt: on
 
 _BY_OPCODE: dict[int, _Wire] = {w.cls.opcode: w for w in _WIRES}
+
+
+def _decode_layout(wire: _Wire) -> tuple[struct.Struct, tuple[str, ...]]:
+    """The format to parse with: framing words ("_len", "_tag") become pad bytes.
+
+    Parsing then yields exactly the dataclass fields, in order, with no filtering.
+    """
+    names = iter(("byte 0", "byte 1", *wire.fields))
+    out = []
+    for count, code in re.findall(r"(\d*)([a-zA-Z])", wire.fmt.format.lstrip(">")):
+        if code != "x" and next(names) in ("_len", "_tag"):
+            out.append(f"{struct.calcsize(code)}x")
+        else:
+            out.append(count + code)
+    decode = struct.Struct(">" + "".join(out))
+    if decode.size != BHS_LENGTH:  # pragma: no cover - a bug in the table, caught at import
+        raise AssertionError(f"{wire.cls.__name__}: decode format is {decode.size} bytes")
+    return decode, tuple(n for n in wire.fields if n[0] != "_")
+
+
+_DECODE: dict[int, tuple[struct.Struct, tuple[str, ...]]] = {
+    w.cls.opcode: _decode_layout(w) for w in _WIRES
+}
 _NUMBERS: dict[type[Pdu], frozenset[str]] = {
     w.cls: frozenset(n for n in w.fields if n[0] != "_" and n not in dict(w.sized)) for w in _WIRES
 }
@@ -542,10 +566,9 @@ def decode_bhs(bhs: bytes, data: bytes = b"") -> Pdu:
             f"The target sent a PDU with opcode 0x{opcode:02x}, which this client does not "
             "handle; check the target configuration."
         )
-    b0, b1, *values = wire.fmt.unpack(bhs)
-    kwargs: dict[str, Any] = {
-        name: value for name, value in zip(wire.fields, values, strict=True) if name[0] != "_"
-    }
+    fmt, names = _DECODE[opcode]
+    b0, b1, *values = fmt.unpack(bhs)
+    kwargs: dict[str, Any] = dict(zip(names, values, strict=True))
     if wire.immediate:
         kwargs["immediate"] = bool(b0 & 0x40)
     for name, bit in wire.flags:
