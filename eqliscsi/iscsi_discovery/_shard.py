@@ -20,6 +20,11 @@ loop safe here:
 * a child that dies or sends garbage costs nothing but time: its shard is run again
   in this process, so a bug shows up as the same exception it would without shards;
 * on cancellation every child is killed and reaped before the exception propagates.
+
+One caveat: ``fork()`` copies only the calling thread.  asyncio resolves host names
+in a thread pool; a fork while such a lookup runs could leave a C library lock held
+in the child.  Portals given as IP addresses (the usual case: EqualLogic group and
+member IPs) never use that pool.
 """
 
 from __future__ import annotations
