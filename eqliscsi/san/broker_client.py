@@ -97,6 +97,7 @@ class BrokerRunner:
         self.reused = reused
         self.mutating_sent = False
         self.round_trips = 0
+        self._lock = asyncio.Lock()
         # time.monotonic() when the first command was written (the bench's "first CLI byte").
         self.first_sent_at: float | None = None
 
@@ -106,14 +107,17 @@ class BrokerRunner:
         if self.first_sent_at is None:
             self.first_sent_at = time.monotonic()
         # The broker enforces the command timeout itself; the margin covers a stuck broker.
-        reply = await _exchange(
-            self._reader,
-            self._writer,
-            run_message(command),
-            limit=self.endpoint.command_timeout + 5.0,
-            what=f"'{command.display()}'",
-            mutating_sent=self.mutating_sent,
-        )
+        # One request in flight at a time: replies carry no id, so two coroutines sharing
+        # this runner must not interleave (the action's commands are serialized anyway).
+        async with self._lock:
+            reply = await _exchange(
+                self._reader,
+                self._writer,
+                run_message(command),
+                limit=self.endpoint.command_timeout + 5.0,
+                what=f"'{command.display()}'",
+                mutating_sent=self.mutating_sent,
+            )
         self.round_trips += 1
         return completed_from_reply(command, reply, check=check, mutating_sent=self.mutating_sent)
 

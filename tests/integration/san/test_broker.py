@@ -404,3 +404,15 @@ async def test_other_users_are_refused_even_with_loose_modes(group: Group) -> No
             _stop(pid)
         _reap()
         shutil.rmtree(top, ignore_errors=True)
+
+
+async def test_concurrent_commands_on_one_borrowed_session(group: Group, broker_dir: Path) -> None:
+    async with broker_session(group.endpoint, cfg(broker_dir)) as r:
+        ops = SanOps(r, 100)
+        await ops.create_volume(VolumeSpec("cc-1", 100))
+        results = await asyncio.gather(
+            ops.group_ip(), ops.volume_iqn("cc-1"), ops.pool_capacity("default"), ops.group_ip()
+        )
+    assert results[0] == results[3] == "127.0.0.1"
+    assert isinstance(results[1], str) and results[1].endswith("-cc-1")
+    assert results[2].total_mb > 0
