@@ -297,8 +297,13 @@ def resolve(
     image_template: Mapping[str, str] | None = None,
     *,
     read_secret_file: Callable[[Path], Secret] = Secret.from_file,
+    template_password_usable: bool = True,
 ) -> Resolved:
     """Merge the three layers and validate every value.
+
+    ``template_password_usable=False`` is for actions to which oned hands encrypted
+    datastore attributes (clone and save-as on 6.x/7.x, every action on 5.12, §6.1):
+    the conf file's password, when it has one, then wins over the template's EQL_PASS.
 
     Raises:
         ConfigError: a value outside its accepted form, naming the key and where it
@@ -387,6 +392,22 @@ def resolve(
         kwargs["chap_secret"] = read_secret_file(Path(path))
     # Password: an inline EQL_PASS (conf or template, by precedence) wins over the
     # conf's EQL_PASS_FILE, like every other key; docs steer to the file.
+    conf_has_password = bool(
+        conf.values.get("EQL_PASS", "").strip() or conf.values.get("EQL_PASS_FILE", "").strip()
+    )
+    if (
+        not template_password_usable
+        and conf_has_password
+        and merged.get("EQL_PASS", ("", ""))[1] == "the datastore template"
+    ):
+        notices.append(
+            "EQL_PASS in the datastore template is not used for this action because oned "
+            "passes it encrypted; the password from eqliscsi.conf is used."
+        )
+        if conf.values.get("EQL_PASS", "").strip():
+            merged["EQL_PASS"] = (conf.values["EQL_PASS"], conf.origin)
+        else:
+            del merged["EQL_PASS"]
     if (it := get("EQL_PASS")) is not None:
         kwargs["password"] = Secret(it[0].encode("utf-8"), origin=f"EQL_PASS in {it[1]}")
     elif (it := get("EQL_PASS_FILE")) is not None:

@@ -38,6 +38,7 @@ __all__ = [
     "ImageType",
     "Vm",
     "VmDisk",
+    "parse_datastore",
     "parse_driver_action",
     "parse_vm",
 ]
@@ -268,6 +269,16 @@ def _parse_datastore(elem: ET.Element) -> Datastore:
         state=_int(elem, "STATE", what),
         template=_template(elem),
     )
+
+
+def parse_datastore(document: bytes) -> Datastore:
+    """Parse a ``<DATASTORE>`` document (``onedatastore show -x``)."""
+    root = _parse(document, "DATASTORE")
+    if root.tag != "DATASTORE":
+        raise BadDocumentError(
+            f"The datastore document's root is <{root.tag[:40]}>, not <DATASTORE>."
+        )
+    return _parse_datastore(root)
 
 
 def parse_driver_action(document: bytes) -> DriverAction:

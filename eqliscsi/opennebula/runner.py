@@ -52,7 +52,7 @@ from eqliscsi.opennebula.output import (
 )
 from eqliscsi.secret import redact
 
-__all__ = ["ACTIONS", "ActionContext", "main", "run_action"]
+__all__ = ["ACTIONS", "ActionContext", "conf_file", "main", "run_action"]
 
 # "kind.action" -> (module, function).  Imported lazily: a remote pays only for its
 # own action.  An action is listed only once it is implemented.
@@ -66,6 +66,11 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "ds.snap_delete": ("eqliscsi.opennebula.actions.ds_volumes", "snap_delete"),
     "ds.snap_revert": ("eqliscsi.opennebula.actions.ds_volumes", "snap_revert"),
     "ds.snap_flatten": ("eqliscsi.opennebula.actions.ds_volumes", "snap_flatten"),
+    "tm.resize": ("eqliscsi.opennebula.actions.tm", "resize"),
+    "tm.cpds": ("eqliscsi.opennebula.actions.tm", "cpds"),
+    "tm.snap_create": ("eqliscsi.opennebula.actions.tm", "snap_create"),
+    "tm.snap_delete": ("eqliscsi.opennebula.actions.tm", "snap_delete"),
+    "tm.snap_revert": ("eqliscsi.opennebula.actions.tm", "snap_revert"),
 }
 
 
@@ -95,25 +100,39 @@ class ActionContext:
             raise BadDocumentError(f"{self.name} needs an IMAGE in the driver document.")
         return self.driver_action.image
 
-    def config(self, *, with_image: bool = True) -> Resolved:
-        """eqliscsi.conf → datastore template → image template (see config.py)."""
-        conf_path = self.environ.get("EQLISCSI_CONF")
-        if conf_path:
-            conf = load_conf(Path(conf_path))
-        else:
-            base = self.remotes_dir / "datastore" / "eqliscsi"
-            conf = load_conf(base / DEFAULT_CONF_NAMES[0])
-            if not conf.values and (base / DEFAULT_CONF_NAMES[1]).exists():
-                conf = load_conf(base / DEFAULT_CONF_NAMES[1])
+    def config(self, *, with_image: bool = True, encrypted_attrs: bool = False) -> Resolved:
+        """eqliscsi.conf → datastore template → image template (see config.py).
+
+        ``encrypted_attrs``: oned hands this action DATASTORE_ENCRYPTED_ATTR values
+        still encrypted (clone, save-as: §6.1), so prefer the conf file's password.
+        """
+        conf = load_conf(conf_file(self))
         ds_tpl = self.driver_action.datastore.template if self.driver_action else None
         img = self.driver_action.image if self.driver_action else None
-        resolved = resolve(conf, ds_tpl, img.template if (img and with_image) else None)
+        resolved = resolve(
+            conf,
+            ds_tpl,
+            img.template if (img and with_image) else None,
+            template_password_usable=not encrypted_attrs,
+        )
         for secret in (resolved.config.password, resolved.config.chap_secret):
             if secret is not None:
                 self.secrets.append(secret.reveal())
         for notice in resolved.notices:
             self.info(notice)
         return resolved
+
+
+def conf_file(ctx: ActionContext) -> Path:
+    """``$EQLISCSI_CONF``, else ``remotes/datastore/eqliscsi/eqliscsi.conf`` (or the
+    ``eqlscsi.conf`` spelling when only that one exists)."""
+    explicit = ctx.environ.get("EQLISCSI_CONF")
+    if explicit:
+        return Path(explicit)
+    base = ctx.remotes_dir / "datastore" / "eqliscsi"
+    first = base / DEFAULT_CONF_NAMES[0]
+    second = base / DEFAULT_CONF_NAMES[1]
+    return second if (not first.exists() and second.exists()) else first
 
 
 def _log_file(environ: Mapping[str, str]) -> Path:

@@ -17,9 +17,10 @@ process setup of the chosen :class:`OnedProfile` (reference §6.1-§6.4):
   lines, and the failure reason from the markers (≤ 6.0), the whole stderr with
   newlines as spaces (6.2-6.10) or the untagged lines (7.0+).
 
-Deviations, on purpose: the interpreter is given explicitly (``sys.executable`` by
-default) instead of the remote's ``#!/usr/bin/env python3``, so the checkout's
-package is used; and the working directory is the tree's ``home`` instead of
+Deviations, on purpose: by default the interpreter is given explicitly
+(``sys.executable``) instead of the remote's ``#!/usr/bin/env python3``, so the
+checkout's package is used (``interpreter=None`` runs the script itself, for a tree
+written by ``eqliscsi install``); and the working directory is the tree's ``home`` instead of
 ``/var/lib/one``.  Every run is bounded by ``timeout`` and its process group is
 killed when it expires.
 """
@@ -39,7 +40,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rig.oned.documents import DatastoreSpec, ImageSpec, VmSpec, driver_action_xml, vm_xml
+from rig.oned.documents import (
+    DatastoreSpec,
+    ImageSpec,
+    VmSpec,
+    datastore_xml,
+    driver_action_xml,
+    vm_xml,
+)
 
 __all__ = [
     "PROFILES",
@@ -55,6 +63,24 @@ ONE_PATH = "/usr/lib/one/sh/override:/usr/local/sbin:/usr/local/bin:/usr/sbin:/u
 MARK_BEGIN = "ERROR MESSAGE --8<------"
 MARK_END = "ERROR MESSAGE ------>8--"
 _LOG_RE = re.compile(r"^(ERROR|INFO|WARN|DEBUG):")
+
+# Stand-ins for the OpenNebula CLI that TM actions query (`onevm show -x ID`,
+# `onedatastore show -x ID`): they print documents the test registered, and fail
+# like the real CLI for unknown ids.
+_ONE_CLI = """\
+import sys
+from pathlib import Path
+state = Path(__file__).resolve().parent.parent / "state"
+kind = {"onevm": "vm", "onedatastore": "ds"}[Path(sys.argv[0]).name]
+if sys.argv[1:3] != ["show", "-x"] or len(sys.argv) != 4 or not sys.argv[3].isdigit():
+    sys.stderr.write("usage: show -x ID\\n")
+    sys.exit(2)
+doc = state / f"{kind}-{sys.argv[3]}.xml"
+if not doc.exists():
+    sys.stderr.write(f"[one.{kind}.info] Error getting {kind} [{sys.argv[3]}].\\n")
+    sys.exit(255)
+sys.stdout.write(doc.read_text())
+"""
 
 
 @dataclass(frozen=True)
@@ -145,7 +171,7 @@ class OnedSimulator:
 
     profile: OnedProfile
     root: Path
-    interpreter: str = sys.executable
+    interpreter: str | None = sys.executable
     timeout: float = 60.0
     write_version: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -160,6 +186,7 @@ class OnedSimulator:
         write_version: bool = True,
         conf: str | None = None,
         extra_env: Mapping[str, str] | None = None,
+        interpreter: str | None = sys.executable,
     ) -> OnedSimulator:
         prof = PROFILES[profile] if isinstance(profile, str) else profile
         base = root if root is not None else Path(tempfile.mkdtemp(prefix="oned-sim-"))
@@ -171,7 +198,19 @@ class OnedSimulator:
             (tree / "datastore" / "eqliscsi" / "eqliscsi.conf").write_text(conf)
         (base / "home").mkdir(exist_ok=True)
         (base / "log").mkdir(exist_ok=True)
-        sim = cls(prof, base, write_version=write_version, extra_env=dict(extra_env or {}))
+        (base / "state").mkdir(exist_ok=True)
+        (base / "bin").mkdir(exist_ok=True)
+        for name in ("onevm", "onedatastore"):
+            tool = base / "bin" / name
+            tool.write_text(f"#!{sys.executable}\n{_ONE_CLI}")
+            tool.chmod(0o755)
+        sim = cls(
+            prof,
+            base,
+            interpreter=interpreter,
+            write_version=write_version,
+            extra_env=dict(extra_env or {}),
+        )
         return sim
 
     @property
@@ -186,7 +225,8 @@ class OnedSimulator:
         # oned adds nothing of its own (§6.4): the systemd unit's environment plus
         # the mad wrapper's ONE_MAD_DEBUG/PRIORITY.  LANG is inherited.
         env = {
-            "PATH": ONE_PATH,
+            # The stand-in CLI first: the real one would talk to an oned (deviation).
+            "PATH": f"{self.root / 'bin'}:{ONE_PATH}",
             "HOME": str(self.root / "home"),
             "ONE_MAD_DEBUG": "",
             "PRIORITY": "19",
@@ -198,12 +238,26 @@ class OnedSimulator:
         env.update(self.extra_env)
         return env
 
+    def register_vm(self, vm: VmSpec) -> None:
+        """What ``onevm show -x <id>`` prints from now on."""
+        (self.root / "state" / f"vm-{vm.id}.xml").write_text(vm_xml(self.profile.xml_version, vm))
+
+    def register_datastore(self, ds: DatastoreSpec) -> None:
+        """What ``onedatastore show -x <id>`` prints from now on."""
+        doc = datastore_xml(self.profile.xml_version, ds)
+        (self.root / "state" / f"ds-{ds.id}.xml").write_text(doc)
+
     # --- process handling ------------------------------------------------------
 
     def _run(
         self, script: Path, args: Sequence[str], stdin: bytes
     ) -> tuple[int, str, str, tuple[str, ...]]:
-        argv = (self.interpreter, str(script), *args)
+        # interpreter None: exec the script itself, #! line and all, as oned does.
+        argv = (
+            (str(script), *args)
+            if self.interpreter is None
+            else (self.interpreter, str(script), *args)
+        )
         env = self.environment()
         if self.profile.sh_exitcode:
             # 4.4 LocalCommand: words joined without escaping, status on stderr.
@@ -240,7 +294,7 @@ class OnedSimulator:
                 else:
                     kept.append(line)
             stderr = "".join(kept)
-        return rc, stdout, stderr, argv[1:]
+        return rc, stdout, stderr, (argv[1:] if self.interpreter is not None else argv)
 
     # --- datastore actions -----------------------------------------------------
 

@@ -105,7 +105,7 @@ def clone(ctx: ActionContext) -> SourceResult:
         )
     source = volume_from_source(image.path)
     target = image_volume_name(image.name, new_id)
-    cfg = ctx.config().config
+    cfg = ctx.config(encrypted_attrs=True).config
     spec = volume_spec(cfg, target, _size(ctx))
 
     async def op(ops: SanOps) -> str:

@@ -9,56 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from eqliscsi.opennebula.naming import snapshot_name
-from eqliscsi.secret import Secret
-from rig.fake_eql.server import FakeEql
 from rig.oned import PROFILES, DatastoreSpec, ImageSpec, OnedSimulator
-
-PASSWORD = b"fake-group-password-1"
-
-
-@dataclass
-class Group:
-    fake: FakeEql
-    conf: str
-    env: dict[str, str]
-
-
-@pytest.fixture
-async def group(tmp_path: Path) -> AsyncIterator[Group]:
-    fake = FakeEql(
-        tmp_path / "fake", group_name="group-0", account="grpadmin", password=Secret(PASSWORD)
-    )
-    host, port = await fake.start("127.0.0.1", 0)
-    known = tmp_path / "known_hosts"
-    known.write_text(f"[{host}]:{port} {fake.host_key().export_public_key().decode().strip()}\n")
-    pw = tmp_path / "password"
-    pw.write_bytes(PASSWORD + b"\n")
-    pw.chmod(0o600)
-    conf = (
-        f"EQL_HOST={host}\nEQL_SSH_PORT={port}\nEQL_USER=grpadmin\nEQL_PASS_FILE={pw}\n"
-        f"EQL_KNOWN_HOSTS={known}\nEQL_SECURITY_ACCESS='ipaddress 127.0.0.*'\n"
-        "EQL_THINPROVISION='thin-provision thin-min-reserve 20%'\nEQL_MAX_SESSIONS=2\n"
-        "EQLADM=EqlCliExec.py\n"
-    )
-    try:
-        yield Group(fake, conf, {"EQLISCSI_LOCK_DIR": str(tmp_path / "locks")})
-    finally:
-        await fake.close()
+from tests.e2e.opennebula.fake_group import DS, Group
 
 
 def simulator(tmp_path: Path, profile: str, group: Group) -> OnedSimulator:
     return OnedSimulator.create(profile, tmp_path / "sim", conf=group.conf, extra_env=group.env)
-
-
-DS = DatastoreSpec(template={"DS_MAD": "eqliscsi", "TM_MAD": "eqliscsi", "EQL_POOL": "default"})
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -245,3 +207,16 @@ async def test_snapshot_without_target_is_refused(tmp_path: Path, group: Group) 
         sim.run_ds, "snap_delete", sim.ds_document(ImageSpec(id=9, source="disk.9"), DS), 9
     )
     assert not out.ok and out.reason is not None and "TARGET_SNAPSHOT" in out.reason
+
+
+async def test_clone_ignores_encrypted_template_password(tmp_path: Path, group: Group) -> None:
+    # 6.x/7.x hand clone the DATASTORE_ENCRYPTED_ATTR values still encrypted (§6.1).
+    sim = simulator(tmp_path, "7.0", group)
+    group.fake.san.create_volume("web.30", 100, description="eqliscsi ds=100")
+    group.fake.commit()
+    ds = DatastoreSpec(template={**DS.template, "EQL_PASS": "QmFzZTY0Q2lwaGVydGV4dA=="})
+    copy = ImageSpec(id=31, name="web copy", path="web.30", size_mb=100, cloning_id=30)
+    out = await asyncio.to_thread(sim.run_ds, "clone", sim.ds_document(copy, ds), 31)
+    assert out.ok, out.stderr
+    assert out.info == "web-copy.31" and "web-copy.31" in group.fake.san.volumes
+    assert any("passes it encrypted" in line for line in out.logs)

@@ -293,3 +293,30 @@ def test_require_san() -> None:
         EqlConfig().require_san()
     cfg = resolve(CONF, read_secret_file=fake_secret).config
     assert cfg.require_san() is cfg
+
+
+@pytest.mark.parametrize(
+    ("conf_values", "expected", "noticed"),
+    [
+        pytest.param({"EQL_PASS_FILE": "/etc/eqliscsi/pw"}, b"from-file", True, id="file-wins"),
+        pytest.param({"EQL_PASS": "conf-inline"}, b"conf-inline", True, id="conf-inline-wins"),
+        pytest.param({}, b"ENCRYPTED==", False, id="only-template-left"),
+    ],
+)
+def test_encrypted_template_password(
+    conf_values: dict[str, str], expected: bytes, noticed: bool
+) -> None:
+    conf = ConfFile(
+        values={"EQL_HOST": "h", "EQL_USER": "u", **conf_values}, notices=(), origin="c"
+    )
+    res = resolve(
+        conf,
+        {"EQL_PASS": "ENCRYPTED=="},
+        read_secret_file=fake_secret,
+        template_password_usable=False,
+    )
+    assert res.config.password is not None and res.config.password.reveal() == expected
+    assert any("passes it encrypted" in n for n in res.notices) == noticed
+    # Ordinary actions keep the documented precedence: the template wins.
+    plain = resolve(conf, {"EQL_PASS": "ENCRYPTED=="}, read_secret_file=fake_secret)
+    assert plain.config.password is not None and plain.config.password.reveal() == b"ENCRYPTED=="
