@@ -59,6 +59,10 @@ class GuestBootError(RigError):
     reference = "guest-boot-failed"
 
 
+class _PortTaken(Exception):
+    """QEMU could not bind a forward (internal: start() retries with new ports)."""
+
+
 class GuestAgentError(RigError):
     reference = "guest-agent-failed"
 
@@ -132,7 +136,7 @@ class GuestVM:
             "1",
             "-no-reboot",
             "-kernel",
-            str(self.image.vmlinuz),
+            str(self.image.vmlinux if self.image.vmlinux.is_file() else self.image.vmlinuz),
             "-initrd",
             str(self.image.initrd),
             "-append",
@@ -157,16 +161,32 @@ class GuestVM:
     def start(self) -> GuestVM:
         self.share_dir.mkdir(parents=True, exist_ok=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # free_port() cannot reserve a port: another process may take it before
+        # QEMU binds it.  QEMU then exits at once; pick new ports and try again.
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except _PortTaken:
+                if attempt == 2:
+                    raise GuestBootError(
+                        "QEMU could not bind its 127.0.0.1 forwards three times; "
+                        "find what is taking ports on loopback and try again."
+                    ) from None
+                self.ports = GuestPorts(iscsi=free_port(), ssh=free_port(), agent=free_port())
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> GuestVM:
         self.console_log.write_bytes(b"")
         self._write_known_hosts()
         t0 = time.monotonic()
-        self._proc = subprocess.Popen(
-            self.argv(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=(self.workdir / "qemu.stderr").open("wb"),
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
-        )
+        with (self.workdir / "qemu.stderr").open("wb") as err:
+            self._proc = subprocess.Popen(
+                self.argv(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            )
         try:
             self._wait_ready(t0)
             self._connect_agent(deadline=t0 + self.boot_timeout)
@@ -191,6 +211,8 @@ class GuestVM:
                 return
             if self._proc.poll() is not None:
                 err = (self.workdir / "qemu.stderr").read_text(errors="replace").strip()
+                if "host forwarding rule" in err:
+                    raise _PortTaken(err)
                 raise GuestBootError(
                     f"QEMU exited with status {self._proc.returncode} before the guest was "
                     f"ready ({err.splitlines()[-1] if err else 'no message'}); "
@@ -257,6 +279,37 @@ class GuestVM:
             subprocess.run(
                 [*argv[:i], "-O", "exit", argv[i]], capture_output=True, timeout=10, check=False
             )
+
+    def write_ssh_config(self, alias: str = "eqlguest") -> Path:
+        """An OpenSSH client config naming the guest ``alias``, for code that runs
+        ``ssh -F <file> <alias> ...`` itself (the TM driver's steps on a host)."""
+        if not alias.replace("-", "").isalnum():
+            raise GuestAgentError(f"SSH host alias {alias!r} must be letters, digits and '-'.")
+        path = self.workdir / f"ssh_config.{alias}"
+        path.write_text(
+            f"Host {alias}\n"
+            "  HostName 127.0.0.1\n"
+            f"  Port {self.ports.ssh}\n"
+            "  User root\n"
+            f"  IdentityFile {self.image.ssh_key}\n"
+            "  IdentitiesOnly yes\n"
+            "  BatchMode yes\n"
+            "  StrictHostKeyChecking yes\n"
+            f"  UserKnownHostsFile {self.workdir / 'known_hosts'}\n"
+            "  LogLevel ERROR\n"
+        )
+        return path
+
+    def install_file(self, guest_path: str, content: str, mode: int = 0o644) -> None:
+        """Write ``content`` to ``guest_path`` in the guest (e.g. a udev rule), through
+        SSH's stdin, so secrets in it never reach an argv."""
+        if not guest_path.startswith("/"):
+            raise GuestAgentError(f"Guest path {guest_path!r} must be absolute.")
+        q = shlex.quote(guest_path)
+        self.ssh(
+            ["sh", "-euc", f'mkdir -p "$(dirname {q})"; cat > {q}; chmod {mode:o} {q}'],
+            input=content,
+        )
 
     def ssh_argv(self, command: Sequence[str]) -> list[str]:
         """OpenSSH argv running ``command`` (quoted word by word) as root in the guest."""

@@ -18,6 +18,7 @@ def fake_image(tmp_path: Path) -> GuestImage:
         directory=tmp_path,
         kernel_version="6.1.0-0-amd64",
         vmlinuz=tmp_path / "vmlinuz",
+        vmlinux=tmp_path / "vmlinux",
         initrd=tmp_path / "initrd.cpio.gz",
         rootfs=tmp_path / "rootfs.ext4",
         ssh_key=tmp_path / "id_ed25519",
@@ -76,3 +77,14 @@ def test_ssh_command_is_quoted_word_by_word(tmp_path: Path) -> None:
     argv = vm.ssh_argv(["echo", "a b", "$(reboot)"])
     assert argv[-1] == "echo 'a b' '$(reboot)'"
     assert "BatchMode=yes" in argv  # never prompt for a password in a test
+
+
+def test_ssh_config_pins_the_guest(tmp_path: Path) -> None:
+    vm = GuestVM(fake_image(tmp_path), share_dir=tmp_path, workdir=tmp_path / "w")
+    vm.workdir.mkdir()
+    text = vm.write_ssh_config("h1").read_text()
+    assert text.startswith("Host h1\n")
+    assert f"  Port {vm.ports.ssh}\n" in text
+    assert "  StrictHostKeyChecking yes\n" in text
+    with pytest.raises(GuestAgentError, match="letters, digits"):
+        vm.write_ssh_config("h1 ProxyCommand x")
