@@ -409,8 +409,13 @@ class HostRig:
             for pid in (host.sshd_pid, host.holder_pid):
                 with contextlib.suppress(ChildProcessError, OSError):
                     os.waitpid(pid, os.WNOHANG)
-        for dev in self.loop_devices():
-            _run(["losetup", "--detach", dev], check=False)
+        # A loop device that someone still has open (udev or blkid probing it, say)
+        # is only marked for autoclear by --detach; wait, bounded, until it is gone.
+        deadline = time.monotonic() + 10
+        while (loops := self.loop_devices()) and time.monotonic() < deadline:
+            for dev in loops:
+                _run(["losetup", "--detach", dev], check=False)
+            time.sleep(0.1)
         for name in self.netns_names():
             if Path(f"/run/netns/{name}").exists():
                 _run(["ip", "netns", "delete", name], check=False)

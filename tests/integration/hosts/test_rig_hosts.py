@@ -230,6 +230,8 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
             # a loop device exist, and must all go.
             run_script(rig, host, ia.login_script(node, chap=ia.ChapCredentials(user, secret)))
             pids = rig.processes()
+            # (pid, start time): a pid alone may be reused by an unrelated process.
+            started = {p: _start_time(p) for p in pids}
             names = {Path(f"/proc/{p}/comm").read_text().strip() for p in pids}
             assert {"sshd", "sleep", "qemu-storage-da"} <= names  # comm: 15 chars
             loops = rig.loop_devices()
@@ -238,7 +240,8 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
             rig.down()
     finally:
         rig.down()
-    assert [p for p in pids if _alive(p)] == []
+    survivors = [p for p in pids if _alive(p) and _start_time(p) == started[p]]
+    assert survivors == [], [Path(f"/proc/{p}/cmdline").read_bytes() for p in survivors]
     listed = subprocess.run(
         ["ip", "netns", "list"], capture_output=True, text=True, check=False
     ).stdout
@@ -256,6 +259,14 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
                 assert str(tmp_path) not in (p / "mountinfo").read_text()
             except OSError:
                 continue
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        # Field 22 of /proc/PID/stat, counted after the ")" that ends comm.
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def _alive(pid: int) -> bool:

@@ -453,3 +453,42 @@ def test_hosts_accepted(host: str) -> None:
 def test_hostile_hosts_rejected(host: str) -> None:
     with pytest.raises(UsageError):
         ia.validate_host(host)
+
+
+_sessions = st.lists(
+    st.builds(
+        ia.SessionInfo,
+        transport=st.sampled_from(["tcp", "iser", "bnx2i"]),
+        sid=st.integers(1, 10**6),
+        portal=st.builds(
+            ia.TargetPortal,
+            address=st.one_of(
+                st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str)
+            ),
+            port=st.integers(1, 65535),
+        ),
+        tpgt=st.integers(0, 65535),
+        iqn=st.from_regex(r"iqn\.20[0-9]{2}-(0[1-9]|1[0-2])\.com\.example:[a-z0-9.-]{1,40}",
+                          fullmatch=True),
+    ),
+    max_size=5,
+)  # fmt: skip
+
+
+@given(_sessions)
+def test_session_listing_round_trips(sessions: list[ia.SessionInfo]) -> None:
+    text = "".join(
+        f"{s.transport}: [{s.sid}] {s.portal},{s.tpgt} {s.iqn} (non-flash)\n" for s in sessions
+    )
+    assert ia.parse_sessions(text, status=0 if sessions else 21) == sessions
+
+
+@given(st.text(max_size=200))
+def test_session_parser_fails_only_with_typed_errors(text: str) -> None:
+    try:
+        parsed = ia.parse_sessions(text)
+    except ia.IscsiadmError as e:
+        assert e.op is ia.Op.SESSIONS
+    else:
+        # Every non-blank line became exactly one session; nothing is skipped.
+        assert len(parsed) == sum(1 for line in text.splitlines() if line.strip())
