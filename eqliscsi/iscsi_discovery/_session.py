@@ -449,7 +449,10 @@ class Session:
         assert task.text is not None
         if not task.text.add(pdu.data, final=pdu.final, ttt=pdu.ttt):
             # RFC 7143 §11.10.4: an empty request echoing the TTT asks for the rest.
-            self._submit(TextRequest(itt=pdu.itt, ttt=pdu.ttt))
+            # Immediate (the I bit is allowed on Text Requests, §11.10): tgt answers
+            # continuations with MaxCmdSN = ExpCmdSN - 1 and never reopens the window,
+            # so a windowed continuation would wait forever.
+            self._submit(TextRequest(itt=pdu.itt, ttt=pdu.ttt, immediate=True))
             return None
         del self._tasks[pdu.itt]
         pairs = task.text.pairs()
