@@ -27,9 +27,10 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from eqliscsi.errors import IscsiError
+from eqliscsi.iscsi_discovery._shard import run_sharded
 from eqliscsi.iscsi_discovery._types import (
     Auth,
     DiscoveredTarget,
@@ -98,6 +99,7 @@ _READ_CHUNK = 64 * 1024
 _LOGOUT_TIMEOUT = 2.0  # a courtesy: never let a silent target delay the caller long
 _UA_RETRIES = 3  # unit attentions queued after login (tgt: 06/29/00) clear one per command
 _MAX_REPORT_LUNS = 256 * 8 + 8
+_Outcome = tuple[bool, ProbeResult | None, IscsiError | None]
 
 
 class LunNotPresent(ScsiCommandFailed):
@@ -142,20 +144,99 @@ def _portal(value: Portal | str) -> Portal:
     return value if isinstance(value, Portal) else Portal.parse(value)
 
 
+class _Connection(asyncio.Protocol):
+    """The receiving half of one TCP connection: a Protocol rather than asyncio streams.
+
+    Every exchange is one write and one read.  Streams add a StreamReader, a drain()
+    and a future per read on top of the transport; received chunks here go to a list
+    and wake at most one waiter (docs/performance.md, "iSCSI client").
+    """
+
+    _READ_LIMIT = 4 * _READ_CHUNK  # pause reading while this much waits unread
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.eof = False
+        self.paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered > self._READ_LIMIT and self.transport is not None:
+            self.transport.pause_reading()  # a target that floods us waits for the reader
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False  # close the transport: iSCSI has no half-closed state
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self._wake()
+        self.resume_writing()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def readable(self) -> None:
+        self._waiter = self.closed.get_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def drained(self) -> None:
+        self._drain = self.closed.get_loop().create_future()
+        try:
+            await self._drain
+        finally:
+            self._drain = None
+
+    def take(self) -> bytes:
+        data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.chunks.clear()
+        if self.buffered > self._READ_LIMIT and self.transport is not None:
+            self.transport.resume_reading()
+        self.buffered = 0
+        return data
+
+
 class _Stream:
     """One TCP connection with a timeout on every wait and typed errors."""
 
-    def __init__(
-        self, portal: Portal, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, portal: Portal, transport: asyncio.Transport, conn: _Connection) -> None:
         self.portal = portal
-        self._reader = reader
-        self._writer = writer
+        self._transport = transport
+        self._conn = conn
 
     @classmethod
     async def connect(cls, portal: Portal) -> _Stream:
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.open_connection(portal.address, portal.port)
+            transport, conn = await loop.create_connection(
+                lambda: _Connection(loop), portal.address, portal.port
+            )
         except socket.gaierror:
             raise IscsiConnectionError(
                 f"The portal address {portal.address} does not resolve; fix the host name."
@@ -167,30 +248,34 @@ class _Stream:
                 f"Cannot connect to iSCSI portal {portal} ({why}); "
                 "check the address, the port and any firewall."
             ) from None
-        sock = writer.get_extra_info("socket")
+        assert isinstance(transport, asyncio.Transport)
+        # Login and text exchanges are small request/response PDUs: no Nagle delay.
+        # (asyncio sets TCP_NODELAY on TCP transports itself; this keeps it explicit.)
+        sock = transport.get_extra_info("socket")
         if sock is not None:
-            # Login and text exchanges are small request/response PDUs: no Nagle delay.
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(portal, reader, writer)
+        return cls(portal, transport, conn)
 
     async def send(self, data: bytes) -> None:
         if not data:
             return
-        try:
-            self._writer.write(data)
-            await self._writer.drain()
-        except OSError:
-            raise self._lost("while we were sending") from None
+        if self._conn.eof or self._transport.is_closing():
+            raise self._lost("while we were sending")
+        # One write per round trip: the sans-IO machines hand over everything queued.
+        self._transport.write(data)
+        if self._conn.paused:
+            await self._conn.drained()
+            if self._conn.eof:
+                raise self._lost("while we were sending")
 
     async def receive(self, during: str) -> bytes:
-        try:
-            data = await self._reader.read(_READ_CHUNK)
-        except OSError:
-            raise self._lost(during) from None
-        if not data:
-            raise self._lost(during)
-        return data
+        conn = self._conn
+        while not conn.chunks:
+            if conn.eof:
+                raise self._lost(during)
+            await conn.readable()
+        return conn.take()
 
     def _lost(self, during: str) -> IscsiConnectionError:
         return IscsiConnectionError(
@@ -199,10 +284,10 @@ class _Stream:
         )
 
     async def close(self) -> None:
-        self._writer.close()
-        with contextlib.suppress(OSError, TimeoutError):
+        self._transport.close()
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
-                await self._writer.wait_closed()
+                await asyncio.shield(self._conn.closed)
 
 
 async def _login_attempt(
@@ -456,20 +541,25 @@ class IscsiSession:
             out.append(event)
         return out
 
-    async def lun_info(self, lun: int) -> LunInfo:
+    async def lun_info(self, lun: int, *, vpd: bool = True) -> LunInfo:
         """INQUIRY (standard, VPD 0x80 and 0x83) and READ CAPACITY(16) of one LUN.
 
-        All five commands go out at once.  TEST UNIT READY leads so that it, not a
+        All commands go out at once.  TEST UNIT READY leads so that it, not a
         command we need, receives the unit attention a target queues after login
         (tgt: 06/29/00, reference §8); any other command hit by one is re-run alone.
+        With ``vpd=False`` (validation) the two VPD pages are skipped: the LUN's
+        serial and identifiers stay empty, 4 of 14 PDUs fewer per target.
         """
         commands = [
             ("TEST UNIT READY", cdb_test_unit_ready(), 0),
             ("INQUIRY", cdb_inquiry(), 255),
             ("READ CAPACITY(16)", cdb_read_capacity16(), 32),
-            ("INQUIRY VPD 80", cdb_inquiry(0x80), 255),
-            ("INQUIRY VPD 83", cdb_inquiry(0x83), 255),
         ]
+        if vpd:
+            commands += [
+                ("INQUIRY VPD 80", cdb_inquiry(0x80), 255),
+                ("INQUIRY VPD 83", cdb_inquiry(0x83), 255),
+            ]
         results = await self.scsi_batch(lun, commands)
         data: dict[str, bytes | None] = {}
         for (name, cdb, length), done in zip(commands, results, strict=True):
@@ -497,7 +587,7 @@ class IscsiSession:
             capacity = parse_read_capacity16(capacity_data)
         # VPD pages are optional (SPC-4 makes only 0x00 and 0x83 mandatory, and not
         # every target honours that): a target that refuses one still has a usable LUN.
-        serial_data, ids_data = data["INQUIRY VPD 80"], data["INQUIRY VPD 83"]
+        serial_data, ids_data = data.get("INQUIRY VPD 80"), data.get("INQUIRY VPD 83")
         serial = parse_unit_serial(serial_data) if serial_data else ""
         identifiers = parse_device_identifiers(ids_data) if ids_data else ()
         return lun_info(lun, inquiry, capacity, serial, identifiers)
@@ -533,6 +623,7 @@ async def login(
         session_type=session_type,
         max_redirects=max_redirects,
         offer=offer or OperationalOffer(),
+        start_operational=True,
     )
     try:
         async with asyncio.timeout(timeout):
@@ -576,16 +667,32 @@ async def probe(
     max_redirects: int = 3,
 ) -> ProbeResult:
     """Log in to ``target`` and describe its LUNs (all disk LUNs when ``lun`` is None)."""
-    start = _portal(portal)
+    return await _probe(
+        _portal(portal), target, lun=lun, auth=auth, initiator_name=initiator_name,
+        timeout=timeout, max_redirects=max_redirects, vpd=True,
+    )  # fmt: skip
+
+
+async def _probe(
+    start: Portal,
+    target: str,
+    *,
+    lun: int | None,
+    auth: Auth,
+    initiator_name: str | None,
+    timeout: float,  # noqa: ASYNC109 - passed through from the public API
+    max_redirects: int,
+    vpd: bool,
+) -> ProbeResult:
     async with login(
         start, target, auth=auth, initiator_name=initiator_name, timeout=timeout,
         max_redirects=max_redirects,
     ) as s:  # fmt: skip
         luns: tuple[LunInfo, ...]
         if lun is not None:
-            luns = (await s.lun_info(lun),)
+            luns = (await s.lun_info(lun, vpd=vpd),)
         else:
-            infos = [await s.lun_info(n) for n in await s.report_luns()]
+            infos = [await s.lun_info(n, vpd=vpd) for n in await s.report_luns()]
             luns = tuple(i for i in infos if i.device_type == DeviceType.DISK)
     return ProbeResult(target=target, portal=start, luns=luns, redirected_to=s.redirected_to)
 
@@ -596,25 +703,45 @@ async def validate_many(
     concurrency: int = 32,
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the agreed public API
     initiator_name: str | None = None,
+    processes: int = 1,
 ) -> list[ValidationResult]:
     """Probe every request, at most ``concurrency`` at once; results in request order.
 
     An iSCSI failure of one request becomes that item's ``error``; it never stops the
-    others.
+    others.  Each probe is the lean one: login, then TEST UNIT READY, standard INQUIRY
+    and READ CAPACITY(16) in one round trip, then logout.  Validation needs the login
+    and the size, so the VPD pages are skipped and each ``LunInfo`` has an empty
+    ``serial`` and ``identifiers``; :func:`probe` reads them.
+
+    ``processes`` > 1 splits a large batch over that many forked processes (the
+    client's CPU is the limit, see :mod:`._shard`); ``concurrency`` is shared out
+    among them.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
-    gate = asyncio.Semaphore(concurrency)
+    if processes < 1:
+        raise ValueError("processes must be at least 1")
+    items = list(requests)
+    shards = max(1, min(processes, len(items)))
+    per_shard = max(1, concurrency // shards)
 
-    async def one(req: ValidationRequest) -> ValidationResult:
-        async with gate:
-            try:
-                result = await probe(
-                    req.portal, req.target, lun=req.lun, auth=req.auth,
-                    initiator_name=initiator_name, timeout=timeout,
-                )  # fmt: skip
-            except IscsiError as exc:
-                return ValidationResult(req, False, None, exc)
-            return ValidationResult(req, True, result, None)
+    async def shard(part: Sequence[ValidationRequest]) -> list[_Outcome]:
+        gate = asyncio.Semaphore(per_shard)
 
-    return list(await asyncio.gather(*(one(r) for r in requests)))
+        async def one(req: ValidationRequest) -> _Outcome:
+            async with gate:
+                try:
+                    result = await _probe(
+                        req.portal, req.target, lun=req.lun, auth=req.auth,
+                        initiator_name=initiator_name, timeout=timeout, max_redirects=3,
+                        vpd=False,
+                    )  # fmt: skip
+                except IscsiError as exc:
+                    return False, None, exc
+                return True, result, None
+
+        return list(await asyncio.gather(*(one(r) for r in part)))
+
+    # Only outcomes cross between processes: requests (and their CHAP secrets) stay here.
+    outcomes = await run_sharded(items, shard, processes=shards)
+    return [ValidationResult(req, *outcome) for req, outcome in zip(items, outcomes, strict=True)]

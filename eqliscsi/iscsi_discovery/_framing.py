@@ -14,7 +14,8 @@ DataSegmentLength is refused before anything is allocated for it.
 
 from __future__ import annotations
 
-import crc32c as _crc32c
+import functools
+from collections.abc import Callable, Mapping
 
 from eqliscsi.iscsi_discovery._pdu import BHS_LENGTH, Opcode, Pdu, decode_bhs, encode_bhs
 from eqliscsi.iscsi_discovery.errors import LocalProtocolError, PduDecodeError, PduTooLarge
@@ -32,9 +33,19 @@ _MAX_DSL = (1 << 24) - 1
 _NO_DIGEST = frozenset({Opcode.LOGIN_REQUEST, Opcode.LOGIN_RESPONSE})
 
 
+@functools.cache
+def _crc32c_impl() -> Callable[[bytes], int]:
+    # Imported on first use: digests are off unless negotiated, and importing the
+    # crc32c package (it reads its metadata) costs 30-45 ms of every CLI start.
+    import crc32c as module  # noqa: PLC0415
+
+    impl: Callable[[bytes], int] = module.crc32c
+    return impl
+
+
 def crc32c(data: bytes) -> int:
     """CRC32C of ``data`` as an integer (send it with ``to_bytes(4, "little")``)."""
-    return int(_crc32c.crc32c(data))
+    return int(_crc32c_impl()(data))
 
 
 def pad_length(length: int) -> int:
@@ -42,13 +53,22 @@ def pad_length(length: int) -> int:
     return -length & 3
 
 
-def encode_pdu(pdu: Pdu, *, header_digest: bool = False, data_digest: bool = False) -> bytes:
-    """The wire bytes of ``pdu``, with digests when negotiated (never on login PDUs)."""
+def encode_pdu(
+    pdu: Pdu,
+    *,
+    header_digest: bool = False,
+    data_digest: bool = False,
+    numbers: Mapping[str, int] | None = None,
+) -> bytes:
+    """The wire bytes of ``pdu``, with digests when negotiated (never on login PDUs).
+
+    ``numbers`` overrides header integers such as CmdSN (see :func:`._pdu.encode_bhs`).
+    """
     data: bytes = pdu.data  # type: ignore[attr-defined]
     if len(data) > _MAX_DSL:
         raise LocalProtocolError("A data segment over 16 MiB cannot be framed; send less data.")
     digests = pdu.opcode not in _NO_DIGEST
-    bhs = encode_bhs(pdu)
+    bhs = encode_bhs(pdu, numbers=numbers)
     parts = [bhs]
     if header_digest and digests:
         parts.append(crc32c(bhs).to_bytes(4, "little"))

@@ -130,6 +130,8 @@ def cdb_write16(lba: int, blocks: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Sense:
+    """Fixed or descriptor sense data, reduced to what errors report (SPC-4 §4.5)."""
+
     response_code: int
     sense_key: int
     asc: int
@@ -191,6 +193,8 @@ def parse_report_luns(data: bytes) -> list[int]:
 
 @dataclass(frozen=True, slots=True)
 class StandardInquiry:
+    """The standard INQUIRY fields a probe reports (SPC-4 §6.6.2)."""
+
     qualifier: int
     device_type: int
     vendor: str

@@ -14,7 +14,6 @@ forward.  ExpStatSN = last StatSN + 1.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections import deque
 from dataclasses import dataclass, field
@@ -75,12 +74,16 @@ def _serial_le(a: int, b: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class TextCompleted:
+    """A Text exchange finished; its key=value pairs, reassembled."""
+
     itt: int
     pairs: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
 class SendTargetsCompleted:
+    """A SendTargets exchange finished (RFC 7143 Appendix C)."""
+
     itt: int
     targets: tuple[DiscoveredTarget, ...]
 
@@ -131,12 +134,16 @@ class ScsiCompleted:
 
 @dataclass(frozen=True, slots=True)
 class NopCompleted:
+    """Our NOP-Out ping was answered (RFC 7143 §11.19)."""
+
     itt: int
     data: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class LogoutCompleted:
+    """The target answered our Logout (RFC 7143 §11.15)."""
+
     itt: int
     response: int
     time2wait: int
@@ -188,6 +195,8 @@ class _Kind(enum.Enum):
 
 @dataclass(slots=True)
 class _Task:
+    """One command in flight, keyed by its ITT."""
+
     kind: _Kind
     itt: int
     lun: int = 0
@@ -364,12 +373,16 @@ class Session:
             self._cmdsn = (self._cmdsn + 1) & 0xFFFFFFFF
 
     def _emit(self, pdu: Pdu, cmdsn: int) -> None:
-        updates: dict[str, int] = {"exp_statsn": self._exp_statsn}
+        # CmdSN and ExpStatSN are stamped as the PDU leaves (RFC 7143 §4.2.2.1), straight
+        # into the header: no copy of the dataclass per PDU.
+        numbers: dict[str, int] = {"exp_statsn": self._exp_statsn}
         if hasattr(pdu, "cmdsn"):
-            updates["cmdsn"] = cmdsn
-        pdu = dataclasses.replace(pdu, **updates)
+            numbers["cmdsn"] = cmdsn
         self._out += encode_pdu(
-            pdu, header_digest=self.params.header_digest, data_digest=self.params.data_digest
+            pdu,
+            header_digest=self.params.header_digest,
+            data_digest=self.params.data_digest,
+            numbers=numbers,
         )
 
     def _update_window(self, exp_cmdsn: int, max_cmdsn: int) -> None:

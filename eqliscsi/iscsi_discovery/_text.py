@@ -15,6 +15,7 @@ is parsed only once the final one arrives.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from eqliscsi.iscsi_discovery._pdu import RESERVED_TAG
@@ -56,10 +57,14 @@ def _limit(key: str) -> int:
     return MAX_VALUE
 
 
+# RFC 7143 §6.1: a key is 1-63 of a-z, A-Z, 0-9, '.', '-', '+', '@', '_' (and '#' for
+# X# extension keys).  One compiled pattern instead of a per-character loop: keys are
+# checked on every login and text PDU, both ways.
+_KEY = re.compile(rf"[A-Za-z0-9.\-+@_#]{{1,{MAX_KEY}}}")
+
+
 def _check_key(key: str) -> bool:
-    return 0 < len(key.encode()) <= MAX_KEY and all(
-        ch.isascii() and (ch.isalnum() or ch in ".-+@_#") for ch in key
-    )
+    return _KEY.fullmatch(key) is not None
 
 
 def encode_text(pairs: Iterable[tuple[str, str]]) -> bytes:

@@ -16,10 +16,10 @@ import pytest
 from eqliscsi.iscsi_discovery import (
     Auth,
     AuthenticationFailed,
+    AuthMethodRejected,
     AuthorizationFailed,
     ChapAlgorithm,
     ChapCredentials,
-    IscsiConnectionError,
     MutualAuthFailed,
     Portal,
     TargetNotFound,
@@ -74,12 +74,13 @@ async def test_discovery_chap(lio: LioBackend, new_volume: Path, offer: str) -> 
         assert iqn in {t.name for t in found}
         return
     if offer == "none":
-        # LIO quirk: to AuthMethod=None in security negotiation while it enforces
-        # discovery CHAP, LIO answers nothing and closes the connection (its log:
-        # 'Proposer's value list "None" contains no valid values from Acceptor's
-        # value list "CHAP"'); only a CSG=1 start (libiscsi) gets 0x0201.
-        with pytest.raises(IscsiConnectionError, match="closed the connection during login"):
+        # Without CHAP the client opens at CSG=1 (as libiscsi does), which LIO answers
+        # with 0x0201.  (To AuthMethod=None in security negotiation LIO would answer
+        # nothing and close the connection: 'Proposer's value list "None" contains no
+        # valid values from Acceptor's value list "CHAP"'.)
+        with pytest.raises(AuthMethodRejected, match="requires authentication") as rejected:
             await discover(portal(lio), auth=auth, initiator_name=HOST_INITIATOR)
+        assert rejected.value.status == 0x0201
         return
     with pytest.raises(AuthenticationFailed) as info:
         await discover(portal(lio), auth=auth, initiator_name=HOST_INITIATOR)
@@ -152,13 +153,14 @@ async def test_wrong_secret_is_0x0201(lio: LioBackend, new_volume: Path) -> None
 
 
 async def test_no_chap_offered_to_chap_target(lio: LioBackend, new_volume: Path) -> None:
-    # The same LIO quirk as for discovery: AuthMethod=None to a target that needs
-    # CHAP is not answered with 0x0201; LIO closes the connection.
+    # As for discovery: the CSG=1 opening gets 0x0201 from LIO, reported as "give the
+    # CHAP user and secret" (AuthMethod=None in security would get a closed connection).
     iqn = new_iqn()
     lio.create_target(iqn, new_volume)
     lio.set_chap(iqn, chap("init-user"), None)
-    with pytest.raises(IscsiConnectionError, match="closed the connection during login"):
+    with pytest.raises(AuthMethodRejected, match="requires authentication") as rejected:
         await probe(portal(lio), iqn, initiator_name=HOST_INITIATOR)
+    assert rejected.value.status == 0x0201
 
 
 async def test_initiator_not_in_acl_is_0x0202(lio: LioBackend, new_volume: Path) -> None:

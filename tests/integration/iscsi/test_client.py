@@ -185,12 +185,10 @@ async def test_discovery_mutual_chap(backend: TargetBackend, make_disk: MakeDisk
     ],
 )
 async def test_150_targets_multi_pdu(
-    backend: TargetBackend,
-    make_disk: MakeDisk,
-    quirks: Quirks,
-    request: pytest.FixtureRequest,
-    mrdsl: int,
+    backend: TargetBackend, make_disk: MakeDisk, quirks: Quirks, mrdsl: int
 ) -> None:
+    # tgt closes the CmdSN window while answering continuations; the session sends
+    # continuations as immediate requests, so three PDUs complete as well.
     # Long names: 150 x ~138 bytes of TargetName+TargetAddress is ~20 KB, so below
     # 20 KB of MaxRecvDataSegmentLength tgt splits the answer (mid-pair, without C).
     disk = make_disk()

@@ -86,6 +86,8 @@ class TargetConfig:
     async_logout_after_login: bool = False
     window: int = 8  # MaxCmdSN = ExpCmdSN + window - 1
     hold_window_once: bool = False  # first answer gives a closed window (MaxCmdSN=ExpCmdSN-1)
+    # tgt: answers to text continuations close the window (MaxCmdSN = ExpCmdSN - 1) for good.
+    shut_window_on_continuation: bool = False
 
 
 class FakeTarget:
@@ -483,6 +485,9 @@ class FakeTarget:
         last = not self.pending_text
         self.text_ttt = RESERVED if last else self.text_ttt + 1
         exp, mx = self._window()
+        if self.cfg.shut_window_on_continuation and pdu.ttt != RESERVED:
+            self.cfg.window = 0
+            exp, mx = self._window()
         self._send(
             TextResponse(
                 itt=pdu.itt,

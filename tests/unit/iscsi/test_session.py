@@ -79,6 +79,27 @@ def test_send_targets(split: str | None) -> None:
     assert conn.target.closed
 
 
+def test_send_targets_continuations_with_window_shut_like_tgt() -> None:
+    """tgt closes the CmdSN window while it answers continuations and never reopens it.
+
+    Continuations go out as immediate requests (RFC 7143 §11.10: the I bit is allowed
+    on a Text Request), which the window does not gate; non-immediate ones would wait
+    for a window that never opens.
+    """
+    cfg = TargetConfig(
+        targets=MANY, text_split="tgt", text_chunk=1000, shut_window_on_continuation=True
+    )
+    conn = _login(cfg, None)
+    conn.session.send_targets()
+    done = _one(exchange(conn), SendTargetsCompleted)
+    assert isinstance(done, SendTargetsCompleted)
+    assert [t.name for t in done.targets] == list(MANY)
+    assert len(conn.target.sent_statsn) > 3  # several continuations really happened
+    assert conn.target.violations == []
+    conn.session.logout()  # immediate too: leaves despite the closed window
+    assert isinstance(_one(exchange(conn), LogoutCompleted), LogoutCompleted)
+
+
 def test_send_targets_single_and_empty() -> None:
     targets = {EQL: {0: Lun()}, TGT: {1: Lun()}}
     conn = _login(TargetConfig(targets=targets), None)
