@@ -60,6 +60,8 @@ from eqliscsi.iscsi_discovery.sansio import (
     RetryWithMd5,
     ScsiCompleted,
     SendTargetsCompleted,
+    Sense,
+    SenseKey,
     Session,
     SessionEvent,
     SessionParams,
@@ -558,7 +560,10 @@ class IscsiSession:
         if vpd:
             commands += [
                 ("INQUIRY VPD 80", cdb_inquiry(0x80), 255),
-                ("INQUIRY VPD 83", cdb_inquiry(0x83), 255),
+                # 0x83 lists several designators, one of them the target's SCSI name
+                # (an EqualLogic IQN alone is ~70 bytes), so 255 bytes cut it short on
+                # LIO; 1024 leaves room, and a page cut anyway is read as far as it goes.
+                ("INQUIRY VPD 83", cdb_inquiry(0x83, _VPD83_ALLOCATION), _VPD83_ALLOCATION),
             ]
         results = await self.scsi_batch(lun, commands)
         data: dict[str, bytes | None] = {}
@@ -571,6 +576,11 @@ class IscsiSession:
             else:
                 data[name] = done.data if done.good else None
         inquiry_data = data["INQUIRY"]
+        failed = results[1].sense
+        if inquiry_data is None and failed is not None and _lun_not_supported(failed):
+            # LIO answers INQUIRY to an absent LUN with CHECK CONDITION 05/25/00
+            # (LOGICAL UNIT NOT SUPPORTED, SPC-4 §6.6.1) instead of qualifier 3.
+            raise LunNotPresent(self.target or "", lun)
         if inquiry_data is None:
             # Standard INQUIRY is mandatory (SPC-4): without it the LUN is unusable.
             results[1].check("INQUIRY", self.target or "")
@@ -591,6 +601,13 @@ class IscsiSession:
         serial = parse_unit_serial(serial_data) if serial_data else ""
         identifiers = parse_device_identifiers(ids_data) if ids_data else ()
         return lun_info(lun, inquiry, capacity, serial, identifiers)
+
+
+_VPD83_ALLOCATION = 1024
+
+
+def _lun_not_supported(sense: Sense) -> bool:
+    return sense.sense_key == SenseKey.ILLEGAL_REQUEST and sense.asc == 0x25
 
 
 @contextlib.asynccontextmanager

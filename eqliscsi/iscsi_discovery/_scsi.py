@@ -242,6 +242,12 @@ def parse_device_identifiers(data: bytes) -> tuple[str, ...]:
         value = body[pos + 4 : pos + 4 + length]
         pos += 4 + length
         if len(value) < length:
+            # The page was longer than our allocation length (SPC-4 §6.6.1: the target
+            # returns the first bytes): keep the designators that arrived whole.  A
+            # designator running past the page's own length is a broken page instead.
+            declared = int.from_bytes(data[2:4], "big")
+            if pos <= declared and len(data) < 4 + declared:
+                break
             raise PduDecodeError("The target sent a truncated VPD 0x83 designator.")
         if association != 0:  # only designators of the logical unit itself
             continue

@@ -22,7 +22,6 @@ from eqliscsi.iscsi_discovery import (
     Auth,
     AuthenticationFailed,
     ChapCredentials,
-    PduDecodeError,
     Portal,
     discover,
     login,
@@ -178,11 +177,6 @@ async def test_san_client_makes_a_chap_volume_lio_serves(eql: InGuestGroup) -> N
     assert iqn not in lio_targets(eql.vm)
 
 
-# Measured: LIO's VPD 0x83 for an EqualLogic-length IQN is longer than the 255 bytes
-# the client asks for (its SCSI name string designator carries the IQN), and the
-# client rejects the cut page instead of reading what arrived or asking again with
-# the PAGE LENGTH (eqliscsi/iscsi_discovery/_asyncio.py, cdb_inquiry(0x83) at 255).
-@pytest.mark.xfail(strict=True, raises=PduDecodeError, reason="VPD 0x83 longer than 255 bytes")
 async def test_native_probe_of_eql_volume_reports_its_size(eql: InGuestGroup) -> None:
     user = f"one-{secrets.token_hex(3)}"
     chap_secret = Secret(secrets.token_hex(8).encode(), origin="test CHAP secret")

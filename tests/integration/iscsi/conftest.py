@@ -74,10 +74,6 @@ class Quirks:
     # LIO in the guest advertises the guest's own 10.0.2.15:3260 for its wildcard
     # portal, which the host never dials.
     advertised: tuple[str, int] | None  # None: the dialled portal itself
-    # INQUIRY to a LUN that does not exist: tgt answers with peripheral qualifier 3
-    # (SPC-4 §6.6.2); LIO fails the command with CHECK CONDITION, ILLEGAL REQUEST,
-    # LOGICAL UNIT NOT SUPPORTED (5/25/00), which SAM-5 §5.8.4 allows as well.
-    absent_lun_sense: bool
 
 
 QUIRKS: dict[str, Quirks] = {
@@ -90,7 +86,6 @@ QUIRKS: dict[str, Quirks] = {
         vendor_product=("IET", "VIRTUAL-DISK"),
         none_to_chap=AuthenticationFailed,
         advertised=None,
-        absent_lun_sense=False,
     ),
     "lio": Quirks(
         acl_refusal_status=0x0202,
@@ -101,7 +96,6 @@ QUIRKS: dict[str, Quirks] = {
         vendor_product=("LIO-ORG", "FILEIO"),
         none_to_chap=IscsiConnectionError,
         advertised=("10.0.2.15", 3260),
-        absent_lun_sense=True,
     ),
 }
 

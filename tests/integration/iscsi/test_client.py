@@ -382,20 +382,9 @@ async def test_probe_size_equals_backing_file(
     assert only.luns == result.luns
 
 
-async def test_probe_of_a_missing_lun_fails(
-    backend: TargetBackend, make_disk: MakeDisk, quirks: Quirks, request: pytest.FixtureRequest
-) -> None:
-    if quirks.absent_lun_sense:
-        # Measured: the client raises a plain ScsiCommandFailed ("sense 5/25/00")
-        # here.  Strict, so the fix (map 5/25/00 on INQUIRY to LunNotPresent in the
-        # client) turns this into a failure that asks for the marker to go.
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="LunNotPresent is raised for qualifier 3 only, not for sense 5/25/00",
-            )
-        )
+async def test_probe_of_a_missing_lun_fails(backend: TargetBackend, make_disk: MakeDisk) -> None:
+    # tgt answers INQUIRY with qualifier 3, LIO with CHECK CONDITION 05/25/00: both
+    # must come out as LunNotPresent.
     backend.create_target(IQN, make_disk())
     missing = backend.lun_of(IQN) + 7
     with pytest.raises(ScsiCommandFailed, match=f"no logical unit at LUN {missing}") as info:
