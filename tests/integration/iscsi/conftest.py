@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from eqliscsi.iscsi_discovery import AuthenticationFailed, IscsiConnectionError, MutualAuthFailed
+from eqliscsi.iscsi_discovery import AuthenticationFailed, MutualAuthFailed
 from eqliscsi.secret import Secret
 from rig.need import need, need_executable
 from rig.targets.base import ChapAccount, TargetBackend
@@ -67,8 +67,10 @@ class Quirks:
     mutual_unconfigured: type[Exception]  # we ask for mutual, target has no account
     redirects: bool  # per-target login redirection can be configured
     vendor_product: tuple[str, str]  # standard INQUIRY of a file-backed disk
-    # AuthMethod=None to a target (or discovery portal) that enforces CHAP: tgt
-    # answers 0x0201, LIO closes the connection without a Login Response.
+    # No credentials for a target (or discovery portal) that enforces CHAP.  The client
+    # then starts at the operational stage (as libiscsi and open-iscsi do) and both
+    # answer 0x0201; LIO would close the connection instead on AuthMethod=None in a
+    # security stage, which the client no longer sends.
     none_to_chap: type[Exception]
     # SendTargets: tgt advertises the address it listens on (the one we dialled);
     # LIO in the guest advertises the guest's own 10.0.2.15:3260 for its wildcard
@@ -94,7 +96,7 @@ QUIRKS: dict[str, Quirks] = {
         mutual_unconfigured=MutualAuthFailed,
         redirects=False,
         vendor_product=("LIO-ORG", "FILEIO"),
-        none_to_chap=IscsiConnectionError,
+        none_to_chap=AuthenticationFailed,
         advertised=("10.0.2.15", 3260),
     ),
 }
