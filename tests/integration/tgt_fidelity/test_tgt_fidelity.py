@@ -7,6 +7,7 @@ while the rig configures CHAP, as another local user could.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -102,9 +103,29 @@ def _watch_cmdlines(stop: threading.Event, seen: list[bytes]) -> None:
                 seen.append(raw)
 
 
-def test_chap_secret_never_on_any_argv(tgt: TgtBackend, disk: Path) -> None:
+def _logging_tgtadm(bin_dir: Path, log: Path) -> None:
+    """Put a ``tgtadm`` first on PATH that appends its argv to ``log`` and runs the real one.
+
+    Polling ``/proc`` can miss a tgtadm that lives a millisecond; this wrapper cannot, so
+    every argv the rig gives tgtadm is judged, not just the ones a poll happened to catch.
+    """
+    real = shutil.which("tgtadm") or shutil.which("tgtadm", path="/usr/sbin:/sbin")
+    assert real is not None
+    wrapper = bin_dir / "tgtadm"
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+
+
+def test_chap_secret_never_on_any_argv(
+    tgt: TgtBackend, disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secrets = [f"fidelity-secret-{n:02d}-xyz" for n in range(8)]
     tgt.create_target(IQN, disk)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    argv_log = tmp_path / "tgtadm-argv.log"
+    _logging_tgtadm(bin_dir, argv_log)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}")
     seen: list[bytes] = []
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_cmdlines, args=(stop, seen), daemon=True)
@@ -118,11 +139,15 @@ def test_chap_secret_never_on_any_argv(tgt: TgtBackend, disk: Path) -> None:
         stop.set()
         watcher.join(timeout=30)
     assert not watcher.is_alive()
-    # The watcher did see the rig's own tgtadm runs (bind/unbind), so it was looking...
-    assert any(b"tgtadm" in raw and b"bind" in raw for raw in seen)
-    # ...and no argv ever carried a secret.
-    leaks = [raw for raw in seen for s in secrets if s.encode() in raw]
-    assert leaks == []
+    # Every tgtadm run went through the wrapper, binds and unbinds included...
+    runs = argv_log.read_text().splitlines()
+    assert any("--op bind" in run for run in runs), runs
+    assert any("--op unbind" in run for run in runs), runs
+    # ...and the /proc poll was looking: it saw the long-lived tgtd itself.
+    assert any(b"tgtd" in raw for raw in seen)
+    # No tgtadm argv, and no argv any poll caught, ever carried a secret.
+    assert [run for run in runs for s in secrets if s in run] == []
+    assert [raw for raw in seen for s in secrets if s.encode() in raw] == []
 
 
 def test_chap_account_set_over_the_socket_authenticates(tgt: TgtBackend, disk: Path) -> None:
