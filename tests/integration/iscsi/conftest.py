@@ -43,8 +43,10 @@ def _lio(host: str, log: Path, request: pytest.FixtureRequest) -> Iterator[Targe
     # The guest is reached only through QEMU's forward on 127.0.0.1, and one guest
     # has one LIO: a test that wants a second target elsewhere (IPv6, a redirect
     # pair) is not applicable to LIO here, rather than a missing component.
+    # Tests that need such a target carry ``needs_backend(...)`` and are not generated
+    # for LIO at all (see pytest_collection_modifyitems), so this is only a guard.
     if host != "127.0.0.1":
-        pytest.skip(f"LIO in the kernel guest is reached only on 127.0.0.1, not {host}")
+        raise AssertionError(f"LIO in the kernel guest is reached only on 127.0.0.1, not {host}")
     vm = request.getfixturevalue("guest_vm")
     backend = LioBackend(vm)
     try:
@@ -66,6 +68,8 @@ class Quirks:
     chap_sha256: bool  # False: tgt numbers SHA-1 as "7" and fails a SHA-256 answer
     mutual_unconfigured: type[Exception]  # we ask for mutual, target has no account
     redirects: bool  # per-target login redirection can be configured
+    ipv6: bool  # the backend can listen on ::1 (the guest is forwarded on 127.0.0.1 only)
+    portals: int  # how many separate portals one test can start (a redirect needs 2-3)
     vendor_product: tuple[str, str]  # standard INQUIRY of a file-backed disk
     # No credentials for a target (or discovery portal) that enforces CHAP.  The client
     # then starts at the operational stage (as libiscsi and open-iscsi do) and both
@@ -85,6 +89,8 @@ QUIRKS: dict[str, Quirks] = {
         chap_sha256=False,
         mutual_unconfigured=AuthenticationFailed,
         redirects=True,
+        ipv6=True,
+        portals=3,
         vendor_product=("IET", "VIRTUAL-DISK"),
         none_to_chap=AuthenticationFailed,
         advertised=None,
@@ -95,6 +101,8 @@ QUIRKS: dict[str, Quirks] = {
         chap_sha256=True,
         mutual_unconfigured=MutualAuthFailed,
         redirects=False,
+        ipv6=False,
+        portals=1,
         vendor_product=("LIO-ORG", "FILEIO"),
         none_to_chap=AuthenticationFailed,
         advertised=("10.0.2.15", 3260),
@@ -120,6 +128,35 @@ _MARKS: dict[str, tuple[pytest.MarkDecorator, ...]] = {
     "tgt": (pytest.mark.tgt,),
     "lio": (pytest.mark.guest, pytest.mark.lio),
 }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop the (test, backend) pairs a backend cannot take at all.
+
+    ``@pytest.mark.needs_backend("redirects", "ipv6")`` names ``Quirks`` fields that must
+    be true (or, for ``portals``, at least the count given as ``portals=N``).  A pair that
+    cannot apply is deselected at collection, not skipped at run time, so under
+    ``EQLISCSI_RIG_REQUIRED=1`` every skip left means a missing component.  The
+    not-applicable cells are listed in docs/interop.md.
+    """
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        kind = callspec.params.get("backend_kind") if callspec else None
+        marker = item.get_closest_marker("needs_backend")
+        if kind is None or marker is None:
+            keep.append(item)
+            continue
+        quirks = QUIRKS[kind]
+        applies = all(getattr(quirks, name) for name in marker.args) and all(
+            getattr(quirks, name) >= need for name, need in marker.kwargs.items()
+        )
+        (keep if applies else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
 
 MakeBackend = Callable[..., TargetBackend]
 MakeDisk = Callable[..., Path]

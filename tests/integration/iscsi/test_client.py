@@ -105,6 +105,7 @@ async def test_open_discovery_matches_iscsi_ls(
 
 
 @pytest.mark.judge
+@pytest.mark.needs_backend("ipv6")
 async def test_ipv6_portal(make_backend: MakeBackend, make_disk: MakeDisk) -> None:
     # TargetAddress carries IPv6 in brackets (RFC 7143 §13.8); the parser must strip
     # them, keep the port and the TPGT, and the probe must connect over ::1.
@@ -323,11 +324,10 @@ async def test_unknown_target_is_target_not_found(
 # -- redirect ------------------------------------------------------------------------
 
 
+@pytest.mark.needs_backend("redirects", portals=2)
 async def test_redirect_through_second_target(
-    make_backend: MakeBackend, make_disk: MakeDisk, quirks: Quirks
+    make_backend: MakeBackend, make_disk: MakeDisk
 ) -> None:
-    if not quirks.redirects:
-        pytest.skip("this backend cannot redirect logins")
     group, member = make_backend("127.0.0.1"), make_backend("127.0.0.2")
     group.create_target(IQN, make_disk(size_bytes=8 << 20))
     member.create_target(IQN, make_disk(size_bytes=12 << 20))
@@ -340,11 +340,8 @@ async def test_redirect_through_second_target(
     assert result.luns[0].size_bytes == 12 << 20  # the member's disk, full CHAP there
 
 
-async def test_redirect_loop_stops(
-    make_backend: MakeBackend, make_disk: MakeDisk, quirks: Quirks
-) -> None:
-    if not quirks.redirects:
-        pytest.skip("this backend cannot redirect logins")
+@pytest.mark.needs_backend("redirects", portals=2)
+async def test_redirect_loop_stops(make_backend: MakeBackend, make_disk: MakeDisk) -> None:
     # tgt redirects every login to a target with a redirect, with no loop protection
     # (reference §4): two portals pointing at each other ping-pong forever.  Neither
     # may be 127.0.0.1, our source address: tgt never redirects an initiator to its
