@@ -1,23 +1,31 @@
-"""The Protocol-based connection of the asyncio adapter: reading pauses when unread.
+"""The socket-level connection of the asyncio adapter: reading pauses when unread.
 
 ``_Connection`` keeps received chunks until the client asks for them; a peer that
-floods must stop being read once 256 KiB wait, and be read again once taken.
+floods must stop being read once 256 KiB wait, and be read again once taken.  A
+peer that closes or resets is end of file, never an exception from the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 
 from eqliscsi.iscsi_discovery._asyncio import _Connection
 
 
+def _pair() -> tuple[socket.socket, socket.socket]:
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    return ours, theirs
+
+
 async def test_reading_pauses_above_the_limit_and_resumes_after_take() -> None:
     loop = asyncio.get_running_loop()
-    ours, theirs = socket.socketpair()
-    transport, conn = await loop.create_connection(lambda: _Connection(loop), sock=ours)
+    ours, theirs = _pair()
+    conn = _Connection(loop, ours)
     limit = _Connection._READ_LIMIT
-    theirs.setblocking(False)
     flood = bytes(1 << 16)
     written = 0
     try:
@@ -28,13 +36,55 @@ async def test_reading_pauses_above_the_limit_and_resumes_after_take() -> None:
                 await asyncio.sleep(0.01)
             else:
                 await asyncio.sleep(0)
-            if not transport.is_reading():
+            if not conn.reading:
                 break
-        assert not transport.is_reading(), f"still reading after {written} bytes"
-        assert limit < conn.buffered <= limit + len(flood) * 4
+        assert not conn.reading, f"still reading after {written} bytes"
+        assert limit < conn.buffered <= limit + len(flood)
         data = conn.take()
         assert len(data) > limit and conn.buffered == 0
-        assert transport.is_reading()
+        assert conn.reading
     finally:
-        transport.close()
+        conn.close()
         theirs.close()
+    assert ours.fileno() == -1
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ours = socket.create_connection(server.getsockname())
+        theirs, _ = server.accept()
+    ours.setblocking(False)
+    return ours, theirs
+
+
+async def _until_eof(conn: _Connection) -> None:
+    async with asyncio.timeout(5):
+        while not conn.eof:
+            await conn.readable()
+
+
+async def test_close_by_the_peer_is_end_of_file_after_its_data() -> None:
+    ours, theirs = _tcp_pair()
+    conn = _Connection(asyncio.get_running_loop(), ours)
+    try:
+        theirs.sendall(b"last words")
+        theirs.close()
+        await _until_eof(conn)
+        assert not conn.reading
+        assert conn.take() == b"last words"
+    finally:
+        conn.close()
+
+
+async def test_reset_by_the_peer_is_end_of_file() -> None:
+    ours, theirs = _tcp_pair()
+    conn = _Connection(asyncio.get_running_loop(), ours)
+    try:
+        # SO_LINGER with a zero timeout: close() sends RST instead of FIN, and our
+        # recv() fails with ECONNRESET, which must read as end of file.
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        theirs.close()
+        await _until_eof(conn)
+        assert not conn.reading and conn.chunks == []
+    finally:
+        conn.close()
