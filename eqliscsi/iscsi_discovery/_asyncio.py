@@ -539,23 +539,19 @@ class IscsiSession:
         return [decode_lun(field) for field in parse_report_luns(data)]
 
     async def scsi_batch(
-        self, lun: int, commands: list[tuple[str, bytes, int]], *, immediate_first: bool = False
+        self, lun: int, commands: list[tuple[str, bytes, int]]
     ) -> list[ScsiCompleted]:
         """Run ``(name, cdb, read_length)`` commands in flight together; raw completions.
 
-        With ``immediate_first`` the first command is sent for immediate delivery
-        (RFC 7143 §4.2.2.1), outside the CmdSN window.  No status check and no
-        unit-attention retry here: the caller decides which failures matter (see
-        :meth:`lun_info`).
+        No status check and no unit-attention retry here: the caller decides which
+        failures matter (see :meth:`lun_info`).
         """
         async with self._lock:
             itts = [
-                self._session.scsi_command(
-                    lun, cdb, read_length=length, immediate=immediate_first and i == 0
-                )
-                for i, (_, cdb, length) in enumerate(commands)
+                self._session.scsi_command(lun, cdb, read_length=length)
+                for _, cdb, length in commands
             ]
-            events = await self._run_many(itts, "SCSI " + ", ".join(c[0] for c in commands))
+        events = await self._run_many(itts, "SCSI " + ", ".join(c[0] for c in commands))
         out = []
         for itt in itts:
             event = events[itt]
@@ -586,14 +582,12 @@ class IscsiSession:
                 # LIO; 1024 leaves room, and a page cut anyway is read as far as it goes.
                 ("INQUIRY VPD 83", cdb_inquiry(0x83, _VPD83_ALLOCATION), _VPD83_ALLOCATION),
             ]
-        # TEST UNIT READY goes for immediate delivery (RFC 7143 §4.2.2.1: a target
-        # must accept one immediate request per connection at a time), so it takes no
-        # CmdSN: tgt opens a session with a window of two (MaxCmdSN = ExpCmdSN + 1),
-        # and INQUIRY and READ CAPACITY(16) then both fit in it.  Sent non-immediate,
-        # READ CAPACITY(16) waited for the first answer: one round trip more.  Should a
-        # target run it after the others, the unit attention lands on one of them,
-        # which is re-run below as for any unit attention.
-        results = await self.scsi_batch(lun, commands, immediate_first=True)
+        # tgt opens a session with a window of two commands (MaxCmdSN = ExpCmdSN + 1),
+        # so READ CAPACITY(16) waits for the first answer: on tgt this is two round
+        # trips.  Sending TEST UNIT READY for immediate delivery (RFC 7143 §4.2.2.1)
+        # would fit all three in one, but LIO rejects immediate SCSI commands (Reject
+        # reason 0x09), so it is not done (docs/performance.md).
+        results = await self.scsi_batch(lun, commands)
         data: dict[str, bytes | None] = {}
         for (name, cdb, length), done in zip(commands, results, strict=True):
             if done.unit_attention and name != "TEST UNIT READY":

@@ -261,13 +261,7 @@ class Session:
         return itt
 
     def scsi_command(
-        self,
-        lun: int,
-        cdb: bytes,
-        *,
-        read_length: int | None = None,
-        write_data: bytes = b"",
-        immediate: bool = False,
+        self, lun: int, cdb: bytes, *, read_length: int | None = None, write_data: bytes = b""
     ) -> int:
         """Queue a SCSI command; returns the ITT of the task.
 
@@ -275,10 +269,6 @@ class Session:
         allocation length in the CDB for INQUIRY, REPORT LUNS, READ CAPACITY(16) and
         TEST UNIT READY; a different value is refused, because targets (tgt) fail
         such a command with ILLEGAL REQUEST 24/00.
-
-        ``immediate`` marks it for immediate delivery (RFC 7143 §4.2.2.1): it carries
-        the current CmdSN without advancing it and is not held back by the CmdSN
-        window.  A target must accept one such request per connection at a time.
         """
         implied = data_in_length(cdb)
         if read_length is None:
@@ -300,10 +290,10 @@ class Session:
         task = _Task(_Kind.SCSI, 0, lun, lf, cdb[0] if cdb else 0, read_length, write_data)
         task.buffer = bytearray(read_length)
         itt = self._new_task(task)
-        first_burst = b""
+        immediate = b""
         if write_data and self.params.immediate_data:
             limit = min(self.params.first_burst_length, self.params.max_send_data_segment_length)
-            first_burst = write_data[:limit]
+            immediate = write_data[:limit]
         edtl = read_length or len(write_data)
         pdu = ScsiCommand(
             itt=itt,
@@ -312,8 +302,7 @@ class Session:
             edtl=edtl,
             read=bool(read_length),
             write=bool(write_data),
-            immediate=immediate,
-            data=first_burst,
+            data=immediate,
         )
         self._submit(pdu)
         return itt
