@@ -63,8 +63,20 @@ def _limit(key: str) -> int:
 _KEY = re.compile(rf"[A-Za-z0-9.\-+@_#]{{1,{MAX_KEY}}}")
 
 
+# Keys already seen valid: a login sends and receives ~30 keys, nearly always the
+# same few dozen.  Bounded, so a target inventing keys cannot grow it.
+_VALID_KEYS: set[str] = set()
+_VALID_KEYS_MAX = 256
+
+
 def _check_key(key: str) -> bool:
-    return _KEY.fullmatch(key) is not None
+    if key in _VALID_KEYS:
+        return True
+    if _KEY.fullmatch(key) is None:
+        return False
+    if len(_VALID_KEYS) < _VALID_KEYS_MAX:
+        _VALID_KEYS.add(key)
+    return True
 
 
 def encode_text(pairs: Iterable[tuple[str, str]]) -> bytes:
