@@ -29,6 +29,7 @@ import ipaddress
 import logging
 import os
 import socket
+import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from eqliscsi.errors import IscsiError
@@ -85,8 +86,10 @@ from eqliscsi.iscsi_discovery.sansio import (
 
 __all__ = [
     "DEFAULT_INITIATOR_NAME",
+    "SHARD_MIN_REQUESTS",
     "IscsiSession",
     "LunNotPresent",
+    "default_processes",
     "discover",
     "login",
     "probe",
@@ -142,6 +145,14 @@ def _name_portal(exc: RemoteProtocolError, portal: Portal, during: str) -> None:
         "check the target's log, or report it with the target's model."
     )
     exc.args = (exc.message,)
+
+
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
 
 
 def _portal(value: Portal | str) -> Portal:
@@ -736,31 +747,57 @@ async def _probe(
     return ProbeResult(target=target, portal=start, luns=luns, redirected_to=s.redirected_to)
 
 
+# Below this many requests per process a batch is not worth a fork (each child
+# costs a few ms of page-table copy and copy-on-write faults; docs/performance.md).
+SHARD_MIN_REQUESTS = 200
+_SHARD_MAX_PROCESSES = 4  # one tgtd or array answers them all; more only add forks
+
+
+def default_processes(requests: int) -> int:
+    """The ``processes`` that :func:`validate_many` uses by default for ``requests``.
+
+    One per usable CPU (at most 4), and never fewer than ``SHARD_MIN_REQUESTS``
+    requests per process; 1 without ``os.fork`` or with other threads running (a
+    fork copies only the calling thread, see :mod:`._shard`).
+    """
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, _SHARD_MAX_PROCESSES, requests // SHARD_MIN_REQUESTS))
+
+
 async def validate_many(
     requests: Iterable[ValidationRequest],
     *,
     concurrency: int = 32,
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the agreed public API
     initiator_name: str | None = None,
-    processes: int = 1,
+    processes: int | None = None,
 ) -> list[ValidationResult]:
     """Probe every request, at most ``concurrency`` at once; results in request order.
 
     An iSCSI failure of one request becomes that item's ``error``; it never stops the
     others.  Each probe is the lean one: login, then TEST UNIT READY, standard INQUIRY
-    and READ CAPACITY(16) in one round trip, then logout.  Validation needs the login
-    and the size, so the VPD pages are skipped and each ``LunInfo`` has an empty
-    ``serial`` and ``identifiers``; :func:`probe` reads them.
+    and READ CAPACITY(16) pipelined, then logout.  Validation needs the login and the
+    size, so the VPD pages are skipped and each ``LunInfo`` has an empty ``serial``
+    and ``identifiers``; :func:`probe` reads them.
 
-    ``processes`` > 1 splits a large batch over that many forked processes (the
-    client's CPU is the limit, see :mod:`._shard`); ``concurrency`` is shared out
-    among them.
+    The client's CPU limits a batch (see :mod:`._shard`), so by default a large batch
+    is split over forked processes, one per CPU (:func:`default_processes`; all its
+    portals must be IP addresses, as a host name would be resolved in a thread).
+    ``processes=1`` keeps it in this process; ``concurrency`` is shared out among them.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
-    if processes < 1:
+    if processes is not None and processes < 1:
         raise ValueError("processes must be at least 1")
     items = list(requests)
+    if processes is None:
+        ip_only = all(_is_ip(req.portal.address) for req in items)
+        processes = default_processes(len(items)) if ip_only else 1
     shards = max(1, min(processes, len(items)))
     per_shard = max(1, concurrency // shards)
 
