@@ -756,9 +756,12 @@ _SHARD_MAX_PROCESSES = 4  # one tgtd or array answers them all; more only add fo
 def default_processes(requests: int) -> int:
     """The ``processes`` that :func:`validate_many` uses by default for ``requests``.
 
-    One per usable CPU (at most 4), and never fewer than ``SHARD_MIN_REQUESTS``
-    requests per process; 1 without ``os.fork`` or with other threads running (a
-    fork copies only the calling thread, see :mod:`._shard`).
+    One per usable CPU but one (at most 4), and never fewer than
+    ``SHARD_MIN_REQUESTS`` requests per process; 1 without ``os.fork`` or with other
+    threads running (a fork copies only the calling thread, see :mod:`._shard`).
+    One CPU is left to the rest of the machine: measured on 2 CPUs with a local tgtd
+    (~0.3 ms of CPU per target), two client processes did not finish sooner than one
+    and spent ~50 % more CPU in all (docs/performance.md).
     """
     if not hasattr(os, "fork") or threading.active_count() > 1:
         return 1
@@ -766,7 +769,7 @@ def default_processes(requests: int) -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, _SHARD_MAX_PROCESSES, requests // SHARD_MIN_REQUESTS))
+    return max(1, min(cpus - 1, _SHARD_MAX_PROCESSES, requests // SHARD_MIN_REQUESTS))
 
 
 async def validate_many(
@@ -786,8 +789,9 @@ async def validate_many(
     and ``identifiers``; :func:`probe` reads them.
 
     The client's CPU limits a batch (see :mod:`._shard`), so by default a large batch
-    is split over forked processes, one per CPU (:func:`default_processes`; all its
-    portals must be IP addresses, as a host name would be resolved in a thread).
+    is split over forked processes on a machine with CPUs to spare
+    (:func:`default_processes`: one per CPU but one; all its portals must be IP
+    addresses, as a host name would be resolved in a thread).
     ``processes=1`` keeps it in this process; ``concurrency`` is shared out among them.
     """
     if concurrency < 1:

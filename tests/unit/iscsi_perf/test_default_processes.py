@@ -1,8 +1,9 @@
 """How many processes ``validate_many`` uses when the caller does not say.
 
 A batch is sharded only when it is large (``SHARD_MIN_REQUESTS`` per process), the
-machine has the CPUs, no other thread runs (a fork copies only the calling thread)
-and every portal is an IP address (a host name is resolved in asyncio's threads).
+machine has CPUs to spare (one is always left free), no other thread runs (a fork
+copies only the calling thread) and every portal is an IP address (a host name is
+resolved in asyncio's threads).
 """
 
 from __future__ import annotations
@@ -38,19 +39,21 @@ def cpus(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
 @pytest.mark.parametrize(
     ("n_cpus", "requests", "expected"),
     [
-        (2, 0, 1),
-        (2, SHARD_MIN_REQUESTS - 1, 1),
-        (2, SHARD_MIN_REQUESTS, 1),
-        (2, 2 * SHARD_MIN_REQUESTS - 1, 1),
-        (2, 2 * SHARD_MIN_REQUESTS, 2),
-        (2, 100 * SHARD_MIN_REQUESTS, 2),
-        (1, 100 * SHARD_MIN_REQUESTS, 1),
+        (8, 0, 1),
+        (8, SHARD_MIN_REQUESTS - 1, 1),
+        (8, SHARD_MIN_REQUESTS, 1),
+        (8, 2 * SHARD_MIN_REQUESTS - 1, 1),
+        (8, 2 * SHARD_MIN_REQUESTS, 2),
         (8, 3 * SHARD_MIN_REQUESTS, 3),
         (64, 100 * SHARD_MIN_REQUESTS, 4),
+        (3, 100 * SHARD_MIN_REQUESTS, 2),
+        (2, 100 * SHARD_MIN_REQUESTS, 1),
+        (1, 100 * SHARD_MIN_REQUESTS, 1),
     ],
     ids=[
         "empty", "below-one-share", "one-share", "below-two-shares", "two-shares",
-        "huge-on-2-cpus", "one-cpu", "shares-limit", "at-most-4",
+        "shares-limit", "at-most-4", "one-cpu-left-free", "two-cpus-stay-single",
+        "one-cpu",
     ],
 )  # fmt: skip
 def test_processes_by_batch_size_and_cpus(
@@ -118,7 +121,7 @@ def test_validate_many_default_shards_ip_portals_only(
     processes: int | None,
     expected: int,
 ) -> None:
-    cpus(2)
+    cpus(3)
     chosen = _capture(monkeypatch)
     requests = [ValidationRequest(Portal(address, 3260), IQN)] * (2 * SHARD_MIN_REQUESTS)
     results = asyncio.run(validate_many(requests, processes=processes))
