@@ -185,7 +185,7 @@ def throughput(
     ratio = median(theirs, "wall") / median(ours, "wall")
     ratio_other = median(theirs, "wall") / median(single, "wall")
     return (
-        row(f"validate_many, {n} targets, defaults (concurrency 32, {procs} processes)", ours),
+        row(f"validate_many, {n} targets, defaults (concurrency 32, processes={procs})", ours),
         row(f"validate_many, {n} targets, processes={other} (information)", single,
             f"; {ratio_other:.1f}x iscsi-inq"),
         row(f"iscsi-inq once per target, {n} targets", theirs),
