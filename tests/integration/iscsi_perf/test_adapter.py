@@ -10,8 +10,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from pathlib import Path
 
+import pytest
+
+from eqliscsi.iscsi_discovery import IscsiConnectionError, Portal, _asyncio, discover
 from eqliscsi.iscsi_discovery._asyncio import _Connection
+from rig.targets.tgt import TgtBackend
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -88,3 +93,44 @@ async def test_reset_by_the_peer_is_end_of_file() -> None:
         assert not conn.reading and conn.chunks == []
     finally:
         conn.close()
+
+
+@pytest.mark.tgt
+async def test_host_name_portal_resolves_and_logs_in(tgt: TgtBackend, disk: Path) -> None:
+    # "localhost" comes from /etc/hosts (no DNS traffic).  If it also maps to ::1,
+    # where tgtd does not listen, the adapter must go on to 127.0.0.1.
+    iqn = "iqn.2026-01.test.eqliscsi.perf:named"
+    tgt.create_target(iqn, disk)
+    found = await discover(Portal("localhost", tgt.portal.port))
+    assert [t.name for t in found] == [iqn]
+
+
+async def test_nothing_listening_is_a_connection_error(unused_port: int) -> None:
+    with pytest.raises(IscsiConnectionError, match="connection refused"):
+        await discover(Portal("127.0.0.1", unused_port))
+
+
+async def test_each_resolved_address_is_tried_in_turn(
+    unused_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        listening = server.getsockname()
+        answers = [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", unused_port)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", listening),
+        ]
+
+        async def fake_getaddrinfo(host: str, port: int, **kwargs: object) -> list[object]:
+            assert host == "target.example"  # never resolved for real: no DNS traffic
+            return list(answers)
+
+        monkeypatch.setattr(loop, "getaddrinfo", fake_getaddrinfo)
+        sock = await _asyncio._open_socket(loop, Portal("target.example", unused_port))
+        try:
+            assert sock.getpeername() == listening
+        finally:
+            sock.close()
+        answers.pop()  # only the refusing address is left
+        with pytest.raises(ConnectionRefusedError):
+            await _asyncio._open_socket(loop, Portal("target.example", unused_port))
