@@ -134,3 +134,36 @@ async def test_each_resolved_address_is_tried_in_turn(
         answers.pop()  # only the refusing address is left
         with pytest.raises(ConnectionRefusedError):
             await _asyncio._open_socket(loop, Portal("target.example", unused_port))
+
+
+async def test_close_during_a_blocked_send_leaves_no_stale_registration() -> None:
+    # A send the peer does not read waits on a loop writer for the socket; a timeout
+    # cancels it and the session closes the socket at once.  The socket's number is
+    # then free for the next connection, which must register cleanly: a writer left
+    # behind for that number would make its add_reader fail.  (sock_sendall's own
+    # done-callback removes the writer before the cancelled task resumes; this test
+    # keeps the adapter from ever closing a socket with a writer still registered.)
+    loop = asyncio.get_running_loop()
+    ours, theirs = _tcp_pair()
+    stream = _asyncio._Stream(Portal("127.0.0.1", 3260), _Connection(loop, ours))
+    fd = ours.fileno()
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await stream.send(bytes(64 << 20))  # far more than the socket buffers
+        await stream.close()
+        assert ours.fileno() == -1
+        again, peer = _tcp_pair()
+        try:
+            assert again.fileno() == fd  # the lowest free number is reused
+            conn = _Connection(loop, again)
+            peer.sendall(b"hello")
+            async with asyncio.timeout(5):
+                while not conn.chunks:
+                    await conn.readable()
+            assert conn.take() == b"hello"
+            conn.close()
+        finally:
+            peer.close()
+    finally:
+        theirs.close()
