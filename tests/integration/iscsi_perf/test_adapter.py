@@ -8,6 +8,7 @@ peer that closes or resets is end of file, never an exception from the loop.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 from pathlib import Path
@@ -153,9 +154,16 @@ async def test_close_during_a_blocked_send_leaves_no_stale_registration() -> Non
                 await stream.send(bytes(64 << 20))  # far more than the socket buffers
         await stream.close()
         assert ours.fileno() == -1
-        again, peer = _tcp_pair()
+        fresh, peer = _tcp_pair()
+        # Put the next connection on the very number the closed socket had.
+        if fresh.fileno() == fd:
+            again = fresh
+        else:
+            os.dup2(fresh.fileno(), fd)
+            fresh.close()
+            again = socket.socket(fileno=fd)
+        again.setblocking(False)
         try:
-            assert again.fileno() == fd  # the lowest free number is reused
             conn = _Connection(loop, again)
             peer.sendall(b"hello")
             async with asyncio.timeout(5):
