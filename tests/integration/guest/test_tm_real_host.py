@@ -154,6 +154,9 @@ def tm(
         # in /var/lib/one, the front-end's key, and sudo for iscsiadm.
         vm.ssh(["sh", "-euc",
                 "id oneadmin >/dev/null 2>&1 || useradd -m -d /var/lib/one -s /bin/sh oneadmin; "
+                # Earlier tests ran as root and may have made /var/lib/one/datastores;
+                # on a node it is oneadmin's, all of it.
+                "mkdir -p /var/lib/one/datastores; chown -R oneadmin:oneadmin /var/lib/one; "
                 "install -d -o oneadmin -g oneadmin -m 700 /var/lib/one/.ssh; "
                 "install -o oneadmin -g oneadmin -m 600 /root/.ssh/authorized_keys "
                 "/var/lib/one/.ssh/authorized_keys; "
