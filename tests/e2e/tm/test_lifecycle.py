@@ -27,7 +27,7 @@ from .helpers import (
 
 pytestmark = [pytest.mark.tgt, pytest.mark.slow]
 
-PROFILES = ["4.4", "5.12", "6.6", "7.0"]
+PROFILES = ["4.4", "5.8", "5.12", "6.6", "7.0"]
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -36,7 +36,7 @@ def test_disk_lifecycle(rig: EmbeddedRig, profile: str) -> None:
     sim = rig.simulator(profile)
     image_id, vm_p, vm_c = 10 + n, 200 + 10 * n, 201 + 10 * n
     source = make_image(sim, image_id)
-    modern = sim.profile.major_minor() >= (5, 12)
+    snap_id_arg = sim.profile.major_minor() >= (4, 14)  # cpds gained SNAP_ID in 4.14
 
     # Persistent image: ln on h1, a marker through h1's disk.0.
     disk_p = f"{SYS}/{vm_p}/disk.0"
@@ -101,7 +101,7 @@ def test_disk_lifecycle(rig: EmbeddedRig, profile: str) -> None:
 
     # Save-as while running (cpds; 4.14+ adds the snapshot id, -1 = current state).
     saved = f"saved.{300 + n}"
-    args = [f"h2:{disk_c}", saved, *(["-1"] if modern else []), str(vm_c), "100"]
+    args = [f"h2:{disk_c}", saved, *(["-1"] if snap_id_arg else []), str(vm_c), "100"]
     out = sim.run_tm("cpds", args)
     assert out.ok, out.stderr
     assert volumes(rig)[saved]["description"] == "eqliscsi ds=100"
