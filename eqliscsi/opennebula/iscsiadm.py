@@ -427,9 +427,11 @@ step() {
 def _lock_lines(lock_path: str) -> str:
     lp = shlex.quote(_validate_path(lock_path, "lock file"))
     # fd 9 stays open (and the lock held) until the script exits.  flock(1) exits 1
-    # on timeout; report it as the lock step.
+    # on timeout; report it as the lock step.  A lock file another user created (root
+    # running a step by hand, say) is opened read-only: flock(2) needs no write
+    # access, and a failed `exec 9>>` would end the script without a word.
     return (
-        f"exec 9>>{lp}\n"
+        f"if [ -w {lp} ] || [ ! -e {lp} ]; then exec 9>>{lp}; else exec 9<{lp}; fi\n"
         f"flock -w {LOCK_TIMEOUT_S} 9 || {{ echo 'eqliscsi-step: lock 1' >&2; exit 1; }}\n"
     )
 

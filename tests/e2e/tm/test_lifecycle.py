@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from rig.embedded import EmbeddedRig
-from rig.oned import DiskSpec, VmSpec
+from rig.oned import DiskSpec, OnedSimulator, VmSpec
 
 from .helpers import (
     SYS,
@@ -32,8 +32,23 @@ PROFILES = ["4.4", "5.8", "5.12", "6.6", "7.0"]
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_disk_lifecycle(rig: EmbeddedRig, profile: str) -> None:
-    n = PROFILES.index(profile)
-    sim = rig.simulator(profile)
+    _lifecycle(rig, rig.simulator(profile), PROFILES.index(profile))
+
+
+def test_disk_lifecycle_as_oneadmin_through_sudo(rig: EmbeddedRig) -> None:
+    """The same life with the driver reaching hosts as oneadmin, as OpenNebula does:
+    every iscsiadm and CHAP-helper step passes the shipped sudoers rule
+    (remotes/tm/eqliscsi/eqliscsi.sudoers); test_sudo.py shows what it refuses."""
+    n = len(PROFILES)
+    _lifecycle(rig, rig.simulator("6.6", name="oneadmin", as_oneadmin=True), n)
+    # The driver really was oneadmin on the hosts: the VM directories it made are
+    # oneadmin's (uid 9869), and the node records only root (sudo) could write exist.
+    for host, vm_id in (("h1", 200 + 10 * n), ("h1", 201 + 10 * n)):
+        r = rig.ssh(host, f"stat -c %u {SYS}/{vm_id}")
+        assert r.stdout.decode().strip() == "9869", (host, vm_id, r.stderr)
+
+
+def _lifecycle(rig: EmbeddedRig, sim: OnedSimulator, n: int) -> None:
     image_id, vm_p, vm_c = 10 + n, 200 + 10 * n, 201 + 10 * n
     source = make_image(sim, image_id)
     snap_id_arg = sim.profile.major_minor() >= (4, 14)  # cpds gained SNAP_ID in 4.14
