@@ -296,9 +296,17 @@ class HostRig:
         """oneadmin with the shipped sudoers rule, as on an OpenNebula KVM host."""
         etc = state / "etc-upper"
 
-        def extend(fname: str, line: str) -> None:
+        def extend(fname: str, line: str, *, member_of: str | None = None) -> None:
             src = Path("/etc") / fname
             text = src.read_text() if src.exists() else ""
+            if member_of is not None:
+                # Also a member of an existing group (group:x:gid:a,b).
+                rows = text.splitlines()
+                for i, row in enumerate(rows):
+                    if row.startswith(member_of + ":"):
+                        members = [m for m in row.split(":")[3].split(",") if m]
+                        rows[i] = ":".join([*row.split(":")[:3], ",".join([*members, DRIVER_USER])])
+                text = "\n".join(rows) + "\n" if rows else ""
             if text and not text.endswith("\n"):
                 text += "\n"
             dst = etc / fname
@@ -310,7 +318,9 @@ class HostRig:
 
         uid = DRIVER_UID
         extend("passwd", f"{DRIVER_USER}:x:{uid}:{uid}:OpenNebula:/var/lib/one:/bin/sh")
-        extend("group", f"{DRIVER_USER}:x:{uid}:")
+        # Group disk, as OpenNebula's KVM nodes set oneadmin up (QEMU opens the LUNs).
+        extend("group", f"{DRIVER_USER}:x:{uid}:", member_of="disk")
+        extend("gshadow", f"{DRIVER_USER}:!::", member_of="disk")
         extend("shadow", f"{DRIVER_USER}:*:19000:0:99999:7:::")
         # sudo names the host in its checks; an unresolvable one costs a stderr line.
         extend("hosts", f"127.0.1.1 {name}")
