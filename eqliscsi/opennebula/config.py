@@ -72,12 +72,16 @@ NEW_KEYS = frozenset(
         "EQL_MAX_SESSIONS",
         "EQL_CHAP_USER",
         "EQL_CHAP_SECRET_FILE",
+        "EQL_NODE_AUTH_HELPER",
     }
 )
 IGNORED_KEYS = frozenset({"EQLADM"})  # EqlCliExec.py: we speak the CLI over SSH ourselves
 KNOWN_KEYS = ORIGINAL_KEYS | NEW_KEYS | IGNORED_KEYS
 IMAGE_KEYS = frozenset({"EQL_MULTIHOST", "EQL_SECURITY_ACCESS", "EQL_THINPROVISION"})
-CONF_ONLY_KEYS = frozenset({"EQL_PASS_FILE", "EQL_KNOWN_HOSTS", "EQL_CHAP_SECRET_FILE"})
+# EQL_NODE_AUTH_HELPER names what hosts run as root (sudoers): not a template's call.
+CONF_ONLY_KEYS = frozenset(
+    {"EQL_PASS_FILE", "EQL_KNOWN_HOSTS", "EQL_CHAP_SECRET_FILE", "EQL_NODE_AUTH_HELPER"}
+)
 SECRET_KEYS = frozenset({"EQL_PASS"})
 
 # The original file is remotes/datastore/eqliscsi/eqliscsi.conf; both spellings of the
@@ -245,6 +249,9 @@ class EqlConfig:
     base_device: str = "/dev/iscsi"
     iface: str = "default"
     wait_time: float = 10.0
+    # The hosts' CHAP node-record helper (remotes/tm/eqliscsi/eqliscsi-node-auth as
+    # `onehost sync` puts it; a root-owned copy when oneadmin runs it through sudo).
+    node_auth_helper: str = "/var/tmp/one/tm/eqliscsi/eqliscsi-node-auth"  # noqa: S108 - oned's remotes dir
     no_iscsi: tuple[str, ...] = ()
     portal: str = ""  # iSCSI portal HOST[:PORT]; the group IP when empty
     ssh_port: int = 22
@@ -366,6 +373,10 @@ def resolve(
         )
     if (it := get("EQL_IFACE")) is not None:
         kwargs["iface"] = _check("EQL_IFACE", *it, _IFACE_RE, "an iscsiadm iface name")
+    if (it := get("EQL_NODE_AUTH_HELPER")) is not None:
+        kwargs["node_auth_helper"] = _check(
+            "EQL_NODE_AUTH_HELPER", *it, _DEV_DIR_RE, "an absolute path"
+        )
     if (it := get("EQL_WAIT_TIME")) is not None:
         kwargs["wait_time"] = _number("EQL_WAIT_TIME", *it, 0, 600, kind=float)
     if (it := get("EQL_SSH_PORT")) is not None:

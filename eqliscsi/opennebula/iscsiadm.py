@@ -427,11 +427,11 @@ step() {
 def _lock_lines(lock_path: str) -> str:
     lp = shlex.quote(_validate_path(lock_path, "lock file"))
     # fd 9 stays open (and the lock held) until the script exits.  flock(1) exits 1
-    # on timeout; report it as the lock step.  flock(2) needs no write access, so a
-    # lock file that root made (mode 0644, e.g. by a manual run as root) is opened
-    # read-only instead of locking oneadmin out (measured on the guest tier's real host).
+    # on timeout; report it as the lock step.  A lock file another user created (root
+    # running a step by hand, say) is opened read-only: flock(2) needs no write
+    # access, and a failed `exec 9>>` would end the script without a word.
     return (
-        f"if [ -e {lp} ] && [ ! -w {lp} ]; then exec 9<{lp}; else exec 9>>{lp}; fi\n"
+        f"if [ -w {lp} ] || [ ! -e {lp} ]; then exec 9>>{lp}; else exec 9<{lp}; fi\n"
         f"flock -w {LOCK_TIMEOUT_S} 9 || {{ echo 'eqliscsi-step: lock 1' >&2; exit 1; }}\n"
     )
 
