@@ -191,9 +191,12 @@ class FakeEql:
         shell: EqlShell | None = None
         try:
             width, height, _, _ = process.get_terminal_size()
+            # The shell runs as the account that logged in (its type decides what it
+            # may do, its cli-settings are its own).
+            user = process.get_extra_info("username") or self.account
             shell = EqlShell(
                 self.san,
-                self.account,
+                str(user),
                 columns=width or 80,
                 rows=height or 24,
                 faults=self.faults,
