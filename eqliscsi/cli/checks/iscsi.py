@@ -205,18 +205,26 @@ async def check_chap_secret(ctx: Context, _: str) -> Finding:
                 "Set EQL_CHAP_SECRET_FILE to a 0600 file holding the CHAP secret.",
             )
         return skipped("no front-end CHAP account is configured")
-    n = len(cfg.chap_secret)
-    if n > MAX_EQL_CHAP_SECRET:
-        return failed(
-            f"the CHAP secret is {n} bytes; EqualLogic accepts at most {MAX_EQL_CHAP_SECRET}",
-            "Choose a CHAP secret of 12 to 16 characters and set it on the group and here.",
+    named = [("CHAP secret", "EQL_CHAP_SECRET_FILE", len(cfg.chap_secret))]
+    if cfg.chap_target_secret is not None:
+        # The group's target secret obeys the same rules (it is a CHAP secret too).
+        named.append(
+            ("target CHAP secret", "EQL_CHAP_TARGET_SECRET_FILE", len(cfg.chap_target_secret))
         )
-    if n < MIN_CHAP_SECRET:
-        return warned(
-            f"the CHAP secret is {n} bytes, under the {MIN_CHAP_SECRET} RFC 7143 asks for",
-            "Choose a CHAP secret of 12 to 16 characters and set it on the group and here.",
-        )
-    return passed(f"the CHAP secret is {n} bytes, within {MIN_CHAP_SECRET}-{MAX_EQL_CHAP_SECRET}")
+    for what, key, n in named:
+        if n > MAX_EQL_CHAP_SECRET:
+            return failed(
+                f"the {what} is {n} bytes; EqualLogic accepts at most {MAX_EQL_CHAP_SECRET}",
+                f"Choose a secret of 12 to 16 characters, set it on the group and in {key}.",
+            )
+    for what, key, n in named:
+        if n < MIN_CHAP_SECRET:
+            return warned(
+                f"the {what} is {n} bytes, under the {MIN_CHAP_SECRET} RFC 7143 asks for",
+                f"Choose a secret of 12 to 16 characters, set it on the group and in {key}.",
+            )
+    sizes = " and ".join(f"the {what} is {n} bytes" for what, _, n in named)
+    return passed(f"{sizes}, within {MIN_CHAP_SECRET}-{MAX_EQL_CHAP_SECRET}")
 
 
 def _check(cid: str, title: str, fn: object, sev: Severity = Severity.ERROR) -> Check:

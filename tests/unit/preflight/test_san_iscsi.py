@@ -215,6 +215,29 @@ async def test_chap_secret_length(
         assert secret not in f.found + f.fix
 
 
+@pytest.mark.parametrize(
+    ("target", "status", "needle"),
+    [
+        pytest.param("target-secret-0042", Status.PASS,
+                     "and the target CHAP secret is 18 bytes", id="both-fine"),
+        pytest.param("tgt-short", Status.WARN, "target CHAP secret is 9 bytes", id="target-short"),
+        pytest.param("t" * 300, Status.FAIL, "target CHAP secret is 300 bytes", id="target-long"),
+    ],
+)  # fmt: skip
+async def test_target_secret_length(
+    tmp_path: Path, target: str, status: Status, needle: str
+) -> None:
+    path = tmp_path / "chap-target"
+    path.write_text(target)
+    extra = f"EQL_CHAP_TARGET_USER=eqltarget\nEQL_CHAP_TARGET_SECRET_FILE={path}\n"
+    f = await run(iscsi.check_chap_secret, make_options(tmp_path, GOOD_CONF + extra))
+    assert f.status is status, f
+    assert needle in f.found
+    if status is not Status.PASS:
+        assert "EQL_CHAP_TARGET_SECRET_FILE" in f.fix
+    assert target not in f.found + f.fix
+
+
 async def test_probe_skips_without_owned_volumes(tmp_path: Path) -> None:
     opts = make_options(tmp_path, datastore_id=100)
     f = await run(iscsi.check_probe, opts, volumes=volumes(vol("x", "xen")))
