@@ -165,7 +165,7 @@ def _config(ctx: ActionContext, ds_id: int) -> EqlConfig:
     resolved = resolve(load_conf(conf_file(ctx)), ds.template)
     for notice in resolved.notices:
         ctx.info(notice)
-    for secret in (resolved.config.password, resolved.config.chap_secret):
+    for secret in resolved.config.secrets():
         if secret is not None:
             ctx.secrets.append(secret.reveal())
     return resolved.config
@@ -179,7 +179,12 @@ def _env(ctx: ActionContext, ds_id: int) -> _Env:
     if cfg.chap_user:
         if cfg.chap_secret is None:
             raise BadValueError("EQL_CHAP_USER is set without EQL_CHAP_SECRET_FILE; set both.")
-        chap = ia.ChapCredentials(cfg.chap_user, cfg.chap_secret)
+        chap = ia.ChapCredentials(
+            cfg.chap_user,
+            cfg.chap_secret,
+            cfg.chap_target_user if cfg.mutual_chap else "",
+            cfg.chap_target_secret if cfg.mutual_chap else None,
+        )
     return _Env(ctx, cfg, host_runner_factory(ctx), portal, chap)
 
 
