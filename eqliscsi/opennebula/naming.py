@@ -19,7 +19,6 @@ would clash with oned's ``host:path`` splitting of SOURCE, §2.4).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 
@@ -89,6 +88,8 @@ def vm_disk_volume_name(source_volume: str, vm_id: int, disk_id: int) -> str:
     suffix = f"-{vm_id}-{disk_id}"
     if len(source_volume) + len(suffix) <= MAX_VOLUME_NAME:
         return check_volume_name(source_volume + suffix)
+    import hashlib  # noqa: PLC0415 - clone names only; remotes pay each import per call
+
     digest = hashlib.sha256(source_volume.encode()).hexdigest()[:8]
     return check_volume_name(_fit(source_volume, f"-{digest}{suffix}"))
 

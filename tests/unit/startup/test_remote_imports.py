@@ -1,0 +1,169 @@
+"""What a remote on the broker path imports, and that deferring logging loses no record.
+
+Each test runs a fresh interpreter (``sys.executable``, the checkout on ``sys.path``):
+what matters is the state of a process that oned just started, which an in-process
+test cannot see because pytest has imported everything already.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+# Modules the broker path must not load: each costs ms of the per-action budget
+# (docs/performance.md, "Remote start-up"), or drags in the SSH stack.
+NOT_ON_THE_BROKER_PATH = (
+    "asyncio",
+    "asyncssh",
+    "construct",
+    "rich",
+    "click",
+    "ssl",
+    "logging",
+    "subprocess",
+    "tempfile",
+    "hashlib",
+    "signal",
+    "datetime",
+    "traceback",
+    "threading",
+)
+
+
+def _child(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
+
+
+# (remote, modules it imports before its first CLI command)
+PATHS = [
+    pytest.param(
+        ("eqliscsi.opennebula.runner", "eqliscsi.opennebula.actions.ds_volumes"), id="ds-volumes"
+    ),
+]
+
+
+@pytest.mark.parametrize("modules", PATHS)
+def test_broker_path_imports_nothing_heavy(modules: tuple[str, ...], tmp_path: Path) -> None:
+    code = f"""
+        import importlib, json, sys
+        for name in {list(modules)!r} + ["eqliscsi.opennebula.san_link",
+                                         "eqliscsi.san.broker_common",
+                                         "eqliscsi.san.broker_sync"]:
+            importlib.import_module(name)
+        print(json.dumps(sorted(m for m in {list(NOT_ON_THE_BROKER_PATH)!r}
+                                if m in sys.modules)))
+    """
+    done = _child(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+
+
+LOGGING_CHILD = """
+    import base64, io, json, sys
+    from pathlib import Path
+
+    from eqliscsi.opennebula import runner
+    from eqliscsi.opennebula.output import SizeResult
+
+    before = "logging" in sys.modules
+    hooks = len(sys.meta_path)
+
+    def lazy(ctx):
+        from eqliscsi.san._lazylog import LazyLogger
+        LazyLogger("eqliscsi.san.demo").warning("lazy %s", "record")
+        return SizeResult(1)
+
+    def eager(ctx):
+        # Like eqliscsi.san.session on the direct path: logging imported late, eagerly.
+        import logging
+        logging.getLogger("eqliscsi.san.demo").warning("eager record")
+        return SizeResult(2)
+
+    def nothing(ctx):
+        return SizeResult(3)
+
+    mod = type(sys)("startup_actions")
+    mod.lazy, mod.eager, mod.nothing = lazy, eager, nothing
+    sys.modules["startup_actions"] = mod
+    remotes = Path("remotes")
+    (remotes / "datastore" / "eqliscsi").mkdir(parents=True)
+    (remotes / "VERSION").write_text("7.0.0")
+    doc = b"<DS_DRIVER_ACTION_DATA><IMAGE><PATH>/x</PATH></IMAGE>" \\
+          b"<DATASTORE><ID>1</ID></DATASTORE></DS_DRIVER_ACTION_DATA>"
+    results = {"logging_at_start": before}
+    for name in sys.argv[1:]:
+        runner.ACTIONS["ds." + name] = ("startup_actions", name)
+        out, err = io.StringIO(), io.StringIO()
+        rc = runner.run_action(
+            "ds." + name, ["0"], argv0=str(remotes / "datastore" / "eqliscsi" / name),
+            stdin=io.BytesIO(base64.b64encode(doc)), stdout=out, stderr=err,
+            environ={"EQLISCSI_LOG_FILE": "eqliscsi.log"},
+        )
+        results[name] = [rc, out.getvalue(), err.getvalue(), "logging" in sys.modules]
+    results["hooks_left"] = len(sys.meta_path) - hooks
+    print(json.dumps(results))
+"""
+
+
+@pytest.mark.parametrize(
+    ("action", "line"),
+    [
+        pytest.param("lazy", "INFO: ds.lazy: eqliscsi.san.demo: lazy record\n", id="lazy"),
+        pytest.param("eager", "INFO: ds.eager: eqliscsi.san.demo: eager record\n", id="eager"),
+    ],
+)
+def test_records_reach_the_action_log_without_eager_logging(
+    action: str, line: str, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(LOGGING_CHILD), action],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    # Python's last-resort handler would have written the bare message to stderr.
+    assert done.stderr == ""
+    res = json.loads(done.stdout)
+    assert res["logging_at_start"] is False
+    rc, out, err, logging_loaded = res[action]
+    assert (rc, out, logging_loaded) == (0, "1\n" if action == "lazy" else "2\n", True)
+    assert err == line
+    assert res["hooks_left"] == 0
+    assert line.split(": ", 2)[2] in (tmp_path / "eqliscsi.log").read_text()
+
+
+def test_an_action_that_logs_nothing_never_imports_logging(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(LOGGING_CHILD), "nothing", "lazy"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    res = json.loads(done.stdout)
+    assert res["nothing"] == [0, "3\n", "", False]
+    # The hook of the first action is gone; the second one routes its own record.
+    assert res["lazy"][2] == "INFO: ds.lazy: eqliscsi.san.demo: lazy record\n"
+    assert res["hooks_left"] == 0
