@@ -167,3 +167,42 @@ def test_an_action_that_logs_nothing_never_imports_logging(tmp_path: Path) -> No
     # The hook of the first action is gone; the second one routes its own record.
     assert res["lazy"][2] == "INFO: ds.lazy: eqliscsi.san.demo: lazy record\n"
     assert res["hooks_left"] == 0
+
+
+def test_monitor_path_creates_only_its_own_command_classes(tmp_path: Path) -> None:
+    code = """
+        import dataclasses, json, sys
+        import eqliscsi.opennebula.runner, eqliscsi.opennebula.actions.ds_volumes
+        import eqliscsi.san.broker_sync
+        from eqliscsi.san import commands
+        commands.PoolShow  # what monitor sends
+        loaded = sorted(m for m in sys.modules if m.startswith("eqliscsi.san.commands."))
+        classes = sorted(
+            f"{name}.{attr}"
+            for name, mod in list(sys.modules.items()) if name.startswith("eqliscsi")
+            for attr, value in vars(mod).items()
+            if isinstance(value, type) and dataclasses.is_dataclass(value)
+            and value.__module__ == name
+        )
+        print(json.dumps([loaded, classes]))
+    """
+    done = _child(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    loaded, classes = json.loads(done.stdout)
+    assert loaded == ["eqliscsi.san.commands._group"]
+    # Each frozen dataclass costs ~0.2-0.5 ms to create; the whole path had 62 of them.
+    assert len(classes) <= 40, classes
+
+
+def test_lazy_command_names_resolve_and_stay_one_class() -> None:
+    from eqliscsi.san import commands  # noqa: PLC0415
+
+    names = [n for n in commands.__all__ if n[0].isupper() or n == "session_setup"]
+    for name in names:
+        value = getattr(commands, name)
+        assert getattr(commands, name) is value
+        if isinstance(value, type) and name not in {"ApplyTo", "AuthMethod", "AccessRule"}:
+            assert issubclass(value, commands.Command), name
+    assert set(names) <= set(dir(commands))
+    with pytest.raises(AttributeError):
+        commands.NoSuchCommand  # noqa: B018
