@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from eqliscsi._lazyre import LazyPattern
 from eqliscsi.opennebula.errors import BadCallError, BadValueError
 
 __all__ = [
@@ -64,7 +65,7 @@ class OneVersion:
     minor: int
     patch: int = 0
 
-    _RE = re.compile(r"^(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?(?:[.\-+~][0-9A-Za-z.\-+~]*)?$")
+    _RE = LazyPattern(r"^(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?(?:[.\-+~][0-9A-Za-z.\-+~]*)?$")
 
     @classmethod
     def parse(cls, text: str) -> OneVersion:
@@ -124,7 +125,7 @@ def decode_base64(data: bytes | str, what: str) -> bytes:
         ) from None
 
 
-_ID_RE = re.compile(r"^(0|[1-9][0-9]{0,9})$")
+_ID_RE = LazyPattern(r"^(0|[1-9][0-9]{0,9})$")
 
 
 def _parse_id(word: str, what: str) -> int:
@@ -207,13 +208,13 @@ def _check_convention(action: str, convention: Convention, version: OneVersion) 
 # oned builds "host:path" words; hostnames are what `onehost create` accepted, paths
 # are under the system datastore.  Both reach ssh and a remote shell later, so the
 # character sets are closed lists (rule: reject, don't guess).
-_HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-_]{0,252})$")
-_PATH_RE = re.compile(r"^/[A-Za-z0-9._/\-+@]{0,4095}$")
-_DISK_RE = re.compile(r"/disk\.(0|[1-9][0-9]{0,5})$")
-_TM_NAME_RE = re.compile(r"^[a-z0-9_\-]{1,64}$")
+_HOST_RE = LazyPattern(r"^[A-Za-z0-9]([A-Za-z0-9.\-_]{0,252})$")
+_PATH_RE = LazyPattern(r"^/[A-Za-z0-9._/\-+@]{0,4095}$")
+_DISK_RE = LazyPattern(r"/disk\.(0|[1-9][0-9]{0,5})$")
+_TM_NAME_RE = LazyPattern(r"^[a-z0-9_\-]{1,64}$")
 # SOURCE: a volume name, or a v0.1 "EQL_HOST:IQN"; never starting with '-' (it will
 # be a word of an EqualLogic CLI command).
-_SOURCE_RE = re.compile(r"^[A-Za-z0-9/][A-Za-z0-9._:\-/]{0,254}$")
+_SOURCE_RE = LazyPattern(r"^[A-Za-z0-9/][A-Za-z0-9._:\-/]{0,254}$")
 
 
 @dataclass(frozen=True, slots=True)

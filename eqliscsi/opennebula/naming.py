@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from eqliscsi._lazyre import LazyPattern
 from eqliscsi.opennebula.errors import BadValueError
 
 __all__ = [
@@ -35,10 +36,10 @@ __all__ = [
 ]
 
 MAX_VOLUME_NAME = 63
-_VOLUME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,62}$")
+_VOLUME_RE = LazyPattern(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,62}$")
 # iqn.2001-05.com.equallogic:0-8a0906-<9 hex>-<16 hex>-<volume>: the part after the
 # colon has a fixed 36-character prefix (§1.4).
-_EQL_IQN_RE = re.compile(
+_EQL_IQN_RE = LazyPattern(
     r"^iqn\.2001-05\.com\.equallogic:0-8a0906-[0-9a-f]{9}-[0-9a-f]{16}-(?P<vol>.+)$"
 )
 
@@ -115,7 +116,7 @@ def volume_from_source(source: str) -> str:
     return check_volume_name(text)
 
 
-_SNAPSHOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:\-]{0,126}$")
+_SNAPSHOT_RE = LazyPattern(r"^[A-Za-z0-9][A-Za-z0-9.:\-]{0,126}$")
 
 
 def snapshot_name(volume: str, snap_id: int) -> str:

@@ -29,6 +29,7 @@ import enum
 import re
 from dataclasses import dataclass
 
+from eqliscsi._lazyre import LazyPattern
 from eqliscsi.opennebula.args import Convention, OneVersion
 
 __all__ = [
@@ -112,7 +113,7 @@ class NoOutput:
 
 Result = SourceResult | SizeResult | MonitorResult | NoOutput
 
-_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9._:/\-]{1,255}$")
+_SAFE_TOKEN = LazyPattern(r"^[A-Za-z0-9._:/\-]{1,255}$")
 
 
 def render_success(action: str, result: Result, dialect: Dialect) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from eqliscsi._lazyre import LazyPattern
 from eqliscsi.san.errors import SanProtocolError
 
 if TYPE_CHECKING:
@@ -46,24 +47,24 @@ __all__ = [
     "parse_volume_info",
 ]
 
-_ERROR_RE = re.compile(r"^\s*(%\s*Error\b|Error:)", re.ASCII)
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(MB|GB|TB)\s*$", re.ASCII)
+_ERROR_RE = LazyPattern(r"^\s*(%\s*Error\b|Error:)", re.ASCII)
+_SIZE_RE = LazyPattern(r"^\s*(\d+(?:\.\d+)?)\s*(MB|GB|TB)\s*$", re.ASCII)
 _UNIT_MB = {"MB": 1, "GB": 1024, "TB": 1024 * 1024}
-_IQN_RE = re.compile(
+_IQN_RE = LazyPattern(
     r"(iqn\.\d{4}-\d{2}\.[A-Za-z0-9.-]+(?::[A-Za-z0-9.:_-]+)?|eui\.[0-9A-Fa-f]{16})", re.ASCII
 )
 # A target name from the array always has the ":<unique part>" (iqn.2001-05.com.equallogic:…)
-_TARGET_IQN_RE = re.compile(r"iqn\.\d{4}-\d{2}\.[A-Za-z0-9.-]+:[A-Za-z0-9.:_-]+", re.ASCII)
-_TARGET_RE = re.compile(r"iSCSI target name is\s*(\S+)", re.ASCII)
-_SNAPSHOT_RE = re.compile(r"^Snapshot name is\s+(\S+?)\.?\s*$", re.ASCII)
-_DASHES_RE = re.compile(r"^-+( +-+)*\s*$", re.ASCII)
+_TARGET_IQN_RE = LazyPattern(r"iqn\.\d{4}-\d{2}\.[A-Za-z0-9.-]+:[A-Za-z0-9.:_-]+", re.ASCII)
+_TARGET_RE = LazyPattern(r"iSCSI target name is\s*(\S+)", re.ASCII)
+_SNAPSHOT_RE = LazyPattern(r"^Snapshot name is\s+(\S+?)\.?\s*$", re.ASCII)
+_DASHES_RE = LazyPattern(r"^-+( +-+)*\s*$", re.ASCII)
 # A key starts the line or follows two or more spaces (two-column layout), is followed by a
 # colon and then a space or the end of the line.  "allogic:0-8a09..." (a wrapped IQN) has no
 # space after its colon and so is never taken for a key.
-_KEY_RE = re.compile(
+_KEY_RE = LazyPattern(
     r"(?:^|(?<=\s\s))([A-Za-z][A-Za-z0-9._/()-]*(?: [A-Za-z0-9._/()-]+)*):(?= |$)", re.ASCII
 )
-_BANNER_RE = re.compile(r"^_{3,}.*_{3,}\s*$", re.ASCII)
+_BANNER_RE = LazyPattern(r"^_{3,}.*_{3,}\s*$", re.ASCII)
 
 
 def find_error(lines: Sequence[str]) -> str | None:

@@ -8,12 +8,15 @@ test cannot see because pytest has imported everything already.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from eqliscsi._lazyre import LazyPattern
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -206,3 +209,52 @@ def test_lazy_command_names_resolve_and_stay_one_class() -> None:
     assert set(names) <= set(dir(commands))
     with pytest.raises(AttributeError):
         commands.NoSuchCommand  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("pattern", "flags", "method", "text"),
+    [
+        pytest.param(r"^(\d+)\.(\d+)$", 0, "match", "6.10", id="match"),
+        pytest.param(r"^(\d+)\.(\d+)$", 0, "match", "6.10x", id="match-miss"),
+        pytest.param(r"[a-z]{1,3}", re.ASCII, "fullmatch", "abc", id="fullmatch"),
+        pytest.param(r"[a-z]{1,3}", re.ASCII, "fullmatch", "abcd", id="fullmatch-miss"),
+        pytest.param(r"\(y/n\) \[[a-z]+\]\s*\Z", 0, "search", "Sure? (y/n) [n] ", id="search"),
+        pytest.param(r"\x1b\[[0-9;?]*[A-Za-z]", 0, "sub", "a\x1b[2Kb\x1b[0mc", id="sub"),
+        pytest.param(r"(\w+):(?= |$)", 0, "finditer", "Name: x  Size: 10GB", id="finditer"),
+    ],
+)
+def test_lazy_pattern_answers_like_re(pattern: str, flags: int, method: str, text: str) -> None:
+    lazy = LazyPattern(pattern, flags)
+    eager = re.compile(pattern, flags)
+    if method == "sub":
+        assert lazy.sub("", text) == eager.sub("", text)
+    elif method == "finditer":
+        assert [m.groups() for m in lazy.finditer(text)] == [
+            m.groups() for m in eager.finditer(text)
+        ]
+    else:
+        got, want = getattr(lazy, method)(text), getattr(eager, method)(text)
+        assert (got and got.group(0), got and got.groups()) == (
+            want and want.group(0),
+            want and want.groups(),
+        )
+
+
+def test_importing_the_remote_path_compiles_no_pattern(tmp_path: Path) -> None:
+    code = """
+        import json, sys
+        import eqliscsi.opennebula.runner, eqliscsi.opennebula.actions.ds_volumes
+        import eqliscsi.san.broker_sync
+        from eqliscsi._lazyre import LazyPattern
+        lazy = [
+            (name, attr, value._compiled is not None)
+            for name, mod in list(sys.modules.items()) if name.startswith("eqliscsi")
+            for attr, value in vars(mod).items() if isinstance(value, LazyPattern)
+        ]
+        print(json.dumps(lazy))
+    """
+    done = _child(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    lazy = json.loads(done.stdout)
+    assert len(lazy) >= 20  # parsers, conversation, config, args, ...
+    assert [(name, attr) for name, attr, compiled in lazy if compiled] == []
