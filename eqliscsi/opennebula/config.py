@@ -90,6 +90,8 @@ _MAX_CONF_BYTES = 256 * 1024
 
 @dataclass(frozen=True, slots=True)
 class ConfFile:
+    """The assignments of one conf file, with notices about ignored keys."""
+
     values: Mapping[str, str]
     notices: tuple[str, ...]
     origin: str
@@ -281,6 +283,8 @@ class EqlConfig:
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
+    """The merged, validated configuration and the notices for the action's log."""
+
     config: EqlConfig
     notices: tuple[str, ...] = field(default=())
 

@@ -27,15 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NoReturn, TextIO, cast
 
 from eqliscsi.errors import EqliscsiError, exit_code_for
-from eqliscsi.opennebula.args import (
-    DsCall,
-    MigrateCall,
-    OneVersion,
-    TmCall,
-    parse_ds_call,
-    parse_tm_call,
-    read_version,
-)
+from eqliscsi.opennebula.args import DsCall, OneVersion, parse_ds_call, read_version
 from eqliscsi.opennebula.config import DEFAULT_CONF_NAMES, Resolved, load_conf, resolve
 from eqliscsi.opennebula.driver_action import DriverAction, Image, parse_driver_action
 from eqliscsi.opennebula.errors import BadCallError, BadDocumentError, UnknownActionError
@@ -55,6 +47,8 @@ if TYPE_CHECKING:
     from importlib.abc import Loader
     from importlib.machinery import ModuleSpec
     from types import ModuleType
+
+    from eqliscsi.opennebula.args import MigrateCall, TmCall
 
 __all__ = ["ACTIONS", "ActionContext", "conf_file", "main", "run_action"]
 
@@ -233,6 +227,8 @@ def run_action(
             dialect = dialect_for(version, call.convention)
             driver_action = parse_driver_action(call.document)
         elif kind == "tm":
+            from eqliscsi.opennebula.args import parse_tm_call  # noqa: PLC0415 - TM only
+
             call = parse_tm_call(action, args, _stdin_reader(source), version)
         else:
             raise UnknownActionError(f"Action kind {kind!r} is neither ds nor tm.")

@@ -90,6 +90,8 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class CommandCompleted:
+    """A command's output lines, once the prompt came back."""
+
     command: Command
     lines: tuple[str, ...]
     error: str | None
@@ -100,7 +102,7 @@ class CommandCompleted:
 
 @dataclass(frozen=True, slots=True)
 class Closed:
-    pass
+    """The session ended (logout, or the peer closed the channel)."""
 
 
 Event = Ready | CommandCompleted | Closed

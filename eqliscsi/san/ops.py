@@ -85,6 +85,8 @@ def tag_owner(description: str) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class VolumeRef:
+    """A volume the driver made or found: its name, IQN and whether it already existed."""
+
     name: str
     iqn: str
     # True when an earlier attempt's volume was adopted (oned retried): its blocks

@@ -249,6 +249,8 @@ def parse_tables(lines: Sequence[str]) -> list[Table]:
 
 @dataclass(frozen=True, slots=True)
 class AccessRecord:
+    """One row of ``volume select V access show``."""
+
     record_id: int
     initiator: str
     ipaddress: str
@@ -293,6 +295,8 @@ def _require(kv: dict[str, str], key: str, what: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class VolumeInfo:
+    """What ``volume select V show`` says about a volume."""
+
     name: str
     size_mb: int
     iqn: str
@@ -358,6 +362,8 @@ def parse_pool_capacity(lines: Sequence[str]) -> PoolCapacity:
 
 @dataclass(frozen=True, slots=True)
 class PoolSummary:
+    """One row of ``show pool``."""
+
     name: str
     default: bool
     capacity_mb: int
@@ -386,6 +392,8 @@ def parse_show_pool(lines: Sequence[str]) -> list[PoolSummary]:
 
 @dataclass(frozen=True, slots=True)
 class GroupParams:
+    """What ``grpparams show`` says about the group."""
+
     group_ip: str
     name: str | None
 

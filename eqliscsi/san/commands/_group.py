@@ -15,6 +15,8 @@ __all__ = ["GrpparamsShow", "PoolShow", "ShowPool"]
 
 @dataclass(frozen=True, eq=False, repr=False)
 class PoolShow(Command):
+    """``pool select P show``: one pool's capacity."""
+
     pool: str
 
     def __post_init__(self) -> None:
@@ -26,11 +28,15 @@ class PoolShow(Command):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class ShowPool(Command):
+    """``show pool``: every pool of the group."""
+
     def words(self) -> tuple[str, ...]:
         return ("show", "pool")
 
 
 @dataclass(frozen=True, eq=False, repr=False)
 class GrpparamsShow(Command):
+    """``grpparams show``: the group's name and management address."""
+
     def words(self) -> tuple[str, ...]:
         return ("grpparams", "show")
