@@ -23,7 +23,7 @@ warm-session broker those remotes use through ``EQLISCSI_BROKER_DIR``.
 Usage::
 
     .venv/bin/python bench/ds_bench.py [--runs 30] [--json out.json] [--startup-only]
-        [--installed [--interpreter /path/to/venv/bin/python]]
+        [--installed [--interpreter /path/to/venv/bin/python]] [--pythonpath OLD_CHECKOUT]
 """
 
 from __future__ import annotations
@@ -120,7 +120,12 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def run(
-    runs: int, *, startup_only: bool = False, installed: bool = False, interpreter: str = ""
+    runs: int,
+    *,
+    startup_only: bool = False,
+    installed: bool = False,
+    interpreter: str = "",
+    pythonpath: str = "",
 ) -> dict[str, Any]:
     fake_server.EqlShell = _TimedShell  # type: ignore[misc]
     tmp = Path(tempfile.mkdtemp(prefix="ds-bench-"))
@@ -151,6 +156,10 @@ async def run(
             "EQL_THINPROVISION='thin-provision thin-min-reserve 20%'\n"
         )
         env = {"EQLISCSI_BROKER_DIR": str(broker_dir), "EQLISCSI_LOCK_DIR": str(tmp / "locks")}
+        if pythonpath:
+            # Before/after comparisons: the remotes import the eqliscsi found there
+            # (an older checkout) ahead of this one.
+            env["PYTHONPATH"] = pythonpath
         if installed:
             # As on a front-end: `eqliscsi install` writes the remotes with a #! line
             # for the interpreter, and oned executes them directly.
@@ -281,6 +290,7 @@ def main() -> None:
     ap.add_argument("--startup-only", action="store_true", help="skip the cp measurement")
     ap.add_argument("--installed", action="store_true", help="run remotes via their #! line")
     ap.add_argument("--interpreter", default="", help="with --installed: the remotes' python")
+    ap.add_argument("--pythonpath", default="", help="PYTHONPATH of the remotes (A/B runs)")
     args = ap.parse_args()
     result = asyncio.run(
         run(
@@ -288,11 +298,15 @@ def main() -> None:
             startup_only=args.startup_only,
             installed=args.installed,
             interpreter=args.interpreter,
+            pythonpath=args.pythonpath,
         )
     )
     s = result["startup_ms"]
     u = result["startup_cpu_ms"]
-    print(f"remotes: {result['shebang']}")
+    print(
+        f"remotes: {result['shebang']}"
+        + (f" PYTHONPATH={args.pythonpath}" if args.pythonpath else "")
+    )
     print(f"monitor start-up, warm broker: median {s['median']:.0f} ms, p90 {s['p90']:.0f} ms, "
           f"min {s['min']:.0f} ms ({s['runs']} runs; goal <= 60 ms)")  # fmt: skip
     if u["median"] is not None:
