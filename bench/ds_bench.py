@@ -8,6 +8,13 @@ warm-session broker those remotes use through ``EQLISCSI_BROKER_DIR``.
   (6.10 convention: id in argv, document on stdin) to the moment the fake group's shell
   receives the action's first CLI line, with the broker already holding a warm session.
   The shell is in this process, so both instants are on the same clock.
+  The remote's CPU time up to that moment (``/proc/<pid>/schedstat``, read when the
+  command arrives; the remote is then blocked waiting for the reply) is reported
+  next to it: unlike wall time it barely depends on what else the machine runs.
+  ``--installed`` runs the remotes as ``eqliscsi install`` writes them (executed
+  through their ``#!`` line, the way oned runs them) instead of ``python <script>``;
+  ``--interpreter PATH`` installs them for another interpreter (for example a venv
+  with a non-editable install of this package).
 * **cp**: a 1 GiB qcow2 holding 256 MiB of data, registered with ``cp`` (volume create,
   LUN probe, qemu-img convert over libiscsi) versus a bare ``qemu-img convert`` of the
   same image to another volume of the same group in the same run; and the LUN backing
@@ -15,7 +22,8 @@ warm-session broker those remotes use through ``EQLISCSI_BROKER_DIR``.
 
 Usage::
 
-    .venv/bin/python bench/ds_bench.py [--runs 30] [--json out.json]
+    .venv/bin/python bench/ds_bench.py [--runs 30] [--json out.json] [--startup-only]
+        [--installed [--interpreter /path/to/venv/bin/python]] [--pythonpath OLD_CHECKOUT]
 """
 
 from __future__ import annotations
@@ -50,20 +58,40 @@ from rig.targets.tgt import free_port  # noqa: E402
 PASSWORD = b"ds-bench-password-1"
 MiB = 1024 * 1024
 DS = DatastoreSpec(template={"DS_MAD": "eqliscsi", "TM_MAD": "eqliscsi", "EQL_POOL": "default"})
-FED: list[tuple[float, bytes]] = []
+FED: list[tuple[float, bytes, float | None]] = []
+REMOTE_PIDS: list[int] = []
+
+
+def _cpu_ms(pid: int) -> float | None:
+    # schedstat's first field: nanoseconds this task has run on a CPU (threads of a
+    # single-threaded remote: just the one).
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e6
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class _TimedShell(EqlShell):
     def feed(self, data: bytes):  # type: ignore[no-untyped-def]
-        FED.append((time.monotonic(), data))
+        now = time.monotonic()
+        FED.append((now, data, _cpu_ms(REMOTE_PIDS[-1]) if REMOTE_PIDS else None))
         return super().feed(data)
 
 
-def _first_command_after(t0: float) -> float | None:
-    for t, data in FED:
+class _RecordingPopen(subprocess.Popen):  # type: ignore[type-arg]
+    """The simulator's Popen, remembering the remote's pid for its CPU time."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        REMOTE_PIDS.append(self.pid)
+
+
+def _first_command_after(t0: float) -> tuple[float, float | None] | None:
+    for t, data, cpu in FED:
         # The broker's own keep-alive probe is not the action's command.
         if t >= t0 and not data.startswith(b"cli-settings"):
-            return t
+            return t, cpu
     return None
 
 
@@ -91,7 +119,14 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run(runs: int) -> dict[str, Any]:
+async def run(
+    runs: int,
+    *,
+    startup_only: bool = False,
+    installed: bool = False,
+    interpreter: str = "",
+    pythonpath: str = "",
+) -> dict[str, Any]:
     fake_server.EqlShell = _TimedShell  # type: ignore[misc]
     tmp = Path(tempfile.mkdtemp(prefix="ds-bench-"))
     state = tmp / "fake"
@@ -121,31 +156,63 @@ async def run(runs: int) -> dict[str, Any]:
             "EQL_THINPROVISION='thin-provision thin-min-reserve 20%'\n"
         )
         env = {"EQLISCSI_BROKER_DIR": str(broker_dir), "EQLISCSI_LOCK_DIR": str(tmp / "locks")}
-        sim = OnedSimulator.create("6.10", tmp / "sim", conf=conf, extra_env=env)
+        if pythonpath:
+            # Before/after comparisons: the remotes import the eqliscsi found there
+            # (an older checkout) ahead of this one.
+            env["PYTHONPATH"] = pythonpath
+        if installed:
+            # As on a front-end: `eqliscsi install` writes the remotes with a #! line
+            # for the interpreter, and oned executes them directly.
+            from eqliscsi.cli.install import install_remotes  # noqa: PLC0415
+
+            one = tmp / "one-remotes"
+            one.mkdir()
+            install_remotes(one, interpreter=interpreter or sys.executable)
+            sim = OnedSimulator.create(
+                "6.10", tmp / "sim", conf=conf, extra_env=env, remotes=one, interpreter=None
+            )
+            result["shebang"] = (one / "datastore/eqliscsi/monitor").read_text().split("\n")[0]
+        else:
+            sim = OnedSimulator.create("6.10", tmp / "sim", conf=conf, extra_env=env)
+            result["shebang"] = f"(run as {sys.executable} <script>)"
         doc = sim.ds_document(None, DS)
 
         warm = await asyncio.to_thread(sim.run_ds, "monitor", doc, 100)  # starts the broker
         assert warm.ok, warm.stderr
         startup: list[float] = []
-        for _ in range(runs):
-            FED.clear()
-            t0 = time.monotonic()
-            out = await asyncio.to_thread(sim.run_ds, "monitor", doc, 100)
-            assert out.ok, out.stderr
-            first = _first_command_after(t0)
-            assert first is not None, "the remote sent no CLI command"
-            startup.append((first - t0) * 1000)
+        cpu: list[float] = []
+        real_popen = subprocess.Popen
+        subprocess.Popen = _RecordingPopen  # type: ignore[misc]
+        try:
+            for _ in range(runs):
+                FED.clear()
+                t0 = time.monotonic()
+                out = await asyncio.to_thread(sim.run_ds, "monitor", doc, 100)
+                assert out.ok, out.stderr
+                first = _first_command_after(t0)
+                assert first is not None, "the remote sent no CLI command"
+                startup.append((first[0] - t0) * 1000)
+                if first[1] is not None:
+                    cpu.append(first[1])
+        finally:
+            subprocess.Popen = real_popen  # type: ignore[misc]
         result["startup_ms"] = {
             "median": statistics.median(startup),
             "p90": _pct(startup, 0.9),
             "min": min(startup),
             "runs": runs,
         }
+        result["startup_cpu_ms"] = {
+            "median": statistics.median(cpu) if cpu else None,
+            "min": min(cpu) if cpu else None,
+            "runs": len(cpu),
+        }
 
         spawn: list[float] = []
+        python = interpreter or sys.executable
         for _ in range(runs):
             t0 = time.monotonic()
-            await asyncio.to_thread(subprocess.run, [sys.executable, "-c", "pass"], check=True)
+            await asyncio.to_thread(subprocess.run, [python, "-c", "pass"], check=True)
             spawn.append((time.monotonic() - t0) * 1000)
         probe = (
             "import sys, eqliscsi.opennebula.runner, eqliscsi.opennebula.actions.ds_volumes, "
@@ -153,7 +220,7 @@ async def run(runs: int) -> dict[str, Any]:
             "'construct', 'rich', 'ssl', 'click') if m in sys.modules))"
         )
         heavy_run = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-c", probe], capture_output=True, text=True
+            subprocess.run, [python, "-c", probe], capture_output=True, text=True
         )
         heavy = heavy_run.stdout.strip()
         result["baseline"] = {
@@ -161,6 +228,8 @@ async def run(runs: int) -> dict[str, Any]:
             "heavy_imports": heavy,
             "loadavg": " ".join(f"{x:.1f}" for x in os.getloadavg()),
         }
+        if startup_only:
+            return result
 
         image = tmp / "big.qcow2"
         await asyncio.to_thread(_make_image, image)
@@ -218,23 +287,45 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--startup-only", action="store_true", help="skip the cp measurement")
+    ap.add_argument("--installed", action="store_true", help="run remotes via their #! line")
+    ap.add_argument("--interpreter", default="", help="with --installed: the remotes' python")
+    ap.add_argument("--pythonpath", default="", help="PYTHONPATH of the remotes (A/B runs)")
     args = ap.parse_args()
-    result = asyncio.run(run(args.runs))
+    result = asyncio.run(
+        run(
+            args.runs,
+            startup_only=args.startup_only,
+            installed=args.installed,
+            interpreter=args.interpreter,
+            pythonpath=args.pythonpath,
+        )
+    )
     s = result["startup_ms"]
+    u = result["startup_cpu_ms"]
+    print(
+        f"remotes: {result['shebang']}"
+        + (f" PYTHONPATH={args.pythonpath}" if args.pythonpath else "")
+    )
     print(f"monitor start-up, warm broker: median {s['median']:.0f} ms, p90 {s['p90']:.0f} ms, "
           f"min {s['min']:.0f} ms ({s['runs']} runs; goal <= 60 ms)")  # fmt: skip
-    c = result["cp"]
-    print(f"cp 1 GiB qcow2 / 256 MiB data: {c['cp_s']:.2f} s ({c['cp_MiB_s']:.0f} MiB/s); "
-          f"bare qemu-img convert {c['bare_convert_s']:.2f} s; "
-          f"ratio {c['ratio']:.2f} (goal >= 0.9)")  # fmt: skip
+    if u["median"] is not None:
+        print(f"  its CPU time up to the first command: median {u['median']:.1f} ms, "
+              f"min {u['min']:.1f} ms")  # fmt: skip
     b = result["baseline"]
     print(f"interpreter start only (python -c pass): median {b['python_c_ms']:.0f} ms; "
           f"heavy modules on the monitor path: {b['heavy_imports'] or 'none'}; "
           f"load average {b['loadavg']}")  # fmt: skip
-    print(f"LUN allocation {c['allocated_MiB']:.1f} MiB = {c['allocation_ratio']:.3f} x data "
-          f"(goal <= 1.05); after the bare convert {c['bare_allocated_MiB']:.1f} MiB")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
+    if "cp" not in result:
+        return
+    c = result["cp"]
+    print(f"cp 1 GiB qcow2 / 256 MiB data: {c['cp_s']:.2f} s ({c['cp_MiB_s']:.0f} MiB/s); "
+          f"bare qemu-img convert {c['bare_convert_s']:.2f} s; "
+          f"ratio {c['ratio']:.2f} (goal >= 0.9)")  # fmt: skip
+    print(f"LUN allocation {c['allocated_MiB']:.1f} MiB = {c['allocation_ratio']:.3f} x data "
+          f"(goal <= 1.05); after the bare convert {c['bare_allocated_MiB']:.1f} MiB")  # fmt: skip
 
 
 if __name__ == "__main__":

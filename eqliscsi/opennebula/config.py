@@ -24,11 +24,11 @@ its origin, never the value (it may be the password).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eqliscsi._lazyre import LazyPattern
 from eqliscsi.errors import ConfigError
 from eqliscsi.opennebula.errors import ConfFileError
 from eqliscsi.secret import Secret
@@ -96,12 +96,14 @@ SECRET_KEYS = frozenset({"EQL_PASS"})
 # name are looked for so that an existing install is found as it is.
 DEFAULT_CONF_NAMES = ("eqliscsi.conf", "eqlscsi.conf")
 
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME_RE = LazyPattern(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_CONF_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class ConfFile:
+    """The assignments of one conf file, with notices about ignored keys."""
+
     values: Mapping[str, str]
     notices: tuple[str, ...]
     origin: str
@@ -225,22 +227,22 @@ def load_conf(path: Path) -> ConfFile:
 
 # --- validated configuration ----------------------------------------------------------
 
-_HOST_RE = re.compile(
+_HOST_RE = LazyPattern(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}"
     r"[A-Za-z0-9])?)*|\[?[0-9A-Fa-f:.]{2,45}\]?)$"
 )
 # iSCSI portal: host name or IPv4 with optional :port, or [IPv6] with optional :port.
-_PORTAL_RE = re.compile(
+_PORTAL_RE = LazyPattern(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$"
 )
-_POOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
-_USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
+_POOL_RE = LazyPattern(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
+_USER_RE = LazyPattern(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
 # Words of `access create …` / `volume create … thin-provision …`: keywords, IPs with
 # '*' wildcards, IQNs, percentages.  No quotes, spaces or shell/CLI metacharacters.
-_CLI_WORD_RE = re.compile(r"^[A-Za-z0-9.*:%_\-]{1,223}$")
-_DEV_DIR_RE = re.compile(r"^/[A-Za-z0-9._/\-]{0,254}$")
-_IFACE_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
-_FINGERPRINT_RE = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
+_CLI_WORD_RE = LazyPattern(r"^[A-Za-z0-9.*:%_\-]{1,223}$")
+_DEV_DIR_RE = LazyPattern(r"^/[A-Za-z0-9._/\-]{0,254}$")
+_IFACE_RE = LazyPattern(r"^[A-Za-z0-9._:\-]{1,64}$")
+_FINGERPRINT_RE = LazyPattern(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,11 +312,13 @@ class EqlConfig:
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
+    """The merged, validated configuration and the notices for the action's log."""
+
     config: EqlConfig
     notices: tuple[str, ...] = field(default=())
 
 
-def _check(key: str, value: str, origin: str, pattern: re.Pattern[str], what: str) -> str:
+def _check(key: str, value: str, origin: str, pattern: LazyPattern, what: str) -> str:
     if not pattern.match(value):
         raise ConfigError(f"{key} from {origin} is not {what}; correct it.")
     return value

@@ -19,10 +19,10 @@ would clash with oned's ``host:path`` splitting of SOURCE, §2.4).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 
+from eqliscsi._lazyre import LazyPattern
 from eqliscsi.opennebula.errors import BadValueError
 
 __all__ = [
@@ -36,10 +36,10 @@ __all__ = [
 ]
 
 MAX_VOLUME_NAME = 63
-_VOLUME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,62}$")
+_VOLUME_RE = LazyPattern(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,62}$")
 # iqn.2001-05.com.equallogic:0-8a0906-<9 hex>-<16 hex>-<volume>: the part after the
 # colon has a fixed 36-character prefix (§1.4).
-_EQL_IQN_RE = re.compile(
+_EQL_IQN_RE = LazyPattern(
     r"^iqn\.2001-05\.com\.equallogic:0-8a0906-[0-9a-f]{9}-[0-9a-f]{16}-(?P<vol>.+)$"
 )
 
@@ -89,6 +89,8 @@ def vm_disk_volume_name(source_volume: str, vm_id: int, disk_id: int) -> str:
     suffix = f"-{vm_id}-{disk_id}"
     if len(source_volume) + len(suffix) <= MAX_VOLUME_NAME:
         return check_volume_name(source_volume + suffix)
+    import hashlib  # noqa: PLC0415 - clone names only; remotes pay each import per call
+
     digest = hashlib.sha256(source_volume.encode()).hexdigest()[:8]
     return check_volume_name(_fit(source_volume, f"-{digest}{suffix}"))
 
@@ -114,7 +116,7 @@ def volume_from_source(source: str) -> str:
     return check_volume_name(text)
 
 
-_SNAPSHOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:\-]{0,126}$")
+_SNAPSHOT_RE = LazyPattern(r"^[A-Za-z0-9][A-Za-z0-9.:\-]{0,126}$")
 
 
 def snapshot_name(volume: str, snap_id: int) -> str:

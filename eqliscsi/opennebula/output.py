@@ -29,6 +29,7 @@ import enum
 import re
 from dataclasses import dataclass
 
+from eqliscsi._lazyre import LazyPattern
 from eqliscsi.opennebula.args import Convention, OneVersion
 
 __all__ = [
@@ -89,17 +90,23 @@ def dialect_for(version: OneVersion | None, convention: Convention | None = None
 
 @dataclass(frozen=True, slots=True)
 class SourceResult:
+    """cp, mkfs and clone: the new image's SOURCE (and FORMAT for cp from 6.0)."""
+
     source: str
     format: str = "raw"
 
 
 @dataclass(frozen=True, slots=True)
 class SizeResult:
+    """stat: the image size in MB."""
+
     size_mb: int
 
 
 @dataclass(frozen=True, slots=True)
 class MonitorResult:
+    """monitor: the pool's USED_MB, TOTAL_MB and FREE_MB."""
+
     used_mb: int
     total_mb: int
     free_mb: int
@@ -107,12 +114,12 @@ class MonitorResult:
 
 @dataclass(frozen=True, slots=True)
 class NoOutput:
-    pass
+    """Actions whose success oned reads from the exit status alone."""
 
 
 Result = SourceResult | SizeResult | MonitorResult | NoOutput
 
-_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9._:/\-]{1,255}$")
+_SAFE_TOKEN = LazyPattern(r"^[A-Za-z0-9._:/\-]{1,255}$")
 
 
 def render_success(action: str, result: Result, dialect: Dialect) -> str:

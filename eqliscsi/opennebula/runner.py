@@ -16,29 +16,18 @@ also appended to the log file; on a failure under 6.2-6.10 they go to the file o
 
 from __future__ import annotations
 
-import datetime
 import importlib
 import io
-import logging
 import os
 import sys
-import tempfile
-import traceback
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, NoReturn, TextIO
+from typing import TYPE_CHECKING, BinaryIO, NoReturn, TextIO, cast
 
 from eqliscsi.errors import EqliscsiError, exit_code_for
-from eqliscsi.opennebula.args import (
-    DsCall,
-    MigrateCall,
-    OneVersion,
-    TmCall,
-    parse_ds_call,
-    parse_tm_call,
-    read_version,
-)
+from eqliscsi.opennebula.args import DsCall, OneVersion, parse_ds_call, read_version
 from eqliscsi.opennebula.config import DEFAULT_CONF_NAMES, Resolved, load_conf, resolve
 from eqliscsi.opennebula.driver_action import DriverAction, Image, parse_driver_action
 from eqliscsi.opennebula.errors import BadCallError, BadDocumentError, UnknownActionError
@@ -52,6 +41,14 @@ from eqliscsi.opennebula.output import (
     render_success,
 )
 from eqliscsi.secret import redact
+
+if TYPE_CHECKING:
+    import logging
+    from importlib.abc import Loader
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+
+    from eqliscsi.opennebula.args import MigrateCall, TmCall
 
 __all__ = ["ACTIONS", "ActionContext", "conf_file", "main", "run_action"]
 
@@ -151,6 +148,8 @@ def _log_file(environ: Mapping[str, str]) -> Path:
     one_log = Path("/var/log/one")
     if os.access(one_log, os.W_OK):
         return one_log / "eqliscsi.log"
+    import tempfile  # noqa: PLC0415 - only off a front-end; start-up is paid per oned call
+
     return Path(tempfile.gettempdir()) / "eqliscsi.log"
 
 
@@ -208,7 +207,8 @@ def run_action(
     dialect = dialect_for(None)
     ctx: ActionContext | None = None
     log_path = _log_file(env)
-    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    # datetime's isoformat(timespec="seconds") in UTC, without importing datetime.
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     restore_logging: Callable[[], None] = lambda: None  # noqa: E731
     try:
         remotes = _remotes_dir(argv0 or sys.argv[0], env)
@@ -227,6 +227,8 @@ def run_action(
             dialect = dialect_for(version, call.convention)
             driver_action = parse_driver_action(call.document)
         elif kind == "tm":
+            from eqliscsi.opennebula.args import parse_tm_call  # noqa: PLC0415 - TM only
+
             call = parse_tm_call(action, args, _stdin_reader(source), version)
         else:
             raise UnknownActionError(f"Action kind {kind!r} is neither ds nor tm.")
@@ -251,6 +253,8 @@ def run_action(
     except Exception as exc:  # a bug: one line for oned, the traceback in the log only
         if ctx is not None:
             _flush_logs(ctx, err, log_path, stamp, to_stderr=dialect.logs_on_failure)
+        import traceback  # noqa: PLC0415 - only for bugs
+
         logged = _append_log(log_path, f"{stamp} {name} INTERNAL ERROR\n{traceback.format_exc()}\n")
         where = f"details in {log_path}" if logged else "set EQLISCSI_LOG_FILE to keep details"
         err.write(
@@ -266,24 +270,24 @@ def run_action(
         restore_logging()
 
 
-class _ContextHandler(logging.Handler):
-    """Library log records (eqliscsi.san …) become the action's own log lines."""
+def _context_handler(ctx: ActionContext) -> logging.Handler:
+    import logging  # noqa: PLC0415 - see _capture_library_logs
 
-    def __init__(self, ctx: ActionContext) -> None:
-        super().__init__(logging.DEBUG)
-        self.ctx = ctx
+    class _ContextHandler(logging.Handler):
+        """Library log records (eqliscsi.san …) become the action's own log lines."""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        level = "DEBUG" if record.levelno < logging.INFO else "INFO"
-        self.ctx.logs.append((level, f"{record.name}: {record.getMessage()}"))
+        def emit(self, record: logging.LogRecord) -> None:
+            level = "DEBUG" if record.levelno < logging.INFO else "INFO"
+            ctx.logs.append((level, f"{record.name}: {record.getMessage()}"))
+
+    return _ContextHandler(logging.DEBUG)
 
 
-def _capture_library_logs(ctx: ActionContext) -> Callable[[], None]:
-    # Without a handler, Python's last-resort handler prints warnings to stderr, and
-    # 6.2-6.10 take the whole stderr of a failed action as its error message: route
-    # them through the action's log, which the runner writes where the dialect wants.
+def _route_eqliscsi_logger(ctx: ActionContext) -> Callable[[], None]:
+    import logging  # noqa: PLC0415 - see _capture_library_logs
+
     logger = logging.getLogger("eqliscsi")
-    handler = _ContextHandler(ctx)
+    handler = _context_handler(ctx)
     saved = (logger.level, logger.propagate)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -296,6 +300,81 @@ def _capture_library_logs(ctx: ActionContext) -> Callable[[], None]:
         logger.propagate = saved[1]
 
     return restore
+
+
+class _RouteWhenLoggingImported:
+    """A ``sys.meta_path`` entry that routes the eqliscsi logger once logging is loaded.
+
+    ``import logging`` (threading, traceback, string, weakref) costs several ms of the
+    per-action start-up budget (docs/performance.md), and on the broker path nothing
+    logs unless something fails or retries (``eqliscsi.san._lazylog``).  So the runner
+    does not import it: this finder sees the first ``import logging`` of the process,
+    whoever makes it (a lazy logger, or a module such as the direct SSH session that
+    imports logging eagerly), lets the normal finders load it, and installs the
+    handler right after the module has executed, before anyone can log a record.
+    """
+
+    def __init__(self, ctx: ActionContext) -> None:
+        self.ctx = ctx
+        self.restore: Callable[[], None] | None = None
+
+    def find_spec(
+        self, name: str, path: object = None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if name != "logging":
+            return None
+        self.remove()
+        for finder in list(sys.meta_path):
+            find = getattr(finder, "find_spec", None)
+            spec: ModuleSpec | None = find(name, path, target) if find is not None else None
+            if spec is not None and spec.loader is not None:
+                # A duck-typed loader: subclassing importlib.abc.Loader would import
+                # importlib.abc, which costs more than logging itself.
+                spec.loader = cast("Loader", _ThenRoute(spec.loader, self._loaded))
+                return spec
+        return None  # let the import fail as it would have
+
+    def _loaded(self) -> None:
+        self.restore = _route_eqliscsi_logger(self.ctx)
+
+    def remove(self) -> None:
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+
+    def undo(self) -> None:
+        self.remove()
+        if self.restore is not None:
+            self.restore()
+
+
+class _ThenRoute:
+    """Loads a module with its own loader, then calls ``after`` (see above)."""
+
+    def __init__(self, loader: Loader, after: Callable[[], None]) -> None:
+        self.loader = loader
+        self.after = after
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        # The module keeps its real loader (linecache and inspect ask it for source).
+        module.__loader__ = self.loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        self.after()
+
+
+def _capture_library_logs(ctx: ActionContext) -> Callable[[], None]:
+    # Without a handler, Python's last-resort handler prints warnings to stderr, and
+    # 6.2-6.10 take the whole stderr of a failed action as its error message: route
+    # them through the action's log, which the runner writes where the dialect wants.
+    if "logging" in sys.modules:  # in-process callers, TM actions: route at once
+        return _route_eqliscsi_logger(ctx)
+    hook = _RouteWhenLoggingImported(ctx)
+    sys.meta_path.insert(0, hook)
+    return hook.undo
 
 
 def _flush_logs(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
@@ -72,6 +71,8 @@ def lock_dir(environ: Mapping[str, str]) -> Path:
     # OpenNebula's own `exclusive` helper locks in /var/lock/one (§2.5).
     if os.access("/var/lock/one", os.W_OK):
         return Path("/var/lock/one")
+    import tempfile  # noqa: PLC0415 - direct path off a front-end only
+
     return Path(tempfile.gettempdir()) / f"eqliscsi-locks-{os.getuid()}"
 
 

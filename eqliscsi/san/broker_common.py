@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import stat
 import sys
 from dataclasses import dataclass, field
@@ -130,6 +129,8 @@ def kill_stuck(cfg: BrokerConfig) -> None:
     pid = _broker_pid(cfg)
     if pid is not None:
         log.warning("the SAN session broker (pid %d) is not answering; replacing it", pid)
+        import signal  # noqa: PLC0415 - only when replacing a stuck broker
+
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(FileNotFoundError):

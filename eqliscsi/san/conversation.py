@@ -36,6 +36,7 @@ import enum
 import re
 from dataclasses import dataclass
 
+from eqliscsi._lazyre import LazyPattern
 from eqliscsi.san.commands import Command
 from eqliscsi.san.errors import (
     SanCommandError,
@@ -58,14 +59,14 @@ __all__ = [
     "classify_error",
 ]
 
-_PROMPT_RE = re.compile(
+_PROMPT_RE = LazyPattern(
     r"(?P<group>[^\s()>]+)(?:\((?P<mode>[^)\n]*)\))?> (?P<rest>[^\n]*)\Z", re.ASCII
 )
-_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]", re.ASCII)
-_EVENT_RE = re.compile(r"^\s*[A-Za-z0-9_-]+:\d+\.\d+:[^:\s]+:\d+:[A-Z]+:", re.ASCII)
-_PAGING_RE = re.compile(r"Press any key to continue \(Q to quit\)\s*\Z", re.ASCII)
-_PAGING_TEXT_RE = re.compile(r"Press any key to continue \(Q to quit\)\s*", re.ASCII)
-_CONFIRM_RE = re.compile(r"\(y/n\) \[[a-z]+\]\s*\Z", re.ASCII)
+_ANSI_RE = LazyPattern(r"\x1b\[[0-9;?]*[A-Za-z]", re.ASCII)
+_EVENT_RE = LazyPattern(r"^\s*[A-Za-z0-9_-]+:\d+\.\d+:[^:\s]+:\d+:[A-Z]+:", re.ASCII)
+_PAGING_RE = LazyPattern(r"Press any key to continue \(Q to quit\)\s*\Z", re.ASCII)
+_PAGING_TEXT_RE = LazyPattern(r"Press any key to continue \(Q to quit\)\s*", re.ASCII)
+_CONFIRM_RE = LazyPattern(r"\(y/n\) \[[a-z]+\]\s*\Z", re.ASCII)
 # A command's output beyond this is a broken peer, not data (pool show grows with the volume
 # count, bug 1661154, but stays far below this).
 MAX_OUTPUT = 16 * 1024 * 1024
@@ -89,6 +90,8 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class CommandCompleted:
+    """A command's output lines, once the prompt came back."""
+
     command: Command
     lines: tuple[str, ...]
     error: str | None
@@ -99,7 +102,7 @@ class CommandCompleted:
 
 @dataclass(frozen=True, slots=True)
 class Closed:
-    pass
+    """The session ended (logout, or the peer closed the channel)."""
 
 
 Event = Ready | CommandCompleted | Closed

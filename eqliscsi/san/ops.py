@@ -23,9 +23,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from eqliscsi.san import commands as c
+from eqliscsi.san import parsers
 from eqliscsi.san._lazylog import LazyLogger
 from eqliscsi.san.conversation import CommandCompleted
 from eqliscsi.san.errors import (
@@ -38,18 +39,16 @@ from eqliscsi.san.errors import (
     SanProtocolError,
 )
 from eqliscsi.san.parsers import (
-    AccessRecord,
     PoolCapacity,
-    VolumeInfo,
-    parse_access_records,
     parse_chap_password,
-    parse_group_params,
     parse_pool_capacity,
     parse_snapshot_name,
     parse_target_name,
-    parse_volume_info,
 )
 from eqliscsi.secret import Secret
+
+if TYPE_CHECKING:
+    from eqliscsi.san.parsers import AccessRecord, VolumeInfo
 
 __all__ = [
     "CliRunner",
@@ -85,6 +84,8 @@ def tag_owner(description: str) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class VolumeRef:
+    """A volume the driver made or found: its name, IQN and whether it already existed."""
+
     name: str
     iqn: str
     # True when an earlier attempt's volume was adopted (oned retried): its blocks
@@ -151,7 +152,7 @@ class SanOps:
             res = await self.runner.run(c.VolumeShow(name))
         except SanObjectMissing:
             return None
-        return parse_volume_info(res.lines)
+        return parsers.parse_volume_info(res.lines)
 
     async def _existing(self, name: str) -> VolumeInfo:
         info = await self.volume_info(name)
@@ -184,13 +185,13 @@ class SanOps:
         return (await self._existing(name)).connections
 
     async def group_ip(self) -> str:
-        return parse_group_params((await self.runner.run(c.GrpparamsShow())).lines).group_ip
+        return parsers.parse_group_params((await self.runner.run(c.GrpparamsShow())).lines).group_ip
 
     async def pool_capacity(self, pool: str) -> PoolCapacity:
         return parse_pool_capacity((await self.runner.run(c.PoolShow(pool))).lines)
 
     async def access_records(self, volume: str) -> list[AccessRecord]:
-        return parse_access_records((await self.runner.run(c.AccessShow(volume))).lines)
+        return parsers.parse_access_records((await self.runner.run(c.AccessShow(volume))).lines)
 
     # -- create / clone -----------------------------------------------------------------
     async def create_volume(self, spec: VolumeSpec) -> VolumeRef:

@@ -15,12 +15,12 @@ and prompt removed, ``\\r`` stripped.  Formats follow equallogic-cli.md §5:
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from eqliscsi._lazyre import LazyPattern
 from eqliscsi.san.errors import SanProtocolError
 
 if TYPE_CHECKING:
@@ -50,24 +50,24 @@ __all__ = [
     "parse_volume_info",
 ]
 
-_ERROR_RE = re.compile(r"^\s*(%\s*Error\b|Error:)", re.ASCII)
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(MB|GB|TB)\s*$", re.ASCII)
+_ERROR_RE = LazyPattern(r"^\s*(%\s*Error\b|Error:)", re.ASCII)
+_SIZE_RE = LazyPattern(r"^\s*(\d+(?:\.\d+)?)\s*(MB|GB|TB)\s*$", re.ASCII)
 _UNIT_MB = {"MB": 1, "GB": 1024, "TB": 1024 * 1024}
-_IQN_RE = re.compile(
+_IQN_RE = LazyPattern(
     r"(iqn\.\d{4}-\d{2}\.[A-Za-z0-9.-]+(?::[A-Za-z0-9.:_-]+)?|eui\.[0-9A-Fa-f]{16})", re.ASCII
 )
 # A target name from the array always has the ":<unique part>" (iqn.2001-05.com.equallogic:…)
-_TARGET_IQN_RE = re.compile(r"iqn\.\d{4}-\d{2}\.[A-Za-z0-9.-]+:[A-Za-z0-9.:_-]+", re.ASCII)
-_TARGET_RE = re.compile(r"iSCSI target name is\s*(\S+)", re.ASCII)
-_SNAPSHOT_RE = re.compile(r"^Snapshot name is\s+(\S+?)\.?\s*$", re.ASCII)
-_DASHES_RE = re.compile(r"^-+( +-+)*\s*$", re.ASCII)
+_TARGET_IQN_RE = LazyPattern(r"iqn\.\d{4}-\d{2}\.[A-Za-z0-9.-]+:[A-Za-z0-9.:_-]+", re.ASCII)
+_TARGET_RE = LazyPattern(r"iSCSI target name is\s*(\S+)", re.ASCII)
+_SNAPSHOT_RE = LazyPattern(r"^Snapshot name is\s+(\S+?)\.?\s*$", re.ASCII)
+_DASHES_RE = LazyPattern(r"^-+( +-+)*\s*$", re.ASCII)
 # A key starts the line or follows two or more spaces (two-column layout), is followed by a
 # colon and then a space or the end of the line.  "allogic:0-8a09..." (a wrapped IQN) has no
 # space after its colon and so is never taken for a key.
-_KEY_RE = re.compile(
+_KEY_RE = LazyPattern(
     r"(?:^|(?<=\s\s))([A-Za-z][A-Za-z0-9._/()-]*(?: [A-Za-z0-9._/()-]+)*):(?= |$)", re.ASCII
 )
-_BANNER_RE = re.compile(r"^_{3,}.*_{3,}\s*$", re.ASCII)
+_BANNER_RE = LazyPattern(r"^_{3,}.*_{3,}\s*$", re.ASCII)
 
 
 def find_error(lines: Sequence[str]) -> str | None:
@@ -191,139 +191,12 @@ def parse_key_values(lines: Sequence[str]) -> dict[str, str]:
     return result
 
 
-@dataclass(frozen=True, slots=True)
-class Table:
-    """A table: header names and rows of cells (continuation rows already joined)."""
-
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-
-    def dicts(self) -> list[dict[str, str]]:
-        return [dict(zip(self.headers, row, strict=True)) for row in self.rows]
-
-
-def _spans(dashes: str) -> list[tuple[int, int]]:
-    return [(m.start(), m.end()) for m in re.finditer(r"-+", dashes)]
-
-
-def _cells(line: str, spans: list[tuple[int, int]]) -> list[str]:
-    cells = []
-    for n, (start, _end) in enumerate(spans):
-        # A cell runs to the start of the next column; the last one to the end of the line
-        # (a value longer than its dashes is not cut).
-        stop = spans[n + 1][0] if n + 1 < len(spans) else len(line)
-        cells.append(line[start:stop].strip())
-    return cells
-
-
-def parse_tables(lines: Sequence[str]) -> list[Table]:
-    """Every table in ``lines``, split by the column spans of its dashed underline."""
-    tables: list[Table] = []
-    i = 1
-    while i < len(lines):
-        if not _DASHES_RE.match(lines[i]) or not lines[i - 1].strip():
-            i += 1
-            continue
-        spans = _spans(lines[i])
-        headers = tuple(_cells(lines[i - 1], spans))
-        rows: list[list[str]] = []
-        j = i + 1
-        while j < len(lines):
-            line = lines[j].rstrip()
-            if not line.strip() or _BANNER_RE.match(line):
-                break
-            if j + 1 < len(lines) and _DASHES_RE.match(lines[j + 1]):
-                break  # the header of the next table
-            cells = _cells(line, spans)
-            # A wrapped cell continues at its column start + 2 (§5.3), while a new row has
-            # at least one cell starting right at its column start.
-            continuation = all(not line[a : a + 2].strip() for a, _ in spans)
-            if continuation and rows:
-                # Each non-empty piece continues the cell above it.
-                for c, piece in enumerate(cells):
-                    rows[-1][c] += piece
-            else:
-                rows.append(cells)
-            j += 1
-        tables.append(Table(headers, tuple(tuple(r) for r in rows)))
-        i = j
-    return tables
-
-
-@dataclass(frozen=True, slots=True)
-class AccessRecord:
-    record_id: int
-    initiator: str
-    ipaddress: str
-    authmethod: str
-    username: str
-    apply_to: str
-
-
-def parse_access_records(lines: Sequence[str]) -> list[AccessRecord]:
-    """Rows of ``volume select V access show`` (columns ID, Initiator, Ipaddress, ...)."""
-    records: list[AccessRecord] = []
-    for table in parse_tables(lines):
-        lowered = [h.lower() for h in table.headers]
-        if not lowered or lowered[0] != "id" or "initiator" not in lowered:
-            continue
-        for row in table.dicts():
-            low = {k.lower(): v for k, v in row.items()}
-            if not low["id"].isdigit():
-                raise SanProtocolError(
-                    f"The access table has the record id {low['id']!r}; report this output."
-                )
-            records.append(
-                AccessRecord(
-                    record_id=int(low["id"]),
-                    initiator=low.get("initiator", ""),
-                    ipaddress=low.get("ipaddress", ""),
-                    authmethod=low.get("authmethod", ""),
-                    username=low.get("username", ""),
-                    apply_to=low.get("apply-to", ""),
-                )
-            )
-    return records
-
-
 def _require(kv: dict[str, str], key: str, what: str) -> str:
     if key not in kv:
         raise SanProtocolError(
             f"The array's {what} output has no '{key}:' line; check the account's cli-settings."
         )
     return kv[key]
-
-
-@dataclass(frozen=True, slots=True)
-class VolumeInfo:
-    name: str
-    size_mb: int
-    iqn: str
-    description: str
-    status: str
-    connections: int
-    raw: dict[str, str]
-
-
-def parse_volume_info(lines: Sequence[str]) -> VolumeInfo:
-    """``volume select V show`` (equallogic-cli.md §5.2)."""
-    kv = parse_key_values(lines)
-    what = "volume show"
-    iqn = _require(kv, "iSCSI Name", what).replace(" ", "")
-    if not _IQN_RE.fullmatch(iqn):
-        raise SanProtocolError(f"The array printed the iSCSI name {iqn!r}; report this output.")
-    conns = kv.get("Connections", "0") or "0"
-    if not conns.isdigit():
-        raise SanProtocolError(f"The array printed Connections: {conns!r}; report this output.")
-    return VolumeInfo(
-        name=_require(kv, "Name", what),
-        size_mb=_floor_mb(parse_size_mb(_require(kv, "Size", what))),
-        iqn=iqn,
-        description=kv.get("Description", ""),
-        status=kv.get("Status", ""),
-        connections=int(conns),
-        raw=kv,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,76 +232,50 @@ def parse_pool_capacity(lines: Sequence[str]) -> PoolCapacity:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class PoolSummary:
-    name: str
-    default: bool
-    capacity_mb: int
-    free_mb: int
+# Table parsing and account blocks live in submodules loaded on first use (see their
+# docstrings): name -> submodule of eqliscsi.san.
+_ACCOUNT_NAMES = frozenset({"AccountInfo", "AccountType", "parse_account"})
+_LAZY = _ACCOUNT_NAMES | frozenset(
+    {
+        "AccessRecord",
+        "GroupParams",
+        "PoolSummary",
+        "Table",
+        "VolumeInfo",
+        "parse_access_records",
+        "parse_group_params",
+        "parse_show_pool",
+        "parse_tables",
+        "parse_volume_info",
+    }
+)
 
-
-def parse_show_pool(lines: Sequence[str]) -> list[PoolSummary]:
-    """``show pool``: Name, Default, Members, Volumes, Capacity, FreeSpace (§5.6)."""
-    for table in parse_tables(lines):
-        low = [h.lower() for h in table.headers]
-        if "name" in low and "capacity" in low and "freespace" in low:
-            out = []
-            for row in table.dicts():
-                r = {k.lower(): v for k, v in row.items()}
-                out.append(
-                    PoolSummary(
-                        name=r["name"],
-                        default=r.get("default", "").lower() == "true",
-                        capacity_mb=_floor_mb(parse_size_mb(r["capacity"])),
-                        free_mb=_floor_mb(parse_size_mb(r["freespace"])),
-                    )
-                )
-            return out
-    raise SanProtocolError("The array's 'show pool' output has no pool table; report this output.")
-
-
-@dataclass(frozen=True, slots=True)
-class GroupParams:
-    group_ip: str
-    name: str | None
-
-
-def parse_group_params(lines: Sequence[str]) -> GroupParams:
-    """``grpparams show``: ``Group-Ipaddress:`` (§5.7)."""
-    kv = parse_key_values(lines)
-    return GroupParams(
-        group_ip=_require(kv, "Group-Ipaddress", "grpparams show"), name=kv.get("Name") or None
+if TYPE_CHECKING:
+    from eqliscsi.san._accounts import AccountInfo, AccountType, parse_account
+    from eqliscsi.san._tables import (
+        AccessRecord,
+        GroupParams,
+        PoolSummary,
+        Table,
+        VolumeInfo,
+        parse_access_records,
+        parse_group_params,
+        parse_show_pool,
+        parse_tables,
+        parse_volume_info,
     )
 
 
-class AccountType(enum.Enum):
-    """Administration account types (Administrator's Guide, "Account Permissions")."""
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib  # noqa: PLC0415
 
-    GROUP_ADMIN = "group-admin"
-    POOL_ADMIN = "pool-admin"
-    VOLUME_ADMIN = "volume-admin"
-    READ_ONLY = "read-only"
-
-
-@dataclass(frozen=True, slots=True)
-class AccountInfo:
-    name: str
-    type: AccountType | None  # None: a type this parser does not know
-    type_text: str
-    pools: tuple[str, ...]
+    sub = "_accounts" if name in _ACCOUNT_NAMES else "_tables"
+    value = getattr(importlib.import_module(f"eqliscsi.san.{sub}"), name)
+    globals()[name] = value  # later lookups are plain module attributes
+    return value
 
 
-def parse_account(lines: Sequence[str]) -> AccountInfo:
-    """``account select NAME show``: ``Name:``, ``Type:`` and ``Pools:`` (comma-separated).
-
-    The key names are unverified [U]; an unknown type is kept as text (``type`` None)
-    so the caller can say what it saw instead of guessing what it allows.
-    """
-    kv = parse_key_values(lines)
-    text = _require(kv, "Type", "account select show")
-    try:
-        kind: AccountType | None = AccountType(text.strip().lower())
-    except ValueError:
-        kind = None
-    pools = tuple(p.strip() for p in kv.get("Pools", "").split(",") if p.strip())
-    return AccountInfo(kv.get("Name", ""), kind, text.strip(), pools)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)

@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import tempfile
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from eqliscsi.errors import EqliscsiError, SanError
-from eqliscsi.opennebula.actions.ds import ImageInfo, check_restricted, qemu_img_info
 from eqliscsi.opennebula.args import DsCall
 from eqliscsi.opennebula.errors import BadValueError, CopyFailedError, SizeUnknownError
 from eqliscsi.opennebula.naming import image_volume_name, snapshot_name, volume_from_source
@@ -43,6 +41,13 @@ from eqliscsi.opennebula.runner import ActionContext
 from eqliscsi.opennebula.san_link import run_san, volume_spec
 from eqliscsi.san.ops import SanOps, VolumeRef
 from eqliscsi.secret import Secret
+
+if TYPE_CHECKING:
+    from eqliscsi.opennebula.actions.ds import ImageInfo
+
+# subprocess, tempfile and the image helpers of actions.ds are imported inside the
+# functions that copy data: monitor, rm and the snapshot actions never need them, and
+# every remote pays its imports on each oned call (docs/performance.md).
 
 __all__ = [
     "clone",
@@ -129,6 +134,9 @@ def mkfs(ctx: ActionContext) -> SourceResult:
     cfg = ctx.config().config
     if image.filesystem not in {"", "raw"}:
         # Imported only for a formatted datablock: start-up time is paid per oned call.
+        import tempfile  # noqa: PLC0415
+
+        from eqliscsi.opennebula.actions.ds import ImageInfo  # noqa: PLC0415
         from eqliscsi.opennebula.actions.filesystem import (  # noqa: PLC0415
             build_formatted_disk,
             fs_kind,
@@ -203,6 +211,9 @@ def write_image(argv: list[str], secret: bytes | None, log: Callable[[str], None
     Raises:
         CopyFailedError: qemu-img failed or ran out of time.
     """
+    import subprocess  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
     with tempfile.TemporaryDirectory(prefix="eqliscsi-cp-") as private:
         if secret is not None:
             path = f"{private}/chap"
@@ -354,6 +365,8 @@ def cp(ctx: ActionContext) -> SourceResult:
     (checksums, archive, qemu-img info) and measured *before* the volume exists; after
     it exists, any failure deletes it again.
     """
+    from eqliscsi.opennebula.actions.ds import check_restricted, qemu_img_info  # noqa: PLC0415
+
     image = ctx.image()
     assert isinstance(ctx.call, DsCall) and ctx.driver_action is not None
     path = image.path

@@ -32,26 +32,13 @@ failed migration that no stock system TM reports (§6.3).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-import logging.handlers
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from eqliscsi.errors import DriverError, EqliscsiError, IscsiError
-from eqliscsi.iscsi_discovery import (
-    Auth,
-    AuthenticationFailed,
-    AuthorizationFailed,
-    IscsiConnectionError,
-    IscsiTimeout,
-    TargetNotFound,
-    discover,
-    probe,
-)
-from eqliscsi.iscsi_discovery import ChapCredentials as ProbeChap
 from eqliscsi.opennebula import iscsiadm as ia
 from eqliscsi.opennebula.args import HostPath, MigrateCall, TmCall
 from eqliscsi.opennebula.config import EqlConfig, load_conf, resolve
@@ -80,6 +67,13 @@ from eqliscsi.opennebula.tm_host import (
     parse_inventory,
 )
 from eqliscsi.san.ops import SanOps
+
+if TYPE_CHECKING:
+    import logging
+
+# asyncio and the native iSCSI client (construct, ssl) are imported by check_target, and
+# logging by _syslog: delete, mvds, resize and the snapshot actions use neither, and
+# every remote pays its imports on each oned call (docs/performance.md).
 
 __all__ = [
     "TM_ACTIONS",
@@ -259,6 +253,20 @@ def check_target(env: _Env, iqn: str, volume: str) -> None:
         ChapRejectedError: the target refused the CHAP credentials.
         TargetUnavailableError: the portal is unreachable, or does not offer the target.
     """
+    import asyncio  # noqa: PLC0415 - see the note after the imports
+
+    from eqliscsi.iscsi_discovery import (  # noqa: PLC0415
+        Auth,
+        AuthenticationFailed,
+        AuthorizationFailed,
+        IscsiConnectionError,
+        IscsiTimeout,
+        TargetNotFound,
+        discover,
+        probe,
+    )
+    from eqliscsi.iscsi_discovery import ChapCredentials as ProbeChap  # noqa: PLC0415
+
     auth = Auth()
     if env.chap is not None:
         auth = Auth(chap=ProbeChap(env.chap.username, env.chap.secret))
@@ -704,6 +712,9 @@ def _migrate_disks(ctx: ActionContext) -> tuple[MigrateCall, _Env, list[tuple[Vm
 
 
 def _syslog(address: str) -> logging.Logger:
+    import logging  # noqa: PLC0415 - see the note after the imports
+    import logging.handlers  # noqa: PLC0415
+
     logger = logging.getLogger(f"eqliscsi.tm.migrate.{address}")
     logger.propagate = False
     if not logger.handlers:
