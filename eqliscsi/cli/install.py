@@ -31,7 +31,26 @@ from eqliscsi.opennebula.migrate_hooks import install_hooks, restore_hooks
 
 __all__ = ["ONED_CONF", "install", "install_remotes", "oned_conf", "uninstall_remotes"]
 
-_SOURCE = Path(__file__).resolve().parents[2] / "remotes"
+
+def _remotes_source() -> Path:
+    """Where the remotes to install are: the source checkout, else the wheel's data.
+
+    A wheel puts them under ``<prefix>/share/eqliscsi/remotes`` (pyproject's
+    ``data-files``); the prefix is the environment's, or the one the package was
+    installed into with ``pip install --prefix``/``--user`` (site-packages is
+    ``<prefix>/lib/pythonX.Y/site-packages``).
+    """
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / "remotes", Path(sys.prefix) / "share/eqliscsi/remotes"]
+    if len(here.parents) > 5:
+        candidates.append(here.parents[5] / "share/eqliscsi/remotes")
+    for candidate in candidates:
+        if (candidate / "datastore" / "eqliscsi").is_dir():
+            return candidate
+    return candidates[0]
+
+
+_SOURCE = _remotes_source()
 _SHEBANG = b"#!/usr/bin/env python3"
 
 
@@ -153,8 +172,8 @@ def install_remotes(
     """
     if not (source / "datastore" / "eqliscsi").is_dir():
         raise UsageError(
-            f"The remotes to install are not at {source}; run eqliscsi install from a "
-            "source checkout."
+            f"The remotes to install are not at {source}; reinstall the eqliscsi package "
+            "(its wheel carries them under share/eqliscsi) or run it from a source checkout."
         )
     if not target.is_dir():
         raise UsageError(f"{target} is not a directory; give OpenNebula's remotes directory.")
@@ -184,7 +203,8 @@ def install_remotes(
             data = src.read_bytes()
             if data.startswith(_SHEBANG + b"\n"):
                 data = b"#!" + interpreter.encode() + data[len(_SHEBANG) :]
-            mode = 0o755 if os.access(src, os.X_OK) else 0o644
+            # A wheel's data files may lose their x bit: a #! line decides as well.
+            mode = 0o755 if os.access(src, os.X_OK) or data.startswith(b"#!") else 0o644
             if _put(dst, data, mode, owner):
                 written.append(dst)
             manifest[str(dst.relative_to(target))] = _sha256(data)

@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PIP_TIMEOUT = 900
 _COMPLETE = ".complete"
-# What ends up in the wheel: the packages setuptools finds, and the metadata.
-_SOURCE_DIRS = ("eqliscsi", "rig")
+# What ends up in the wheel: the packages setuptools finds, the remotes (data files)
+# and the metadata.
+_SOURCE_DIRS = ("eqliscsi", "rig", "remotes")
 _SKIP_PARTS = {"__pycache__", ".mypy_cache", ".pytest_cache"}
 
 

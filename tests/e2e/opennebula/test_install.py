@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -75,7 +77,7 @@ def test_install_rejects(tmp_path: Path, target: str, interpreter: str, match: s
 
 
 def test_install_without_source_tree(tmp_path: Path, one_remotes: Path) -> None:
-    with pytest.raises(UsageError, match="source checkout"):
+    with pytest.raises(UsageError, match=r"reinstall the eqliscsi package .* source checkout"):
         install_remotes(one_remotes, source=tmp_path / "nothing")
 
 
@@ -88,3 +90,48 @@ def test_cli(one_remotes: Path) -> None:
     assert only.exit_code == 0 and "installed" not in only.output
     assert "DS_MAD_CONF" in only.output
     shutil.rmtree(one_remotes)
+
+
+def test_install_from_a_wheel_without_checkout(tmp_path: Path) -> None:
+    # An admin's install: the wheel (not the checkout) must carry the remotes, and
+    # `eqliscsi install` must find them where pip put them.
+    root = Path(__file__).resolve().parents[3]
+    wheels = tmp_path / "wheels"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "-q", "-w", str(wheels), str(root)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = wheels.glob("eqliscsi-*.whl")
+    prefix = tmp_path / "prefix"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix", str(prefix),
+         str(wheel)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (site,) = prefix.glob("lib/python3*/site-packages")
+    assert (prefix / "share/eqliscsi/remotes/tm/eqliscsi/ln").is_file()
+    target = tmp_path / "one-remotes"
+    target.mkdir()
+    # The installed copy first on sys.path (the editable checkout stays behind it), run
+    # from a directory that is not the checkout.
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    code = (
+        "import sys, eqliscsi.cli.install as i; from pathlib import Path; "
+        f"assert i.__file__.startswith({str(site)!r}), i.__file__; "
+        f"print(len(i.install_remotes(Path({str(target)!r}))))"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    expected = {p.name for p in (root / "remotes/tm/eqliscsi").iterdir() if p.is_file()}
+    assert {p.name for p in (target / "tm/eqliscsi").iterdir()} >= expected
+    ln = target / "tm/eqliscsi/ln"
+    assert os.access(ln, os.X_OK)
+    assert ln.read_bytes().startswith(f"#!{sys.executable}\n".encode())
+    assert not os.access(target / "tm/eqliscsi/99-eqliscsi.rules", os.X_OK)
+    assert (target / "datastore/eqliscsi/eqliscsi.conf").is_file()
