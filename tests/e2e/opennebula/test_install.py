@@ -105,8 +105,11 @@ def test_install_from_a_wheel_without_checkout(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr
     (wheel,) = wheels.glob("eqliscsi-*.whl")
     prefix = tmp_path / "prefix"
+    # --ignore-installed: without it pip would first uninstall this environment's own
+    # (editable) eqliscsi to "replace" it, breaking every later test.
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix", str(prefix),
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--ignore-installed", "-q",
+         "--prefix", str(prefix),
          str(wheel)],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
@@ -133,5 +136,11 @@ def test_install_from_a_wheel_without_checkout(tmp_path: Path) -> None:
     ln = target / "tm/eqliscsi/ln"
     assert os.access(ln, os.X_OK)
     assert ln.read_bytes().startswith(f"#!{sys.executable}\n".encode())
+    # This environment's own install was left alone.
+    still = subprocess.run(
+        [sys.executable, "-c", "import eqliscsi; print(eqliscsi.__file__)"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert still.returncode == 0 and str(root) in still.stdout, still.stderr
     assert not os.access(target / "tm/eqliscsi/99-eqliscsi.rules", os.X_OK)
     assert (target / "datastore/eqliscsi/eqliscsi.conf").is_file()
