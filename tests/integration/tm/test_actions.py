@@ -170,8 +170,9 @@ async def test_migration_ignores_vms_without_our_disks(front: Front) -> None:
     for action in ("premigrate", "postmigrate", "failmigrate"):
         rc, err = await front.run(action, "h1", "h2", f"{SYS}/11", "11", "0", "shared", stdin=doc)
         assert rc == 0, err
-    # Only the sweeps of post/failmigrate touch hosts; no login, no logout.
-    assert [kind for _, kind in front.hosts.calls] == ["inventory", "inventory"]
+    # Only the stale-session sweeps touch hosts (premigrate's of the destination, then
+    # post/failmigrate's); no login, no logout.
+    assert front.hosts.calls == [("h2", "inventory"), ("h1", "inventory"), ("h2", "inventory")]
 
 
 async def test_the_same_host_migration_does_nothing(front: Front) -> None:
