@@ -652,10 +652,28 @@ class Topology:
             ),
         )
 
+    @staticmethod
+    def _forget_sessions(node: Node) -> None:
+        """Detach a host's loop devices before it goes: they are the Docker host's."""
+        try:
+            node.container.reload()
+            if node.container.status != "running":
+                return
+            status, out = node.exec(
+                ["/opt/eqliscsi/bin/python", "-m", "rig.docker.host_reset", "--live"]
+            )
+        except docker.errors.DockerException as exc:
+            log.warning("could not forget the sessions of %s: %s", node.name, exc)
+            return
+        if status != 0:
+            log.warning("could not forget the sessions of %s: %s", node.name, out.strip())
+
     def close(self) -> None:
         """Remove every container (keeping its log) and the network; never raises."""
         logs = cache_dir("logs")
         for node in self.nodes.values():
+            if node.spec.image == "host":
+                self._forget_sessions(node)
             try:
                 (logs / f"{self.run_id}-{node.name}.log").write_text(node.logs())
             except (docker.errors.DockerException, OSError) as exc:

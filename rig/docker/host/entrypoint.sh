@@ -9,30 +9,11 @@ if [ -f /var/lib/one/.ssh/authorized_keys ]; then
   chown oneadmin:oneadmin /var/lib/one/.ssh/authorized_keys
   chmod 0600 /var/lib/one/.ssh/authorized_keys
 fi
-# A start after the first is this host's reboot.  A real host comes back with an empty
-# /run (tmpfs) and a kernel without the old sessions; here /run is in the container's
-# layer and the loop devices belong to the Docker host's kernel, which outlived us.  So
-# forget what the iscsiadm stand-in recorded, detaching each loop device it attached
-# that is still bound to its session's FUSE file (qemu-storage-daemon died with the old
-# container).  /dev/iscsi is new at every start (Docker's /dev tmpfs).  The node
-# database in /etc/iscsi stays, as on a real host's disk.
-state=/run/eqliscsi-standin
-if [ -d "$state/sessions" ]; then
-  /opt/eqliscsi/bin/python - "$state" <<'EOF'
-import json, pathlib, subprocess, sys
-state = pathlib.Path(sys.argv[1])
-for record in sorted((state / "sessions").glob("*.json")):
-    s = json.loads(record.read_text())
-    back = subprocess.run(
-        ["losetup", "--noheadings", "--output", "BACK-FILE", s["loop"]],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()
-    if back.startswith(f"{state}/session{s['sid']}/lun"):
-        subprocess.run(["losetup", "--detach", s["loop"]], check=False)
-        print(f"eqliscsi-host: detached {s['loop']}, left by session {s['sid']} before this start")
-EOF
-fi
-rm -rf "$state"
+# A start after the first is this host's reboot: a real host comes back with an empty
+# /run and a kernel without the old sessions, but here the loop devices the iscsiadm
+# stand-in attached belong to the Docker host's kernel, which outlived us.  Forget the
+# stand-in's sessions as a reboot would (rig/docker/host_reset.py).
+/opt/eqliscsi/bin/python -m rig.docker.host_reset --boot
 # One initiator name per host, as open-iscsi's postinst would generate.
 echo "InitiatorName=iqn.2026-11.org.eqliscsi.rig:docker-$(hostname)" > /etc/iscsi/initiatorname.iscsi
 echo "eqliscsi-host: $(hostname) starting sshd"

@@ -1,0 +1,78 @@
+"""Forget a host container's iSCSI sessions the way a reboot does; run inside the host.
+
+The iscsiadm stand-in (rig.hosts.iscsiadm_standin) records each session under
+``/run/eqliscsi-standin``: its qemu-storage-daemon and the loop device it attached to
+the daemon's FUSE export.  Loop devices belong to the Docker host's kernel, so they
+outlive the container; on a real host a reboot takes them (and ``/run``, a tmpfs) away.
+
+* ``--boot`` (the entrypoint, at every start): the daemons died with the previous
+  container; detach each recorded loop device still bound to its session's file (or
+  to a file whose FUSE mount is gone, which ``losetup`` shows as ``/``), then remove
+  the state.  Recorded pids mean nothing in a new pid namespace and are not touched.
+* ``--live`` (:meth:`rig.docker.topology.Topology.close`, before removing the
+  container): detach the loop devices, then stop the daemons, then remove the state.
+
+The node database (``/etc/iscsi``) stays, like a real host's disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "reset"]
+
+STATE = Path("/run/eqliscsi-standin")
+
+
+def _backing_file(loop: str) -> str | None:
+    r = subprocess.run(
+        ["losetup", "--noheadings", "--output", "BACK-FILE", loop],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=10,
+    )
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def reset(state: Path, *, live: bool) -> list[str]:
+    """Detach the recorded loop devices (and stop the daemons if ``live``); what was done."""
+    done: list[str] = []
+    for record in sorted((state / "sessions").glob("*.json")):
+        try:
+            session = json.loads(record.read_text())
+            loop, sid, pid = str(session["loop"]), int(session["sid"]), int(session["qsd_pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        back = _backing_file(loop)
+        if back is not None and (back.startswith(f"{state}/session{sid}/") or back == "/"):
+            subprocess.run(["losetup", "--detach", loop], check=False, timeout=10)
+            done.append(f"detached {loop} of session {sid}")
+        if live:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+                done.append(f"stopped qemu-storage-daemon {pid} of session {sid}")
+    shutil.rmtree(state, ignore_errors=True)
+    return done
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args not in (["--boot"], ["--live"]):
+        print("usage: python -m rig.docker.host_reset --boot|--live", file=sys.stderr)
+        return 2
+    for line in reset(STATE, live=args == ["--live"]):
+        print(f"eqliscsi-host: {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
