@@ -13,6 +13,11 @@ outlive the container; on a real host a reboot takes them (and ``/run``, a tmpfs
   container): detach the loop devices, then stop the daemons, then remove the state.
 
 The node database (``/etc/iscsi``) stays, like a real host's disk.
+
+``--boot`` also makes the loop device nodes ``/dev/loop0`` … ``/dev/loop255``: a
+container's ``/dev`` holds the nodes that existed on the Docker host when it was
+created, but ``losetup -f`` takes whichever loop device the kernel has free, which on a
+busy machine is often a newer one (the device cgroup rule ``b 7:*`` already allows it).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -30,6 +36,23 @@ from pathlib import Path
 __all__ = ["main", "reset"]
 
 STATE = Path("/run/eqliscsi-standin")
+LOOP_MAJOR = 7
+LOOP_NODES = 256
+
+
+def ensure_loop_nodes(dev: Path = Path("/dev"), count: int = LOOP_NODES) -> int:
+    """Make the missing ``loopN`` block nodes; how many were made."""
+    made = 0
+    for minor in range(count):
+        node = dev / f"loop{minor}"
+        if node.exists():
+            continue
+        try:
+            os.mknod(node, 0o660 | stat.S_IFBLK, os.makedev(LOOP_MAJOR, minor))
+        except OSError:
+            break  # no CAP_MKNOD here: the nodes Docker passed are all there is
+        made += 1
+    return made
 
 
 def _backing_file(loop: str) -> str | None:
@@ -69,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args not in (["--boot"], ["--live"]):
         print("usage: python -m rig.docker.host_reset --boot|--live", file=sys.stderr)
         return 2
+    if args == ["--boot"] and (made := ensure_loop_nodes()):
+        print(f"eqliscsi-host: made {made} loop device nodes")
     for line in reset(STATE, live=args == ["--live"]):
         print(f"eqliscsi-host: {line}")
     return 0
