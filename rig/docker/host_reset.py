@@ -79,7 +79,7 @@ def reset(state: Path, *, live: bool) -> list[str]:
         if back is not None and (back.startswith(f"{state}/session{sid}/") or back == "/"):
             subprocess.run(["losetup", "--detach", loop], check=False, timeout=10)
             done.append(f"detached {loop} of session {sid}")
-        if live:
+        if live and pid > 1:  # never 0 or -1: kill() would signal groups, not a daemon
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
                 done.append(f"stopped qemu-storage-daemon {pid} of session {sid}")

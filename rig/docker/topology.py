@@ -65,6 +65,7 @@ __all__ = [
     "NodeSpec",
     "SshBanner",
     "Topology",
+    "forget_host_sessions",
     "sweep_stale",
 ]
 
@@ -382,12 +383,31 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def forget_host_sessions(container: docker.models.containers.Container) -> None:
+    """Detach a running host container's loop devices before it goes (they are the
+    Docker host's and would outlive it); other containers are left alone."""
+    try:
+        container.reload()
+        tags = container.image.tags if container.image is not None else []
+        if container.status != "running" or not any(t.startswith("eqliscsi/host:") for t in tags):
+            return
+        result = container.exec_run(
+            ["/opt/eqliscsi/bin/python", "-m", "rig.docker.host_reset", "--live"]
+        )
+    except docker.errors.DockerException as exc:
+        log.warning("could not forget the sessions of %s: %s", container.name, exc)
+        return
+    if result.exit_code != 0:
+        log.warning("could not forget the sessions of %s: %r", container.name, result.output)
+
+
 def sweep_stale(client: docker.DockerClient) -> int:
     """Remove containers and networks of test sessions whose process is gone; how many."""
     removed = 0
     for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
         owner = (container.labels or {}).get(OWNER_LABEL, "")
         if owner.isdigit() and not _pid_alive(int(owner)):
+            forget_host_sessions(container)
             container.remove(force=True)
             removed += 1
     for network in client.networks.list(filters={"label": OWNER_LABEL}):
@@ -652,28 +672,11 @@ class Topology:
             ),
         )
 
-    @staticmethod
-    def _forget_sessions(node: Node) -> None:
-        """Detach a host's loop devices before it goes: they are the Docker host's."""
-        try:
-            node.container.reload()
-            if node.container.status != "running":
-                return
-            status, out = node.exec(
-                ["/opt/eqliscsi/bin/python", "-m", "rig.docker.host_reset", "--live"]
-            )
-        except docker.errors.DockerException as exc:
-            log.warning("could not forget the sessions of %s: %s", node.name, exc)
-            return
-        if status != 0:
-            log.warning("could not forget the sessions of %s: %s", node.name, out.strip())
-
     def close(self) -> None:
         """Remove every container (keeping its log) and the network; never raises."""
         logs = cache_dir("logs")
         for node in self.nodes.values():
-            if node.spec.image == "host":
-                self._forget_sessions(node)
+            forget_host_sessions(node.container)
             try:
                 (logs / f"{self.run_id}-{node.name}.log").write_text(node.logs())
             except (docker.errors.DockerException, OSError) as exc:

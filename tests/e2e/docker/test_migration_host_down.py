@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 import time
 from typing import Any
 
 import pytest
 
+from rig.docker.engine import Engine
+from rig.docker.images import RigImages
 from rig.docker.lifecycle import DockerLifecycle
-from rig.docker.topology import Topology
-from rig.lifecycle import link_target, read_block, session_volumes, write_marker
+from rig.docker.topology import DEFAULT_NODES, Topology
+from rig.lifecycle import Frontend, link_target, read_block, session_volumes, write_marker
+from rig.need import need_executable
 from rig.oned import DiskSpec, VmSpec
 from tests.e2e.conftest import TIMINGS
 from tests.e2e.tm.helpers import SYS, make_image
@@ -62,6 +66,24 @@ def test_host2_power_loss_mid_migration_then_failmigrate_cleans_host2(
     source = make_image(sim, IMAGE_ID)
     vm = VmSpec(VM_ID, disks=[DiskSpec(0, IMAGE_ID, source, size_mb=32)])
     rig.put_vm(sim, vm)
+    disk, vm_dir = f"{SYS}/{VM_ID}/disk.0", f"{SYS}/{VM_ID}"
+    try:
+        _power_loss_story(rig, topology, sim, vm, source)
+    finally:
+        # Pass or fail, leave what later tests expect: host2 up, no session to this
+        # VM's clone on either host, the clone gone (both actions are idempotent).
+        host2 = topology["host2"].container
+        host2.reload()
+        if host2.status != "running":
+            topology.boot("host2")
+        sim.run_migrate("failmigrate", src="h1", dst="h2", vm_dir=vm_dir, vm=vm)
+        sim.run_tm("delete", [f"h1:{disk}", str(VM_ID), "100"])
+        rig.run("h2", f"rm -rf {shlex.quote(vm_dir)}")
+
+
+def _power_loss_story(
+    rig: DockerLifecycle, topology: Topology, sim: Frontend, vm: VmSpec, source: str
+) -> None:
     disk, vm_dir = f"{SYS}/{VM_ID}/disk.0", f"{SYS}/{VM_ID}"
     clone = f"{source}-{VM_ID}-0"
 
@@ -119,10 +141,15 @@ def test_host2_power_loss_mid_migration_then_failmigrate_cleans_host2(
     assert r.returncode == 0, r.stderr
     assert standin_sessions(rig, "h2") == []
     # The loop device the dead login held is free again (a reboot's kernel forgets it):
-    # losetup answers 1 for a device with nothing attached.
+    # losetup answers 1 for a device with nothing attached.  On a busy machine another
+    # rig may have taken the freed device already; then it names that rig's file, never
+    # host2's session file nor "/" (a file whose FUSE mount died with host2).
     for loop in loops:
-        r = rig.run("h2", f"losetup {shlex.quote(loop)}")
-        assert r.returncode == 1, (r.stdout, r.stderr)
+        r = rig.run("h2", f"losetup --noheadings --output BACK-FILE {shlex.quote(loop)}")
+        back = r.stdout.decode().strip()
+        assert r.returncode == 1 or (
+            back != "/" and not back.startswith("/run/eqliscsi-standin/")
+        ), (r.returncode, back)
 
     # host1: the VM's disk untouched: session, link and bytes.
     assert session_volumes(rig, "h1") == [clone]
@@ -137,3 +164,45 @@ def test_host2_power_loss_mid_migration_then_failmigrate_cleans_host2(
     assert session_volumes(rig, "h1") == []
     assert clone not in rig.volumes()
     assert source in rig.volumes()
+
+
+# A stand-in session as the iscsiadm stand-in records it, over a plain file: the loop
+# device is real (the Docker host's), the "daemon" is a sleep.
+_FAKE_SESSION = r"""
+set -eu
+state=/run/eqliscsi-standin
+mkdir -p "$state/sessions" "$state/session1"
+truncate -s 1M "$state/session1/lun"
+loop=$(losetup --find --show "$state/session1/lun")
+sleep 600 </dev/null >/dev/null 2>&1 &
+fields='"sid": 1, "iqn": "iqn.x", "address": "192.0.2.1", "port": 3260, "tpgt": 1'
+fields="$fields"', "iface": "default", "qsd_pid": %d, "mountpoint": "%s", "loop": "%s"'
+printf "{$fields, \"link\": null}" "$!" "$state/session1/lun" "$loop" > "$state/sessions/1.json"
+echo "$loop"
+"""
+
+
+def test_teardown_detaches_the_loop_devices_of_live_sessions(
+    docker_engine: Engine, rig_images: RigImages
+) -> None:
+    """Loop devices are the Docker host's: removing a host container with a session
+    must not leave its loop device attached on this machine."""
+    losetup = need_executable("losetup", "util-linux")
+    host1 = next(spec for spec in DEFAULT_NODES if spec.name == "host1")
+    with Topology(docker_engine.client(), rig_images, nodes=(host1,)) as topo:
+        status, out = topo["host1"].exec(["sh", "-c", _FAKE_SESSION])
+        assert status == 0, out
+        loop = out.split()[-1]
+        assert loop.startswith("/dev/loop"), out
+        bound = subprocess.run([losetup, loop], capture_output=True, text=True, check=False)
+        assert bound.returncode == 0 and "session1/lun" in bound.stdout, bound
+    # losetup answers 1 for a device with nothing attached (or, on a busy machine, names
+    # another rig's file if one took the freed device at once).
+    after = subprocess.run(
+        [losetup, "--noheadings", "--output", "BACK-FILE", loop],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    back = after.stdout.strip()
+    assert after.returncode == 1 or (back != "/" and "eqliscsi-standin" not in back), after
