@@ -40,6 +40,7 @@ from eqliscsi.san.ops import SanOps
 from eqliscsi.san.session import CliSession, HostKeyPolicy, SanEndpoint, with_session
 from eqliscsi.secret import Secret
 from rig.hosts import HostRig
+from rig.hosts.rig import NODE_AUTH_HELPER
 from rig.oned import DatastoreSpec, OnedSimulator, VmSpec
 
 __all__ = ["EmbeddedRig", "EmbeddedRigError"]
@@ -99,6 +100,11 @@ class EmbeddedRig:
     @property
     def ssh_config(self) -> Path:
         return self.fe / "ssh_config"
+
+    @property
+    def ssh_config_oneadmin(self) -> Path:
+        """The hosts reached as oneadmin, who runs iscsiadm through sudo."""
+        return self.fe / "ssh_config_oneadmin"
 
     @property
     def password_file(self) -> Path:
@@ -259,6 +265,7 @@ class EmbeddedRig:
             f"  UserKnownHostsFile {self.hosts.workdir / 'known_hosts'}\n"
             "  StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout 2\n  LogLevel ERROR\n"
         )
+        self.ssh_config_oneadmin.write_text(self.hosts.ssh_config_oneadmin.read_text())
 
     # ------------------------------------------------------------------ use
     def environment(self) -> dict[str, str]:
@@ -268,16 +275,31 @@ class EmbeddedRig:
         }
 
     def simulator(
-        self, profile: str, *, name: str | None = None, conf: str | None = None
+        self,
+        profile: str,
+        *,
+        name: str | None = None,
+        conf: str | None = None,
+        as_oneadmin: bool = False,
     ) -> OnedSimulator:
-        """A front-end remotes tree for ``profile`` (one per profile and name)."""
+        """A front-end remotes tree for ``profile`` (one per profile and name).
+
+        ``as_oneadmin``: the driver reaches the hosts as oneadmin, not root, so every
+        iscsiadm and CHAP-helper step goes through ``sudo -n`` and the shipped sudoers
+        rule (the helper is the root-owned copy that rule names).
+        """
         base = self.fe / "sim" / (name or profile)
         base.mkdir(parents=True, exist_ok=True)
+        env = self.environment()
+        if as_oneadmin:
+            env["EQLISCSI_SSH_CONFIG"] = str(self.ssh_config_oneadmin)
+            if conf is None:
+                conf = self.conf_text(EQL_NODE_AUTH_HELPER=NODE_AUTH_HELPER)
         sim = OnedSimulator.create(
             profile,
             base,
             conf=conf if conf is not None else (self.fe / "eqliscsi.conf").read_text(),
-            extra_env=self.environment(),
+            extra_env=env,
         )
         # What `onedatastore show -x` answers: the image datastore and the system one.
         sim.register_datastore(IMAGE_DS)

@@ -102,8 +102,14 @@ class LifecycleRig(Protocol):
     @property
     def name(self) -> str: ...
 
-    def simulator(self, profile: str, *, name: str | None = None) -> Frontend:
-        """A front-end remotes tree for ``profile`` (one per profile and name)."""
+    def simulator(
+        self, profile: str, *, name: str | None = None, as_oneadmin: bool = False
+    ) -> Frontend:
+        """A front-end remotes tree for ``profile`` (one per profile and name).
+
+        ``as_oneadmin``: the driver reaches the hosts as oneadmin (iscsiadm through
+        ``sudo -n``) rather than root; a rig whose hosts only admit oneadmin always does.
+        """
         ...
 
     def put_vm(self, sim: Frontend, vm: VmSpec) -> None:
@@ -215,8 +221,10 @@ class EmbeddedLifecycle:
     def __init__(self, rig: EmbeddedRig) -> None:
         self.rig = rig
 
-    def simulator(self, profile: str, *, name: str | None = None) -> LocalFrontend:
-        return LocalFrontend(self.rig.simulator(profile, name=name))
+    def simulator(
+        self, profile: str, *, name: str | None = None, as_oneadmin: bool = False
+    ) -> LocalFrontend:
+        return LocalFrontend(self.rig.simulator(profile, name=name, as_oneadmin=as_oneadmin))
 
     def put_vm(self, sim: Frontend, vm: VmSpec) -> None:
         sim.register_vm(vm)

@@ -25,6 +25,7 @@ APT_PACKAGES=(
   kmod              # depmod/modprobe --show-depends on the guest's module tree
   e2fsprogs         # mkfs.ext4 -d for the guest's root disk
   procps
+  sudo              # the rig's non-root host user runs iscsiadm through sudo (remotes/tm/eqliscsi/sudoers)
   docker.io         # dockerd + containerd + runc: the containerized rig tier
   debootstrap       # builds the debian:bookworm-slim base image when no registry answers
 )

@@ -151,7 +151,7 @@ async def run_preflight(
     ctx = Context(options)
     resolved = options.config.resolved
     if resolved is not None:
-        for secret in (resolved.config.password, resolved.config.chap_secret):
+        for secret in resolved.config.secrets():
             if secret is not None:
                 ctx.secrets.append(secret)
     task_ids: dict[tuple[str, str], Any] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from eqliscsi.iscsi_discovery._asyncio import (
     IscsiSession,
+    default_processes,
     discover,
     login,
     probe,
@@ -90,6 +91,7 @@ __all__ = [
     "TooManyConnections",
     "ValidationRequest",
     "ValidationResult",
+    "default_processes",
     "discover",
     "login",
     "probe",

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import ipaddress
 import logging
 import os
 import socket
+import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from eqliscsi.errors import IscsiError
@@ -83,8 +86,10 @@ from eqliscsi.iscsi_discovery.sansio import (
 
 __all__ = [
     "DEFAULT_INITIATOR_NAME",
+    "SHARD_MIN_REQUESTS",
     "IscsiSession",
     "LunNotPresent",
+    "default_processes",
     "discover",
     "login",
     "probe",
@@ -142,134 +147,160 @@ def _name_portal(exc: RemoteProtocolError, portal: Portal, during: str) -> None:
     exc.args = (exc.message,)
 
 
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
 def _portal(value: Portal | str) -> Portal:
     return value if isinstance(value, Portal) else Portal.parse(value)
 
 
-class _Connection(asyncio.Protocol):
-    """The receiving half of one TCP connection: a Protocol rather than asyncio streams.
+class _Connection:
+    """The receiving half of one TCP connection: a non-blocking socket and a loop reader.
 
-    Every exchange is one write and one read.  Streams add a StreamReader, a drain()
-    and a future per read on top of the transport; received chunks here go to a list
-    and wake at most one waiter (docs/performance.md, "iSCSI client").
+    No asyncio Transport: every exchange is one ``send()`` and a few ``recv()``s, and
+    a Transport adds per connection a waiter future, two scheduled callbacks to start,
+    one to close, and buffering we never use (we always write whole round trips at
+    once).  Received chunks go to a list and wake at most one waiter; reading stops
+    while more than 256 KiB wait unread, so a target that floods us waits for the
+    reader instead of filling our memory (docs/performance.md, "iSCSI client").
     """
 
-    _READ_LIMIT = 4 * _READ_CHUNK  # pause reading while this much waits unread
+    _READ_LIMIT = 4 * _READ_CHUNK  # stop reading while this much waits unread
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.transport: asyncio.Transport | None = None
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        self.loop = loop
+        self.sock = sock
+        self._fd = sock.fileno()
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.eof = False
-        self.paused = False
+        self.reading = False
         self._waiter: asyncio.Future[None] | None = None
-        self._drain: asyncio.Future[None] | None = None
-        self.closed: asyncio.Future[None] = loop.create_future()
+        self._resume_reading()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+    def _resume_reading(self) -> None:
+        if not self.reading and not self.eof:
+            self.loop.add_reader(self._fd, self._on_readable)
+            self.reading = True
 
-    def data_received(self, data: bytes) -> None:
-        self.chunks.append(data)
-        self.buffered += len(data)
-        if self.buffered > self._READ_LIMIT and self.transport is not None:
-            self.transport.pause_reading()  # a target that floods us waits for the reader
-        self._wake()
+    def _pause_reading(self) -> None:
+        if self.reading:
+            self.loop.remove_reader(self._fd)
+            self.reading = False
 
-    def eof_received(self) -> bool:
-        self.eof = True
-        self._wake()
-        return False  # close the transport: iSCSI has no half-closed state
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.eof = True
-        self._wake()
-        self.resume_writing()
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
-
-    def _wake(self) -> None:
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(_READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""  # reset by the peer: for us the same as a close
+        if data:
+            self.chunks.append(data)
+            self.buffered += len(data)
+            if self.buffered > self._READ_LIMIT:
+                self._pause_reading()
+        else:
+            self.eof = True  # iSCSI has no half-closed state: a FIN ends the connection
+            self._pause_reading()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
     async def readable(self) -> None:
-        self._waiter = self.closed.get_loop().create_future()
+        self._waiter = self.loop.create_future()
         try:
             await self._waiter
         finally:
             self._waiter = None
 
-    async def drained(self) -> None:
-        self._drain = self.closed.get_loop().create_future()
-        try:
-            await self._drain
-        finally:
-            self._drain = None
-
     def take(self) -> bytes:
         data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
         self.chunks.clear()
-        if self.buffered > self._READ_LIMIT and self.transport is not None:
-            self.transport.resume_reading()
         self.buffered = 0
+        self._resume_reading()
         return data
+
+    def close(self) -> None:
+        self._pause_reading()
+        self.eof = True
+        self.sock.close()
+
+
+async def _open_socket(loop: asyncio.AbstractEventLoop, portal: Portal) -> socket.socket:
+    """A connected non-blocking TCP socket to ``portal``; addresses tried in order.
+
+    Raises:
+        socket.gaierror: the host name does not resolve; OSError: no address answered.
+    """
+    try:
+        version = ipaddress.ip_address(portal.address).version
+        family = int(socket.AF_INET6 if version == 6 else socket.AF_INET)
+        targets: list[tuple[int, tuple[str, int]]] = [(family, (portal.address, portal.port))]
+    except ValueError:  # a host name: resolve it (in asyncio's thread pool)
+        infos = await loop.getaddrinfo(portal.address, portal.port, type=socket.SOCK_STREAM)
+        targets = [(info[0], (str(info[4][0]), int(info[4][1]))) for info in infos]
+    error: OSError = OSError(errno.EHOSTUNREACH, os.strerror(errno.EHOSTUNREACH))
+    for af, address in targets:
+        sock = socket.socket(af, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            # Login and text exchanges are small request/response PDUs: no Nagle delay.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+        except BaseException:
+            sock.close()
+            raise
+        else:
+            return sock
+    raise error
 
 
 class _Stream:
     """One TCP connection with a timeout on every wait and typed errors."""
 
-    def __init__(self, portal: Portal, transport: asyncio.Transport, conn: _Connection) -> None:
+    def __init__(self, portal: Portal, conn: _Connection) -> None:
         self.portal = portal
-        self._transport = transport
         self._conn = conn
 
     @classmethod
     async def connect(cls, portal: Portal) -> _Stream:
         loop = asyncio.get_running_loop()
         try:
-            transport, conn = await loop.create_connection(
-                lambda: _Connection(loop), portal.address, portal.port
-            )
+            sock = await _open_socket(loop, portal)
         except socket.gaierror:
             raise IscsiConnectionError(
                 f"The portal address {portal.address} does not resolve; fix the host name."
             ) from None
         except OSError as exc:
-            # asyncio's strerror repeats the address; the errno text is the useful part.
+            # The errno text is the useful part; the portal is named by us.
             why = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
             raise IscsiConnectionError(
                 f"Cannot connect to iSCSI portal {portal} ({why}); "
                 "check the address, the port and any firewall."
             ) from None
-        assert isinstance(transport, asyncio.Transport)
-        # Login and text exchanges are small request/response PDUs: no Nagle delay.
-        # (asyncio sets TCP_NODELAY on TCP transports itself; this keeps it explicit.)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(portal, transport, conn)
+        return cls(portal, _Connection(loop, sock))
 
     async def send(self, data: bytes) -> None:
         if not data:
             return
-        if self._conn.eof or self._transport.is_closing():
+        conn = self._conn
+        if conn.eof:
             raise self._lost("while we were sending")
-        # One write per round trip: the sans-IO machines hand over everything queued.
-        self._transport.write(data)
-        if self._conn.paused:
-            await self._conn.drained()
-            if self._conn.eof:
-                raise self._lost("while we were sending")
+        # One send per round trip: the sans-IO machines hand over everything queued.
+        # sock_sendall tries send() at once and waits for the socket only when the
+        # kernel buffer is full (a large write to a slow target).
+        try:
+            await conn.loop.sock_sendall(conn.sock, data)
+        except OSError:
+            raise self._lost("while we were sending") from None
 
     async def receive(self, during: str) -> bytes:
         conn = self._conn
@@ -286,10 +317,7 @@ class _Stream:
         )
 
     async def close(self) -> None:
-        self._transport.close()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
-                await asyncio.shield(self._conn.closed)
+        self._conn.close()
 
 
 async def _login_attempt(
@@ -534,7 +562,7 @@ class IscsiSession:
                 self._session.scsi_command(lun, cdb, read_length=length)
                 for _, cdb, length in commands
             ]
-            events = await self._run_many(itts, "SCSI " + ", ".join(c[0] for c in commands))
+        events = await self._run_many(itts, "SCSI " + ", ".join(c[0] for c in commands))
         out = []
         for itt in itts:
             event = events[itt]
@@ -565,6 +593,11 @@ class IscsiSession:
                 # LIO; 1024 leaves room, and a page cut anyway is read as far as it goes.
                 ("INQUIRY VPD 83", cdb_inquiry(0x83, _VPD83_ALLOCATION), _VPD83_ALLOCATION),
             ]
+        # tgt opens a session with a window of two commands (MaxCmdSN = ExpCmdSN + 1),
+        # so READ CAPACITY(16) waits for the first answer: on tgt this is two round
+        # trips.  Sending TEST UNIT READY for immediate delivery (RFC 7143 §4.2.2.1)
+        # would fit all three in one, but LIO rejects immediate SCSI commands (Reject
+        # reason 0x09), so it is not done (docs/performance.md).
         results = await self.scsi_batch(lun, commands)
         data: dict[str, bytes | None] = {}
         for (name, cdb, length), done in zip(commands, results, strict=True):
@@ -714,31 +747,61 @@ async def _probe(
     return ProbeResult(target=target, portal=start, luns=luns, redirected_to=s.redirected_to)
 
 
+# Below this many requests per process a batch is not worth a fork (each child
+# costs a few ms of page-table copy and copy-on-write faults; docs/performance.md).
+SHARD_MIN_REQUESTS = 200
+_SHARD_MAX_PROCESSES = 4  # one tgtd or array answers them all; more only add forks
+
+
+def default_processes(requests: int) -> int:
+    """The ``processes`` that :func:`validate_many` uses by default for ``requests``.
+
+    One per usable CPU but one (at most 4), and never fewer than
+    ``SHARD_MIN_REQUESTS`` requests per process; 1 without ``os.fork`` or with other
+    threads running (a fork copies only the calling thread, see :mod:`._shard`).
+    One CPU is left to the rest of the machine: measured on 2 CPUs with a local tgtd
+    (~0.3 ms of CPU per target), two client processes did not finish sooner than one
+    and spent ~50 % more CPU in all (docs/performance.md).
+    """
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus - 1, _SHARD_MAX_PROCESSES, requests // SHARD_MIN_REQUESTS))
+
+
 async def validate_many(
     requests: Iterable[ValidationRequest],
     *,
     concurrency: int = 32,
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the agreed public API
     initiator_name: str | None = None,
-    processes: int = 1,
+    processes: int | None = None,
 ) -> list[ValidationResult]:
     """Probe every request, at most ``concurrency`` at once; results in request order.
 
     An iSCSI failure of one request becomes that item's ``error``; it never stops the
     others.  Each probe is the lean one: login, then TEST UNIT READY, standard INQUIRY
-    and READ CAPACITY(16) in one round trip, then logout.  Validation needs the login
-    and the size, so the VPD pages are skipped and each ``LunInfo`` has an empty
-    ``serial`` and ``identifiers``; :func:`probe` reads them.
+    and READ CAPACITY(16) pipelined, then logout.  Validation needs the login and the
+    size, so the VPD pages are skipped and each ``LunInfo`` has an empty ``serial``
+    and ``identifiers``; :func:`probe` reads them.
 
-    ``processes`` > 1 splits a large batch over that many forked processes (the
-    client's CPU is the limit, see :mod:`._shard`); ``concurrency`` is shared out
-    among them.
+    The client's CPU limits a batch (see :mod:`._shard`), so by default a large batch
+    is split over forked processes on a machine with CPUs to spare
+    (:func:`default_processes`: one per CPU but one; all its portals must be IP
+    addresses, as a host name would be resolved in a thread).
+    ``processes=1`` keeps it in this process; ``concurrency`` is shared out among them.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
-    if processes < 1:
+    if processes is not None and processes < 1:
         raise ValueError("processes must be at least 1")
     items = list(requests)
+    if processes is None:
+        ip_only = all(_is_ip(req.portal.address) for req in items)
+        processes = default_processes(len(items)) if ip_only else 1
     shards = max(1, min(processes, len(items)))
     per_shard = max(1, concurrency // shards)
 

@@ -18,6 +18,7 @@ the framing layer's business (:mod:`._framing`).  A field out of range raises
 from __future__ import annotations
 
 import enum
+import operator
 import re
 import struct
 from collections.abc import Mapping
@@ -505,6 +506,27 @@ _NUMBERS: dict[type[Pdu], frozenset[str]] = {
 _MAX_DSL = (1 << 24) - 1
 
 
+class _Plan:
+    """How :func:`encode_bhs` fills one opcode's format: one C-level attribute fetch.
+
+    ``getter`` reads every field in format order; the framing words ("_len", "_tag")
+    are not attributes, so it reads ``opcode`` in their place and the encoder
+    overwrites those slots.  ``index`` finds the slot of a field ``numbers`` replaces.
+    """
+
+    __slots__ = ("getter", "index", "len_pos", "tag_pos")
+
+    def __init__(self, wire: _Wire) -> None:
+        names = ["opcode" if n[0] == "_" else n for n in wire.fields]
+        self.getter = operator.attrgetter(*names)
+        self.index = {n: i for i, n in enumerate(wire.fields) if n[0] != "_"}
+        self.len_pos = wire.fields.index("_len")
+        self.tag_pos = wire.fields.index("_tag") if "_tag" in wire.fields else -1
+
+
+_PLANS: dict[int, _Plan] = {w.cls.opcode: _Plan(w) for w in _WIRES}
+
+
 def encode_bhs(pdu: Pdu, *, ahs_words: int = 0, numbers: Mapping[str, int] | None = None) -> bytes:
     """Build the 48-byte BHS of ``pdu``; DataSegmentLength comes from ``pdu.data``.
 
@@ -538,10 +560,14 @@ def encode_bhs(pdu: Pdu, *, ahs_words: int = 0, numbers: Mapping[str, int] | Non
                 raise ValueError(f"{name} must be {length} bytes")
         if not (0 <= ahs_words < 256 and dsl <= _MAX_DSL):
             raise ValueError("the AHS or the data segment is too long")
-        fixed: dict[str, Any] = {"_len": ahs_words << 24 | dsl, "_tag": RESERVED_TAG}
+        plan = _PLANS[pdu.opcode]
+        values = list(plan.getter(pdu))
+        values[plan.len_pos] = ahs_words << 24 | dsl
+        if plan.tag_pos >= 0:
+            values[plan.tag_pos] = RESERVED_TAG
         if numbers:
-            fixed.update(numbers)
-        values = [fixed[name] if name in fixed else getattr(pdu, name) for name in wire.fields]
+            for name, number in numbers.items():
+                values[plan.index[name]] = number
         return wire.fmt.pack(b0, b1, *values)
     except (struct.error, TypeError, ValueError) as exc:
         raise LocalProtocolError(
@@ -571,9 +597,21 @@ def decode_bhs(bhs: bytes, data: bytes = b"") -> Pdu:
     kwargs: dict[str, Any] = dict(zip(names, values, strict=True))
     if wire.immediate:
         kwargs["immediate"] = bool(b0 & 0x40)
-    for name, bit in wire.flags:
-        kwargs[name] = bool(b1 >> bit & 1)
-    for name, shift, width in wire.ints:
-        kwargs[name] = b1 >> shift & ((1 << width) - 1)
+    kwargs.update(_BYTE1[opcode][b1])
     kwargs["data"] = bytes(data)
     return wire.cls(**kwargs)
+
+
+def _byte1_fields(wire: _Wire, b1: int) -> dict[str, Any]:
+    """The one-bit and wider fields that byte 1 of this PDU type carries."""
+    out: dict[str, Any] = {name: bool(b1 >> bit & 1) for name, bit in wire.flags}
+    for name, shift, width in wire.ints:
+        out[name] = b1 >> shift & ((1 << width) - 1)
+    return out
+
+
+# Byte 1 decoded in advance for all 256 values of each PDU type: a decode is then one
+# table lookup instead of a loop over the flags.
+_BYTE1: dict[int, tuple[dict[str, Any], ...]] = {
+    w.cls.opcode: tuple(_byte1_fields(w, b1) for b1 in range(256)) for w in _WIRES
+}

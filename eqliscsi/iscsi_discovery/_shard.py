@@ -1,8 +1,9 @@
 """Run one asyncio batch over several processes: the client's CPU, not the network, limits it.
 
-``validate_many`` spends ~0.6-0.9 ms of client CPU per target (login, three SCSI
-commands, logout) while tgt needs ~0.2 ms, so one Python process keeps one core
-busy and the batch waits on it (docs/performance.md, "iSCSI client").  Here a batch
+``validate_many`` spends ~0.45-0.6 ms of client CPU per target (login, three SCSI
+commands, logout; much of it the kernel's loopback TCP work) while tgt needs ~0.3 ms,
+so one Python process keeps one core busy and the batch waits on it
+(docs/performance.md, "iSCSI client").  Here a batch
 is cut into interleaved shards; the first runs in this process, each other one in a
 ``fork()`` child on its own event loop, and the results come back in order.
 

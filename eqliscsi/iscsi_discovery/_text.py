@@ -63,8 +63,30 @@ def _limit(key: str) -> int:
 _KEY = re.compile(rf"[A-Za-z0-9.\-+@_#]{{1,{MAX_KEY}}}")
 
 
+# Keys already seen valid: a login sends and receives ~30 keys, nearly always the
+# same few dozen.  Bounded, so a target inventing keys cannot grow it.
+_VALID_KEYS: set[str] = set()
+_VALID_KEYS_MAX = 256
+
+
+# Pairs already encoded or decoded and found valid.  A login sends and receives the
+# same ~30 operational pairs to every target; only names and CHAP values change.
+# No CHAP key is ever kept (challenges and responses are one-time values, and
+# credentials stay out of module state), and both tables
+# stop growing at a bound, so a target sending endless new pairs costs nothing.
+_CACHE_MAX = 512
+_ENCODED: dict[tuple[str, str], bytes] = {}
+_DECODED: dict[bytes, tuple[str, str]] = {}
+
+
 def _check_key(key: str) -> bool:
-    return _KEY.fullmatch(key) is not None
+    if key in _VALID_KEYS:
+        return True
+    if _KEY.fullmatch(key) is None:
+        return False
+    if len(_VALID_KEYS) < _VALID_KEYS_MAX:
+        _VALID_KEYS.add(key)
+    return True
 
 
 def encode_text(pairs: Iterable[tuple[str, str]]) -> bytes:
@@ -74,7 +96,12 @@ def encode_text(pairs: Iterable[tuple[str, str]]) -> bytes:
         LocalProtocolError: a key or value breaks the syntax or size limits.
     """
     out = bytearray()
-    for key, value in pairs:
+    for pair in pairs:
+        known = _ENCODED.get(pair)
+        if known is not None:
+            out += known
+            continue
+        key, value = pair
         if not _check_key(key):
             raise LocalProtocolError(f"The text key {key!r} is not a valid iSCSI key; fix it.")
         raw = value.encode("utf-8")
@@ -82,7 +109,10 @@ def encode_text(pairs: Iterable[tuple[str, str]]) -> bytes:
             raise LocalProtocolError(
                 f"The value for text key {key} is longer than allowed or has a NUL; shorten it."
             )
-        out += key.encode() + b"=" + raw + b"\0"
+        encoded = key.encode() + b"=" + raw + b"\0"
+        if not key.startswith("CHAP_") and len(_ENCODED) < _CACHE_MAX:
+            _ENCODED[pair] = encoded
+        out += encoded
     return bytes(out)
 
 
@@ -100,6 +130,10 @@ def decode_text(data: bytes) -> list[tuple[str, str]]:
     for chunk in chunks:
         if not chunk:
             continue  # NUL runs and padding
+        known = _DECODED.get(chunk)
+        if known is not None:
+            pairs.append(known)
+            continue
         key_raw, sep, value_raw = chunk.partition(b"=")
         try:
             key, value = key_raw.decode("ascii"), value_raw.decode("utf-8")
@@ -113,6 +147,8 @@ def decode_text(data: bytes) -> list[tuple[str, str]]:
             )
         if len(value_raw) > _limit(key):
             raise PduDecodeError(f"The target sent a value for {key} longer than RFC 7143 allows.")
+        if not key.startswith("CHAP_") and len(_DECODED) < _CACHE_MAX:
+            _DECODED[chunk] = (key, value)
         pairs.append((key, value))
     return pairs
 

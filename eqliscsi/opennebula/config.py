@@ -72,12 +72,24 @@ NEW_KEYS = frozenset(
         "EQL_MAX_SESSIONS",
         "EQL_CHAP_USER",
         "EQL_CHAP_SECRET_FILE",
+        "EQL_NODE_AUTH_HELPER",
+        "EQL_CHAP_TARGET_USER",
+        "EQL_CHAP_TARGET_SECRET_FILE",
     }
 )
 IGNORED_KEYS = frozenset({"EQLADM"})  # EqlCliExec.py: we speak the CLI over SSH ourselves
 KNOWN_KEYS = ORIGINAL_KEYS | NEW_KEYS | IGNORED_KEYS
 IMAGE_KEYS = frozenset({"EQL_MULTIHOST", "EQL_SECURITY_ACCESS", "EQL_THINPROVISION"})
-CONF_ONLY_KEYS = frozenset({"EQL_PASS_FILE", "EQL_KNOWN_HOSTS", "EQL_CHAP_SECRET_FILE"})
+# EQL_NODE_AUTH_HELPER names what hosts run as root (sudoers): not a template's call.
+CONF_ONLY_KEYS = frozenset(
+    {
+        "EQL_PASS_FILE",
+        "EQL_KNOWN_HOSTS",
+        "EQL_CHAP_SECRET_FILE",
+        "EQL_CHAP_TARGET_SECRET_FILE",
+        "EQL_NODE_AUTH_HELPER",
+    }
+)
 SECRET_KEYS = frozenset({"EQL_PASS"})
 
 # The original file is remotes/datastore/eqliscsi/eqliscsi.conf; both spellings of the
@@ -245,6 +257,9 @@ class EqlConfig:
     base_device: str = "/dev/iscsi"
     iface: str = "default"
     wait_time: float = 10.0
+    # The hosts' CHAP node-record helper (remotes/tm/eqliscsi/eqliscsi-node-auth as
+    # `onehost sync` puts it; a root-owned copy when oneadmin runs it through sudo).
+    node_auth_helper: str = "/var/tmp/one/tm/eqliscsi/eqliscsi-node-auth"  # noqa: S108 - oned's remotes dir
     no_iscsi: tuple[str, ...] = ()
     portal: str = ""  # iSCSI portal HOST[:PORT]; the group IP when empty
     ssh_port: int = 22
@@ -253,6 +268,20 @@ class EqlConfig:
     max_sessions: int = 7
     chap_user: str = ""
     chap_secret: Secret | None = None
+    # Mutual CHAP: the group's target-authentication account, which the initiator
+    # checks the target against (RFC 7143 §12.1.3; one per group on EqualLogic).
+    chap_target_user: str = ""
+    chap_target_secret: Secret | None = None
+
+    @property
+    def mutual_chap(self) -> bool:
+        return bool(self.chap_target_user) and self.chap_target_secret is not None
+
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every secret this configuration holds, for redaction."""
+        return tuple(
+            s for s in (self.password, self.chap_secret, self.chap_target_secret) if s is not None
+        )
 
     @property
     def discovery_portal(self) -> str:
@@ -366,6 +395,10 @@ def resolve(
         )
     if (it := get("EQL_IFACE")) is not None:
         kwargs["iface"] = _check("EQL_IFACE", *it, _IFACE_RE, "an iscsiadm iface name")
+    if (it := get("EQL_NODE_AUTH_HELPER")) is not None:
+        kwargs["node_auth_helper"] = _check(
+            "EQL_NODE_AUTH_HELPER", *it, _DEV_DIR_RE, "an absolute path"
+        )
     if (it := get("EQL_WAIT_TIME")) is not None:
         kwargs["wait_time"] = _number("EQL_WAIT_TIME", *it, 0, 600, kind=float)
     if (it := get("EQL_SSH_PORT")) is not None:
@@ -390,6 +423,14 @@ def resolve(
     if (it := get("EQL_CHAP_SECRET_FILE")) is not None:
         path = _check("EQL_CHAP_SECRET_FILE", *it, _DEV_DIR_RE, "an absolute path")
         kwargs["chap_secret"] = read_secret_file(Path(path))
+    if (it := get("EQL_CHAP_TARGET_USER")) is not None:
+        kwargs["chap_target_user"] = _check(
+            "EQL_CHAP_TARGET_USER", *it, _CLI_WORD_RE, "a CHAP user name"
+        )
+    if (it := get("EQL_CHAP_TARGET_SECRET_FILE")) is not None:
+        path = _check("EQL_CHAP_TARGET_SECRET_FILE", *it, _DEV_DIR_RE, "an absolute path")
+        kwargs["chap_target_secret"] = read_secret_file(Path(path))
+    _check_mutual(kwargs)
     # Password: an inline EQL_PASS (conf or template, by precedence) wins over the
     # conf's EQL_PASS_FILE, like every other key; docs steer to the file.
     conf_has_password = bool(
@@ -414,6 +455,33 @@ def resolve(
         path = _check("EQL_PASS_FILE", *it, _DEV_DIR_RE, "an absolute path")
         kwargs["password"] = read_secret_file(Path(path))
     return Resolved(config=EqlConfig(**kwargs), notices=tuple(notices))  # type: ignore[arg-type]
+
+
+def _check_mutual(kwargs: dict[str, object]) -> None:
+    """Mutual CHAP needs both target keys, one-way CHAP under it, and its own secret."""
+    has_user = "chap_target_user" in kwargs
+    has_secret = "chap_target_secret" in kwargs
+    if not (has_user or has_secret):
+        return
+    if has_user != has_secret:
+        raise ConfigError(
+            "EQL_CHAP_TARGET_USER and EQL_CHAP_TARGET_SECRET_FILE go together; set both or neither."
+        )
+    if not kwargs.get("chap_user") or "chap_secret" not in kwargs:
+        raise ConfigError(
+            "Mutual CHAP (EQL_CHAP_TARGET_USER) needs one-way CHAP as well; set "
+            "EQL_CHAP_USER and EQL_CHAP_SECRET_FILE."
+        )
+    target = kwargs["chap_target_secret"]
+    initiator = kwargs["chap_secret"]
+    assert isinstance(target, Secret) and isinstance(initiator, Secret)
+    # open-iscsi refuses a target whose secret equals the initiator's, and the same
+    # secret both ways invites reflection (iscsi-protocol.md, "Mutual CHAP").
+    if target.reveal() == initiator.reveal():
+        raise ConfigError(
+            "The secrets of EQL_CHAP_TARGET_SECRET_FILE and EQL_CHAP_SECRET_FILE are the "
+            "same; give the target its own secret."
+        )
 
 
 def _number(

@@ -331,6 +331,12 @@ class VmDisk:
     attrs: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
 
+# OpenNebula's VirtualMachine::VmState and LcmState values (stable since 3.x).
+VM_STATE_ACTIVE = 3
+VM_STATE_DONE = 6
+LCM_STATE_RUNNING = 3
+
+
 @dataclass(frozen=True, slots=True)
 class Vm:
     id: int
@@ -338,6 +344,28 @@ class Vm:
     state: int | None
     lcm_state: int | None
     disks: tuple[VmDisk, ...]
+    # HISTORY_RECORDS/HISTORY/HOSTNAME in record order (SEQ): where oned placed the VM.
+    history_hosts: tuple[str, ...] = ()
+
+    def hosts_in_use(self) -> frozenset[str] | None:
+        """The hosts where, by oned's account, this VM may hold its disks now.
+
+        ``None`` when the document says nothing (no history records): the caller
+        must then assume the VM may be anywhere.  A VM that is ``DONE`` holds no
+        host.  One that is ``ACTIVE``/``RUNNING`` is on its last record's host only:
+        after a failed live migration oned writes a new record copying the source
+        host ("Fail to live migrate VM. Assuming that the VM is still RUNNING"), so
+        the destination of the failed attempt is no longer listed.  Any other state
+        (a migration in flight, poweroff, suspended, a transition) keeps the last
+        two records' hosts, so a migration's source and destination both count.
+        """
+        if self.state == VM_STATE_DONE:
+            return frozenset()
+        if not self.history_hosts:
+            return None
+        if self.state == VM_STATE_ACTIVE and self.lcm_state == LCM_STATE_RUNNING:
+            return frozenset(self.history_hosts[-1:])
+        return frozenset(self.history_hosts[-2:])
 
     def disks_of(self, tm_mad: str) -> tuple[VmDisk, ...]:
         """The disks a TM owns: what a slave pre/postmigrate must act on (§6.3)."""
@@ -384,4 +412,15 @@ def parse_vm(document: bytes) -> Vm:
         state=_int(root, "STATE", "VM"),
         lcm_state=_int(root, "LCM_STATE", "VM"),
         disks=tuple(disks),
+        history_hosts=_history_hosts(root),
     )
+
+
+def _history_hosts(root: ET.Element) -> tuple[str, ...]:
+    records: list[tuple[int, str]] = []
+    for h in root.findall("HISTORY_RECORDS/HISTORY"):
+        seq = _int(h, "SEQ", "VM history")
+        host = (h.findtext("HOSTNAME") or "").strip()
+        if host:
+            records.append((seq if seq is not None else len(records), host))
+    return tuple(host for _, host in sorted(records))

@@ -27,7 +27,8 @@ the secret in iscsiadm's argv, readable by every local user in ``/proc``.  Inste
 the snippet feeds ``username`` and ``secret`` on *stdin* (a quoted here-document
 inside the script, which itself travels on SSH's stdin) to a small shipped helper,
 ``eqliscsi-node-auth`` (``remotes/tm/eqliscsi/``), which rewrites the three
-``node.session.auth.*`` lines of the node record file
+``node.session.auth.*`` lines (five with mutual CHAP: ``username_in`` and
+``password_in`` too) of the node record file
 ``/etc/iscsi/nodes/<IQN>/<IP>,<PORT>,<TPGT>/<IFACE>`` with shell builtins only and
 mode 0600.  iscsiadm reads that record afresh on every ``--login``, deriving the
 hidden ``password_length`` from the password line as it parses it (open-iscsi
@@ -310,27 +311,50 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class ChapCredentials:
-    """Initiator CHAP credentials for one node (the EqualLogic access rule's account)."""
+    """Initiator CHAP credentials for one node (the EqualLogic access rule's account),
+    and, for mutual CHAP, the target's (the group's target-authentication account),
+    stored as ``node.session.auth.username_in``/``password_in``."""
 
     username: str
     secret: Secret
+    username_in: str = ""
+    secret_in: Secret | None = None
 
     def __post_init__(self) -> None:
-        if not _CHAP_RE.fullmatch(self.username) or self.username == _HEREDOC_END:
+        _check_chap_user(self.username, "CHAP user")
+        _check_chap_secret(self.secret, "CHAP secret")
+        if bool(self.username_in) != (self.secret_in is not None):
             raise UsageError(
-                "The CHAP user name must be 1-255 printable ASCII characters without "
-                "spaces or quotes; fix the datastore's CHAP user."
+                "Mutual CHAP needs both the target's user name and its secret; set both."
             )
-        try:
-            text = self.secret.reveal_str()
-        except UnicodeDecodeError:
-            text = "\n"
-        # A value equal to the here-document's delimiter would end it early.
-        if not _CHAP_RE.fullmatch(text) or text == _HEREDOC_END:
-            raise UsageError(
-                "The CHAP secret must be 1-255 printable ASCII characters without spaces "
-                f"or quotes; fix the secret in {self.secret.origin}."
-            )
+        if self.secret_in is not None:
+            _check_chap_user(self.username_in, "target CHAP user")
+            _check_chap_secret(self.secret_in, "target CHAP secret")
+
+    @property
+    def mutual(self) -> bool:
+        return self.secret_in is not None
+
+
+def _check_chap_user(name: str, what: str) -> None:
+    if not _CHAP_RE.fullmatch(name) or name == _HEREDOC_END:
+        raise UsageError(
+            f"The {what} name must be 1-255 printable ASCII characters without spaces or "
+            "quotes; fix the datastore's CHAP settings."
+        )
+
+
+def _check_chap_secret(secret: Secret, what: str) -> None:
+    try:
+        text = secret.reveal_str()
+    except UnicodeDecodeError:
+        text = "\n"
+    # A value equal to the here-document's delimiter would end it early.
+    if not _CHAP_RE.fullmatch(text) or text == _HEREDOC_END:
+        raise UsageError(
+            f"The {what} must be 1-255 printable ASCII characters without spaces or quotes; "
+            f"fix the secret in {secret.origin}."
+        )
 
 
 # --------------------------------------------------------------------------- argv
@@ -427,9 +451,11 @@ step() {
 def _lock_lines(lock_path: str) -> str:
     lp = shlex.quote(_validate_path(lock_path, "lock file"))
     # fd 9 stays open (and the lock held) until the script exits.  flock(1) exits 1
-    # on timeout; report it as the lock step.
+    # on timeout; report it as the lock step.  A lock file another user created (root
+    # running a step by hand, say) is opened read-only: flock(2) needs no write
+    # access, and a failed `exec 9>>` would end the script without a word.
     return (
-        f"exec 9>>{lp}\n"
+        f"if [ -w {lp} ] || [ ! -e {lp} ]; then exec 9>>{lp}; else exec 9<{lp}; fi\n"
         f"flock -w {LOCK_TIMEOUT_S} 9 || {{ echo 'eqliscsi-step: lock 1' >&2; exit 1; }}\n"
     )
 
@@ -457,11 +483,15 @@ def login_script(
     if chap is not None:
         # Quoted delimiter: no expansion inside; the validated values cannot contain
         # a newline, so they cannot end the here-document early.
+        # Mutual CHAP adds the target's name and secret as lines 3 and 4.
+        mutual = ""
+        if chap.secret_in is not None:
+            mutual = f"{chap.username_in}\n{_secret_placeholder(chap.secret_in)}\n"
         lines.append(
             f"step auth {shlex.join(pre + auth_helper_argv(node, helper))} <<'{_HEREDOC_END}'\n"
-            f"{chap.username}\n{_secret_placeholder(chap.secret)}\n{_HEREDOC_END}\n"
+            f"{chap.username}\n{_secret_placeholder(chap.secret)}\n{mutual}{_HEREDOC_END}\n"
         )
-        secrets = (chap.secret,)
+        secrets = (chap.secret,) if chap.secret_in is None else (chap.secret, chap.secret_in)
         ops.append(Op.AUTH)
     login = shlex.join(pre + login_argv(node))
     lines.append(

@@ -124,7 +124,7 @@ class ActionContext:
             img.template if (img and with_image) else None,
             template_password_usable=not encrypted_attrs,
         )
-        for secret in (resolved.config.password, resolved.config.chap_secret):
+        for secret in resolved.config.secrets():
             if secret is not None:
                 self.secrets.append(secret.reveal())
         for notice in resolved.notices:

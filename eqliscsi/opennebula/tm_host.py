@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from eqliscsi.errors import DriverError
@@ -36,6 +36,7 @@ from eqliscsi.opennebula import iscsiadm as ia
 from eqliscsi.opennebula.devname import volume_from_iqn
 
 __all__ = [
+    "SWEEP_KEPT",
     "DeviceTimeoutError",
     "HostCommandError",
     "HostRunner",
@@ -51,6 +52,11 @@ __all__ = [
 _MARK_DEVICE = "eqliscsi-tm: device-timeout"
 _MARK_LINKS = "eqliscsi-tm: links"
 _MARK_SESSIONS = "eqliscsi-tm: sessions-status"
+_MARK_DEVICES = "eqliscsi-tm: devices"
+# Printed by a sweep's logout script when its guard finds the session in use after all.
+SWEEP_KEPT = "eqliscsi-tm: kept"
+_MARK_KEPT = SWEEP_KEPT
+_MARK_OPEN = "eqliscsi-tm: open-devices"
 # ssh exits 255 for its own errors (connection refused, no route, auth).
 _SSH_FAILED = 255
 _SAFE_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9_.+@-]+/)*[A-Za-z0-9_.+@-]+$")
@@ -172,9 +178,10 @@ def attach_script(
     link: str | None,
     chap: ia.ChapCredentials | None = None,
     make_link_only_if_missing: bool = False,
+    helper: str = ia.DEFAULT_AUTH_HELPER,
 ) -> tuple[bytes, str]:
     """Login, wait for the device, link ``disk.N``; returns (stdin bytes, loggable text)."""
-    login = ia.login_script(node, chap=chap, sudo=True)
+    login = ia.login_script(node, chap=chap, helper=helper, sudo=True)
     dev = shlex.quote(device_path(base_device, volume))
     polls = max(1, int(wait_s * 5))
     tail = [
@@ -212,19 +219,29 @@ def detach_script(
     base_device: str,
     link: str | None,
     unless_linked_under: str | None = None,
+    judged_links: Sequence[str] = (),
 ) -> tuple[bytes, str]:
     """Remove ``disk.N`` if it points at our device, then log out (idempotent).
 
-    ``unless_linked_under``: skip everything when some ``disk.N`` link under that
-    directory still points at the device (the stale-session sweep's guard).
+    ``unless_linked_under``: the stale-session sweep's guard, re-checked under the
+    host lock: skip everything when a process on the host holds the device open, or
+    when some ``disk.N`` link under that directory points at the device, apart from
+    ``judged_links`` (links whose VMs oned places on other hosts).
     """
     dev = device_path(base_device, volume)
     head = [_SUDO_FN]
+    guard = ""
     if unless_linked_under is not None:
         base = shlex.quote(_path(unless_linked_under, "datastores directory"))
-        head.append(
+        qdev = shlex.quote(dev)
+        skip = "".join(f" -e {shlex.quote(_path(p, 'disk path'))}" for p in judged_links)
+        others = f" | grep -vxF{skip}" if skip else ""
+        guard = (
             f"if [ -d {base} ] && find {base} -mindepth 3 -maxdepth 3 -type l -name 'disk.*' "
-            f"-lname {shlex.quote(dev)} | grep -q .; then exit 0; fi\n"
+            f"-lname {qdev}{others} | grep -q .; then echo '{_MARK_KEPT}'; exit 0; fi\n"
+            f"if [ -b {qdev} ] && ls -l /proc/[0-9]*/fd/ 2>/dev/null | sed -n "
+            f"'s#^.* -> \\(/dev/[^ ]*\\)$#\\1#p' | grep -qxF -- \"$(readlink -f {qdev})\"; "
+            f"then echo '{_MARK_KEPT}'; exit 0; fi\n"
         )
     if link is not None:
         lk = shlex.quote(_path(link, "disk path"))
@@ -233,41 +250,100 @@ def detach_script(
         )
     logout = ia.logout_script(node, sudo=True)
     text = "".join(head)
-    return text.encode("ascii") + logout.stdin_bytes(), text + str(logout)
+    body, shown = logout.stdin_bytes().decode("ascii"), str(logout)
+    if guard:
+        # Under the host lock: an attach holds it until its disk.N link exists, so
+        # the guard cannot miss a session that is being set up right now.
+        body, shown = _after_lock(body, guard), _after_lock(shown, guard)
+    return (text + body).encode("ascii"), text + shown
 
 
-def inventory_script(datastores: str) -> bytes:
-    """Sessions (``iscsiadm -m session``) and every ``disk.N`` link's target."""
+def _after_lock(script: str, insert: str) -> str:
+    at = script.index("\nflock -w ")
+    end = script.index("\n", at + 1) + 1
+    return script[:end] + insert + script[end:]
+
+
+def inventory_script(datastores: str, base_device: str = "/dev/iscsi") -> bytes:
+    """What the stale-session sweep judges with, read on the host in one round trip.
+
+    * the sessions (``iscsiadm -m session``) and its status;
+    * every ``<datastores>/<sysds>/<vmid>/disk.N`` link as ``path target``;
+    * every ``<base_device>/<volume>`` as ``link realpath``;
+    * the device nodes some process on the host holds open (``/proc/*/fd``, as far
+      as the driver's user may look: on OpenNebula KVM hosts QEMU runs as oneadmin).
+    """
     base = shlex.quote(_path(datastores, "datastores directory"))
+    devdir = shlex.quote(_path(base_device.rstrip("/") or "/", "device directory"))
     return (
         _SUDO_FN + f"_rc=0; sudo -n {shlex.join(ia.session_argv())} || _rc=$?\n"
         f"echo '{_MARK_SESSIONS}' $_rc\n"
         f"echo '{_MARK_LINKS}'\n"
         f"if [ -d {base} ]; then find {base} -mindepth 3 -maxdepth 3 -type l -name 'disk.*' "
-        "-exec readlink {} \\; ; fi\n"
+        """-exec sh -c 'for l; do printf "%s %s\\n" "$l" "$(readlink "$l")"; done' sh {} + ; fi\n"""
+        f"echo '{_MARK_DEVICES}'\n"
+        f"for _d in {devdir}/*; do "
+        """[ -b "$_d" ] && printf '%s %s\\n' "$_d" "$(readlink -f "$_d")"; done\n"""
+        f"echo '{_MARK_OPEN}'\n"
+        "ls -l /proc/[0-9]*/fd/ 2>/dev/null | sed -n 's#^.* -> \\(/dev/[^ ]*\\)$#\\1#p' "
+        "| sort -u\n"
     ).encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
 class Inventory:
     sessions: tuple[ia.SessionInfo, ...]
-    link_targets: frozenset[str]
+    links: tuple[tuple[str, str], ...]  # (disk.N path, link target)
+    # /dev/iscsi/<volume> -> the device node it resolves to; None: not reported.
+    devices: Mapping[str, str] | None = None
+    # Device nodes a process on the host holds open; None: not reported.
+    open_nodes: frozenset[str] | None = None
 
-    def stale(self, base_device: str, is_ours: re.Pattern[str]) -> list[tuple[str, str]]:
-        """(volume, IQN) of EqualLogic sessions whose device no ``disk.N`` links to."""
+    @property
+    def link_targets(self) -> frozenset[str]:
+        return frozenset(target for _, target in self.links)
+
+    def linked_from(self, device: str) -> tuple[str, ...]:
+        """The ``disk.N`` paths whose link points at ``device``."""
+        return tuple(path for path, target in self.links if target == device)
+
+    def is_open(self, device: str) -> bool:
+        """Whether a process on the host holds ``device`` open (False when unknown)."""
+        if self.devices is None or self.open_nodes is None:
+            return False
+        node = self.devices.get(device)
+        return node is not None and node in self.open_nodes
+
+    def ours(self, is_ours: re.Pattern[str]) -> list[tuple[str, str]]:
+        """(volume, IQN) of the sessions to eqliscsi-named EqualLogic volumes."""
         found = []
         for s in self.sessions:
             vol = volume_from_iqn(s.iqn)
-            if vol is None or not is_ours.fullmatch(vol):
-                continue
-            if device_path(base_device, vol) in self.link_targets:
-                continue
-            found.append((vol, s.iqn))
+            if vol is not None and is_ours.fullmatch(vol):
+                found.append((str(vol), s.iqn))
         return found
+
+    def stale(self, base_device: str, is_ours: re.Pattern[str]) -> list[tuple[str, str]]:
+        """(volume, IQN) of our sessions whose device no ``disk.N`` links to."""
+        return [
+            (vol, iqn)
+            for vol, iqn in self.ours(is_ours)
+            if device_path(base_device, vol) not in self.link_targets
+        ]
+
+
+def _pairs(lines: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for line in lines:
+        first, _, rest = line.strip().partition(" ")
+        if first:
+            # Old single-column form (target only) has no path.
+            out.append((first, rest) if rest else ("", first))
+    return out
 
 
 def parse_inventory(stdout: str) -> Inventory:
-    before, sep, links = stdout.partition(_MARK_LINKS + "\n")
+    before, sep, after = stdout.partition(_MARK_LINKS + "\n")
     if not sep:
         raise HostCommandError("The host's session inventory was cut short; retry the action.")
     lines = before.splitlines()
@@ -279,7 +355,16 @@ def parse_inventory(stdout: str) -> Inventory:
         else:
             kept.append(line)
     sessions = ia.parse_sessions("\n".join(kept), status=status)
-    return Inventory(tuple(sessions), frozenset(x.strip() for x in links.splitlines() if x.strip()))
+    links_part, dsep, rest = after.partition(_MARK_DEVICES + "\n")
+    devices: dict[str, str] | None = None
+    open_nodes: frozenset[str] | None = None
+    if dsep:
+        dev_part, osep, open_part = rest.partition(_MARK_OPEN + "\n")
+        devices = {a: b for a, b in _pairs(dev_part.splitlines()) if a}
+        if osep:
+            open_nodes = frozenset(x.strip() for x in open_part.splitlines() if x.strip())
+    links = tuple(_pairs(links_part.splitlines()))
+    return Inventory(tuple(sessions), links, devices, open_nodes)
 
 
 def check_attach(result: HostResult, script_ops: tuple[ia.Op, ...], *, host: str, volume: str,

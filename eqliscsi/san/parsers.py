@@ -15,6 +15,7 @@ and prompt removed, ``\\r`` stripped.  Formats follow equallogic-cli.md §5:
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccessRecord",
+    "AccountInfo",
+    "AccountType",
     "GroupParams",
     "PoolCapacity",
     "PoolSummary",
@@ -34,6 +37,7 @@ __all__ = [
     "VolumeInfo",
     "find_error",
     "parse_access_records",
+    "parse_account",
     "parse_chap_password",
     "parse_group_params",
     "parse_key_values",
@@ -395,3 +399,36 @@ def parse_group_params(lines: Sequence[str]) -> GroupParams:
     return GroupParams(
         group_ip=_require(kv, "Group-Ipaddress", "grpparams show"), name=kv.get("Name") or None
     )
+
+
+class AccountType(enum.Enum):
+    """Administration account types (Administrator's Guide, "Account Permissions")."""
+
+    GROUP_ADMIN = "group-admin"
+    POOL_ADMIN = "pool-admin"
+    VOLUME_ADMIN = "volume-admin"
+    READ_ONLY = "read-only"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    name: str
+    type: AccountType | None  # None: a type this parser does not know
+    type_text: str
+    pools: tuple[str, ...]
+
+
+def parse_account(lines: Sequence[str]) -> AccountInfo:
+    """``account select NAME show``: ``Name:``, ``Type:`` and ``Pools:`` (comma-separated).
+
+    The key names are unverified [U]; an unknown type is kept as text (``type`` None)
+    so the caller can say what it saw instead of guessing what it allows.
+    """
+    kv = parse_key_values(lines)
+    text = _require(kv, "Type", "account select show")
+    try:
+        kind: AccountType | None = AccountType(text.strip().lower())
+    except ValueError:
+        kind = None
+    pools = tuple(p.strip() for p in kv.get("Pools", "").split(",") if p.strip())
+    return AccountInfo(kv.get("Name", ""), kind, text.strip(), pools)

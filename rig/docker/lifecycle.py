@@ -258,7 +258,11 @@ class DockerLifecycle:
         return answer
 
     # ------------------------------------------------------------------ LifecycleRig
-    def simulator(self, profile: str, *, name: str | None = None) -> Frontend:
+    def simulator(
+        self, profile: str, *, name: str | None = None, as_oneadmin: bool = True
+    ) -> Frontend:
+        # The hosts' sshd admits oneadmin only (as OpenNebula's hosts): as_oneadmin is
+        # what this rig always does, whatever is asked.
         key = name or profile
         if key in self._sims:
             return self._sims[key]

@@ -18,6 +18,8 @@ from datetime import datetime
 
 from rig.fake_eql.model import (
     MB,
+    AccountType,
+    AdminAccount,
     ApplyTo,
     AuthMethod,
     CliError,
@@ -241,6 +243,7 @@ def _dispatch(ctx: _Ctx, w: _Words) -> Reply:
         ctx.path.pop()
         return _volume_sub(ctx, w, ctx.san.volume(ctx.session.mode_volume))
     word = w.keyword(
+        "account",
         "volume",
         "show",
         "pool",
@@ -266,6 +269,7 @@ def _volume(ctx: _Ctx, w: _Words) -> Reply:
         name = w.value()
         size = w.size()
         opts = _volume_options(w, allow_size_opts=True)
+        san.check_may_create(ctx.session.account, str(opts.get("pool") or san.default_pool().name))
         vol, ops = san.create_volume(name, size, **opts)  # type: ignore[arg-type]
         return Reply(
             ("Volume creation succeeded.", f"iSCSI target name is {vol.iqn}."),
@@ -733,7 +737,18 @@ def _chapuser(ctx: _Ctx, w: _Words) -> Reply:
 
 
 def _grpparams(ctx: _Ctx, w: _Words) -> Reply:
-    sub = w.keyword("show", "info-messages")
+    sub = w.keyword("show", "info-messages", "target-auth-username", "target-auth-password")
+    if sub in ("target-auth-username", "target-auth-password"):
+        # Mutual CHAP: one group-wide target account (Administrator's Guide, "Configure
+        # Target Authentication"); only a group administrator may change it.
+        value = w.value()
+        w.end()
+        _require_group_admin(ctx)
+        if sub == "target-auth-username":
+            ctx.san.set_target_auth(user=value)
+        else:
+            ctx.san.set_target_auth(password=value)
+        return Reply()
     if sub == "info-messages":
         state = w.keyword("enable", "disable")
         w.end()
@@ -752,9 +767,96 @@ def _grpparams(ctx: _Ctx, w: _Words) -> Reply:
         ("Def-Iscsi-Prefix", "iqn.2001-05.com.equallogic"),
         ("Def-Iscsi-Alias", "yes"),
         ("Info-Messages", "enabled" if san.info_messages else "disabled"),
+        # The password is not shown (the rig's choice; the GUI shows both).
+        ("Target-Auth-UserName", san.target_auth_user),
         ("Description", ""),
     ]
     return Reply(("_" * 30 + " Group Information " + "_" * 30, *ctx.kv(pairs)))
+
+
+def _require_group_admin(ctx: _Ctx) -> None:
+    acct = ctx.san.account(ctx.session.account)
+    if acct.type is not AccountType.GROUP_ADMIN:
+        raise CliError(
+            f"Account {acct.name} is a {acct.type.value} account; log in as a group administrator."
+        )
+
+
+_ACCOUNT_TYPES = tuple(t.value for t in AccountType)
+
+
+def _account(ctx: _Ctx, w: _Words) -> Reply:
+    """``account create|delete|select NAME show|show``: local administration accounts.
+
+    Types and what they may do follow the Administrator's Guide ("Account
+    Permissions"); the grammar and wording are the rig's choice [U]: ``account create
+    NAME password PW [type group-admin|pool-admin|volume-admin|read-only] [pools
+    P1,P2] [enable|disable]``.
+    """
+    san = ctx.san
+    me = san.account(ctx.session.account)
+    sub = w.keyword("create", "delete", "select", "show")
+    if sub == "show" and not w.more():
+        if me.type is AccountType.VOLUME_ADMIN or me.type is AccountType.POOL_ADMIN:
+            shown = [me]
+        else:
+            shown = [
+                san.account(ctx.session.account),
+                *(a for a in san.accounts.values() if a.name != ctx.session.account),
+            ]
+        rows = [[a.name, a.type.value, ",".join(a.pools), _enabled(a)] for a in shown]
+        return Reply(tuple(table(["Name", "Type", "Pools", "Status"], [16, 12, 30, 8], rows)))
+    name = w.value()
+    if sub == "select":
+        w.keyword("show")
+        sub = "show"
+    if sub == "show":
+        w.end()
+        # Everyone may look at their own account; pool and volume administrators see
+        # no other account (their view of the group is limited).
+        if name != me.name and me.type in (AccountType.POOL_ADMIN, AccountType.VOLUME_ADMIN):
+            raise CliError(f"Account {me.name} has no permission to view account {name}.")
+        if name == me.name:
+            acct = me
+        elif name in san.accounts:
+            acct = san.accounts[name]
+        else:
+            raise CliError(f"Account {name} does not exist.")
+        pairs = [
+            ("Name", acct.name),
+            ("Type", acct.type.value),
+            ("Pools", ",".join(acct.pools)),
+            ("Status", _enabled(acct)),
+            ("Description", ""),
+        ]
+        return Reply(("_" * 29 + " Account Information " + "_" * 29, *ctx.kv(pairs)))
+    _require_group_admin(ctx)
+    if sub == "delete":
+        w.end()
+        san.delete_account(name)
+        return Reply(("Account deletion succeeded.",))
+    password = ""
+    kind = AccountType.GROUP_ADMIN
+    pools: tuple[str, ...] = ()
+    enabled = True
+    while w.more():
+        key = w.keyword("password", "type", "pools", "enable", "disable")
+        if key == "password":
+            password = w.value()
+        elif key == "type":
+            kind = AccountType(w.keyword(*_ACCOUNT_TYPES))
+        elif key == "pools":
+            pools = tuple(p for p in w.value().split(",") if p)
+        else:
+            enabled = key == "enable"
+    if not password:
+        raise SyntaxProblem("Incomplete command; a parameter is missing.")
+    san.create_account(name, password, type=kind, pools=pools, enabled=enabled)
+    return Reply(("Account creation succeeded.",))
+
+
+def _enabled(acct: AdminAccount) -> str:
+    return "enable" if acct.enabled else "disable"
 
 
 def _cli_settings(ctx: _Ctx, w: _Words) -> Reply:
@@ -829,6 +931,7 @@ def _logout_now() -> Reply:
 
 
 _TOP: dict[str, Callable[[_Ctx, _Words], Reply]] = {
+    "account": _account,
     "volume": _volume,
     "show": _show,
     "pool": _pool,

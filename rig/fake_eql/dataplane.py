@@ -73,6 +73,7 @@ class _RecordedTarget:
     identity: ScsiIdentity | None = None
     initiators: list[str] | None = field(default_factory=list)
     incoming: ChapAccount | None = None
+    outgoing: ChapAccount | None = None
     redirect: Portal | None = None
 
 
@@ -119,6 +120,7 @@ class RecordingBackend:
     ) -> None:
         self.calls.append(("chap", iqn))
         self.targets[iqn].incoming = incoming
+        self.targets[iqn].outgoing = outgoing
 
     def set_discovery_chap(
         self, incoming: ChapAccount | None, outgoing: ChapAccount | None
@@ -246,10 +248,17 @@ class DataPlane:
             if spec.chap_user
             else None
         )
+        # Mutual CHAP: the group's target-authentication account is the target's
+        # outgoing account (tgt `--outgoing`), offered when the initiator asks for it.
+        mutual = (
+            ChapAccount(spec.target_user, Secret(spec.target_password.encode(), origin="fake SAN"))
+            if spec.target_user
+            else None
+        )
         initiators = None if spec.initiators is None else list(spec.initiators)
         for b in self._backends():
             b.set_initiators(spec.iqn, initiators)
-            b.set_chap(spec.iqn, chap, None)
+            b.set_chap(spec.iqn, chap, mutual)
 
     def _delete(self, iqn: str) -> None:
         for b in self._backends():

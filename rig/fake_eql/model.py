@@ -26,6 +26,8 @@ from eqliscsi.errors import RigError
 
 __all__ = [
     "MB",
+    "AccountType",
+    "AdminAccount",
     "ApplyTo",
     "AuthMethod",
     "ChapUser",
@@ -49,6 +51,7 @@ GRANULE_MB = 15
 _NAME_RE = re.compile(r"^[A-Za-z0-9.:-]{1,63}$")
 _CHAP_NAME_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,63}$")
 IQN_PREFIX = "iqn.2001-05.com.equallogic"
+_ACCOUNT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,15}$")
 
 
 class CliError(RigError):
@@ -60,6 +63,31 @@ class CliError(RigError):
 class AuthMethod(enum.Enum):
     CHAP = "chap"
     NONE = "none"
+
+
+class AccountType(enum.Enum):
+    """Administration account types of the Group Manager (Administrator's Guide,
+    "Account Permissions": group administrator, read-only, pool administrator,
+    volume administrator).  The CLI spellings are the rig's choice [U]."""
+
+    GROUP_ADMIN = "group-admin"
+    POOL_ADMIN = "pool-admin"
+    VOLUME_ADMIN = "volume-admin"
+    READ_ONLY = "read-only"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminAccount:
+    """A local administration account.  The account the fake is started with is a
+    group administrator that is not stored here (like the default ``grpadmin``)."""
+
+    name: str
+    type: AccountType = AccountType.GROUP_ADMIN
+    pools: tuple[str, ...] = ()  # pool and volume administrators: the pools they manage
+    # The fake array's own account database, like ChapUser.password: stored, checked
+    # by the SSH adapter, never shown or logged.
+    password: str = ""
+    enabled: bool = True
 
 
 class ApplyTo(enum.Enum):
@@ -178,6 +206,10 @@ class TargetSpec:
     initiators: tuple[str, ...] | None  # None: anyone may log in
     chap_user: str = ""
     chap_password: str = ""
+    # Mutual CHAP: the group-wide target authentication credentials, offered only to
+    # targets that authenticate initiators with CHAP.
+    target_user: str = ""
+    target_password: str = ""
 
 
 def reserve_mb(size_mb: int) -> int:
@@ -200,6 +232,13 @@ class San:
     volumes: dict[str, Volume] = field(default_factory=dict)
     chap_users: dict[str, ChapUser] = field(default_factory=dict)
     settings: dict[str, CliSettings] = field(default_factory=dict)
+    accounts: dict[str, AdminAccount] = field(default_factory=dict)
+    # Target authentication (mutual CHAP) is one group-wide user and password
+    # (Administrator's Guide, "Configure Target Authentication").  A real group starts
+    # with generated defaults; the fake starts with none until `grpparams
+    # target-auth-username/-password` set them.
+    target_auth_user: str = ""
+    target_auth_password: str = ""
     info_messages: bool = True
     serial: int = 0
     # Bumped on every change; adapters persist when it moves.
@@ -504,6 +543,66 @@ class San:
         self._put(replace(vol, size_mb=snap.size_mb))
         return [LunOp("copy", vol.uid, reserve_mb(snap.size_mb) * MB, source_uid=snap.uid)]
 
+    # -- administration accounts -------------------------------------------------
+
+    def account(self, name: str) -> AdminAccount:
+        """The account's record; an account not stored is the built-in group admin."""
+        return self.accounts.get(name, AdminAccount(name))
+
+    def create_account(
+        self,
+        name: str,
+        password: str,
+        *,
+        type: AccountType = AccountType.GROUP_ADMIN,
+        pools: tuple[str, ...] = (),
+        enabled: bool = True,
+    ) -> AdminAccount:
+        if not _ACCOUNT_RE.match(name):
+            raise CliError(f"Invalid account name {name!r}; use 1 to 16 letters and digits.")
+        if name in self.accounts:
+            raise CliError(f"Account {name} already exists.")
+        if not 3 <= len(password) <= 16:
+            raise CliError("The account password must be 3 to 16 characters long.")
+        scoped = type in (AccountType.POOL_ADMIN, AccountType.VOLUME_ADMIN)
+        if scoped and not pools:
+            raise CliError(f"A {type.value} account needs at least one pool.")
+        if not scoped and pools:
+            raise CliError(f"A {type.value} account has no pools; omit them.")
+        for p in pools:
+            self.pool(p)
+        acct = AdminAccount(name, type, tuple(pools), password, enabled)
+        self.accounts[name] = acct
+        self._touch()
+        return acct
+
+    def delete_account(self, name: str) -> None:
+        if name not in self.accounts:
+            raise CliError(f"Account {name} does not exist.")
+        del self.accounts[name]
+        self._touch()
+
+    def check_may_create(self, account: str, pool: str) -> None:
+        """Refuse what the account type forbids (Administrator's Guide, "Account
+        Permissions"): read-only accounts change nothing; pool and volume
+        administrators create only in their pools.  The wording is the rig's [U]."""
+        acct = self.account(account)
+        if acct.type is AccountType.READ_ONLY:
+            raise CliError(f"Account {account} is read-only; it cannot change the group.")
+        if acct.type is not AccountType.GROUP_ADMIN and pool not in acct.pools:
+            raise CliError(f"Account {account} has no permission to manage pool {pool}.")
+
+    def set_target_auth(self, *, user: str | None = None, password: str | None = None) -> None:
+        if user is not None:
+            if not _CHAP_NAME_RE.match(user):
+                raise CliError(f"Invalid CHAP user name {user!r}; use 1 to 63 plain characters.")
+            self.target_auth_user = user
+        if password is not None:
+            if not 12 <= len(password) <= 255:
+                raise CliError("The CHAP password must be 12 to 255 characters long.")
+            self.target_auth_password = password
+        self._touch()
+
     # -- CHAP users ------------------------------------------------------------
 
     def create_chap_user(self, name: str, password: str, *, enabled: bool = True) -> ChapUser:
@@ -557,7 +656,11 @@ def _ip_to_acl(pattern: str) -> str:
 
 
 def _target_spec(
-    iqn: str, uid: str, records: Iterable[AccessRecord], chaps: dict[str, ChapUser]
+    iqn: str,
+    uid: str,
+    records: Iterable[AccessRecord],
+    chaps: dict[str, ChapUser],
+    target_auth: tuple[str, str] = ("", ""),
 ) -> TargetSpec:
     initiators: list[str] = []
     anyone = False
@@ -577,7 +680,16 @@ def _target_spec(
             user = chaps.get(r.username)
             if user is not None and user.enabled:
                 chap_user, chap_password = user.name, user.password
-    return TargetSpec(iqn, uid, None if anyone else tuple(initiators), chap_user, chap_password)
+    target_user, target_password = target_auth if chap_user and all(target_auth) else ("", "")
+    return TargetSpec(
+        iqn,
+        uid,
+        None if anyone else tuple(initiators),
+        chap_user,
+        chap_password,
+        target_user,
+        target_password,
+    )
 
 
 def desired_targets(san: San) -> dict[str, TargetSpec]:
@@ -588,12 +700,13 @@ def desired_targets(san: San) -> dict[str, TargetSpec]:
     initiator list.
     """
     out: dict[str, TargetSpec] = {}
+    auth = (san.target_auth_user, san.target_auth_password)
     for vol in san.volumes.values():
         if vol.online:
             recs = [r for r in vol.access if r.apply_to is not ApplyTo.SNAPSHOT]
-            out[vol.iqn] = _target_spec(vol.iqn, vol.uid, recs, san.chap_users)
+            out[vol.iqn] = _target_spec(vol.iqn, vol.uid, recs, san.chap_users, auth)
         snap_recs = [r for r in vol.access if r.apply_to is not ApplyTo.VOLUME]
         for s in vol.snapshots:
             if s.online:
-                out[s.iqn] = _target_spec(s.iqn, s.uid, snap_recs, san.chap_users)
+                out[s.iqn] = _target_spec(s.iqn, s.uid, snap_recs, san.chap_users, auth)
     return out

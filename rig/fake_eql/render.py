@@ -83,7 +83,9 @@ def kv_lines(pairs: Sequence[tuple[str, str]], *, two_per_line: bool) -> list[st
     while i < len(cells):
         left = cells[i]
         right = cells[i + 1] if i + 1 < len(cells) else None
-        if right is not None and len(left) < _PAIR_COLUMN and len(right) < _PAIR_COLUMN:
+        # At least two blanks between the pairs, so a reader can tell where the left
+        # value ends (one blank also occurs inside values such as descriptions).
+        if right is not None and len(left) <= _PAIR_COLUMN - 2 and len(right) < _PAIR_COLUMN:
             out.append(left.ljust(_PAIR_COLUMN) + right)
             i += 2
         else:

@@ -145,7 +145,7 @@ class FakeEql:
             host,
             port,
             server_host_keys=[key],
-            server_factory=lambda: _AuthServer(self.account, self._password),
+            server_factory=lambda: _AuthServer(self.account, self._password, self.san),
             process_factory=self._process,
             encoding=None,
             line_editor=False,
@@ -191,9 +191,12 @@ class FakeEql:
         shell: EqlShell | None = None
         try:
             width, height, _, _ = process.get_terminal_size()
+            # The shell runs as the account that logged in (its type decides what it
+            # may do, its cli-settings are its own).
+            user = process.get_extra_info("username") or self.account
             shell = EqlShell(
                 self.san,
-                self.account,
+                str(user),
                 columns=width or 80,
                 rows=height or 24,
                 faults=self.faults,
@@ -294,11 +297,13 @@ async def _sleep_until(deadline: float) -> None:
 
 
 class _AuthServer(asyncssh.SSHServer):
-    """Password authentication for the one configured account."""
+    """Password authentication: the configured account, or an enabled account of the
+    model (``account create``)."""
 
-    def __init__(self, account: str, password: Secret) -> None:
+    def __init__(self, account: str, password: Secret, san: San) -> None:
         self._account = account
         self._password = password
+        self._san = san
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -309,4 +314,9 @@ class _AuthServer(asyncssh.SSHServer):
     def validate_password(self, username: str, password: str) -> bool:
         ok_user = hmac.compare_digest(username.encode(), self._account.encode())
         ok_pw = hmac.compare_digest(password.encode(), self._password.reveal())
-        return ok_user and ok_pw
+        if ok_user and ok_pw:
+            return True
+        stored = self._san.accounts.get(username)
+        if stored is None or not stored.enabled or username == self._account:
+            return False
+        return hmac.compare_digest(password.encode(), stored.password.encode())

@@ -17,6 +17,8 @@ from typing import Any
 from eqliscsi.errors import RigError
 from rig.fake_eql.model import (
     AccessRecord,
+    AccountType,
+    AdminAccount,
     ApplyTo,
     AuthMethod,
     ChapUser,
@@ -38,7 +40,7 @@ class StateFileError(RigError):
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, AuthMethod | ApplyTo):
+    if isinstance(value, AuthMethod | ApplyTo | AccountType):
         return value.value
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -59,6 +61,8 @@ def dumps(san: San) -> str:
         "volumes": [_plain(asdict(v)) for v in san.volumes.values()],
         "chap_users": [asdict(u) for u in san.chap_users.values()],
         "settings": {k: asdict(v) for k, v in san.settings.items()},
+        "accounts": [_plain(asdict(a)) for a in san.accounts.values()],
+        "target_auth": {"user": san.target_auth_user, "password": san.target_auth_password},
     }
     return json.dumps(data, indent=1, sort_keys=True)
 
@@ -96,6 +100,14 @@ def loads(text: str) -> San:
     known = {f.name for f in fields(CliSettings)}
     for account, values in data["settings"].items():
         san.settings[account] = CliSettings(**{k: v for k, v in values.items() if k in known})
+    # Added later in format 1: absent in older state files.
+    for a in data.get("accounts", []):
+        san.accounts[a["name"]] = AdminAccount(
+            **{**a, "type": AccountType(a["type"]), "pools": tuple(a["pools"])}
+        )
+    auth = data.get("target_auth", {})
+    san.target_auth_user = auth.get("user", "")
+    san.target_auth_password = auth.get("password", "")
     return san
 
 

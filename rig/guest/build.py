@@ -76,6 +76,7 @@ ROOTFS_PACKAGES = (
     "procps",
     "e2fsprogs",
     "util-linux",
+    "sudo",  # the TM driver reaches hosts as oneadmin and runs `sudo -n iscsiadm`
 )
 
 # Loaded by the initramfs, in dependency order, before the root disk can be read.

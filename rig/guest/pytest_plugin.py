@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from rig.guest.build import GuestImage, build
+from rig.guest.fake_group import InGuestGroup, in_guest_group
 from rig.guest.vm import GuestVM
 from rig.need import need, need_executable
 from rig.targets.lio import LioBackend
 
-__all__ = ["guest_image", "guest_vm", "lio", "new_volume", "share_file"]
+__all__ = ["guest_eql", "guest_image", "guest_vm", "lio", "new_volume", "share_file"]
 
 VOLUME_BYTES = 64 * 1024 * 1024
 
@@ -59,6 +60,18 @@ def guest_vm(
         print(f"\nguest: boot-to-ready {vm.boot_seconds:.1f} s")
         yield vm
     assert not vm.running
+
+
+@pytest.fixture(scope="session")
+def guest_eql(
+    guest_vm: GuestVM, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[InGuestGroup]:
+    """The fake EqualLogic group with the LIO data plane, running in the guest; one per
+    session (its start costs the emulated guest tens of seconds)."""
+    t0 = time.monotonic()
+    with in_guest_group(guest_vm, tmp_path_factory.mktemp("guest-eql")) as group:
+        print(f"\nguest: fake group ready in {time.monotonic() - t0:.1f} s")
+        yield group
 
 
 @pytest.fixture

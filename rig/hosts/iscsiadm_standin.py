@@ -273,15 +273,23 @@ def discovery(cmd: Command) -> None:
         if m is None:
             continue
         iqn, tpgt = m[1], int(m[4])
-        # Records are keyed by the portal discovery used (EqualLogic: the group IP),
-        # as open-iscsi does for SendTargets answers that name the same portal.
-        directory = _record_dir(iqn, cmd.portal, tpgt)
+        # Records are filed under the portal the SendTargets answer *advertises*
+        # (TargetAddress), as open-iscsi does (usr/discovery.c), not under the one
+        # discovery dialled: measured with open-iscsi 2.1.8 in the kernel guest
+        # (tests/integration/host_cases.py, advertised-portal case), a login at a
+        # dialled portal that the answer does not name finds no record (21).  On an
+        # EqualLogic group both are the group IP.
+        try:
+            portal = TargetPortal(m[2].strip("[]"), int(m[3]))
+        except UsageError:
+            portal = cmd.portal  # a host name: the stand-in takes IP literals only
+        directory = _record_dir(iqn, portal, tpgt)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / cmd.iface
         if not path.exists():  # -o new: never touch existing records
-            path.write_text(_new_record(iqn, cmd.portal, tpgt, cmd.iface))
+            path.write_text(_new_record(iqn, portal, tpgt, cmd.iface))
             path.chmod(0o600)
-        print(f"{cmd.portal},{tpgt} {iqn}")
+        print(f"{portal},{tpgt} {iqn}")
 
 
 def login(cmd: Command) -> None:

@@ -12,8 +12,11 @@ Each host is
   ``/var/tmp`` (where ``onehost sync`` would put the TM remotes),
   ``/usr/local/sbin`` (the ``iscsiadm`` stand-in) and a tmpfs on ``/dev/iscsi``, so
   one host never sees another host's links;
-* an OpenSSH ``sshd`` on ``<address>:22``, root login by the rig's key only; the
-  front-end reaches hosts with :attr:`HostRig.ssh_config`.
+* a user ``oneadmin`` (uid 9869, owner of ``/var/lib/one``) who may run exactly the
+  driver's iscsiadm forms and the CHAP helper as root, through the shipped
+  ``remotes/tm/eqliscsi/eqliscsi.sudoers`` (iscsiadm's path set to the stand-in's);
+* an OpenSSH ``sshd`` on ``<address>:22``, login by the rig's key only, as root
+  (:attr:`HostRig.ssh_config`) or as oneadmin (:attr:`HostRig.ssh_config_oneadmin`).
 
 ``down`` kills every process living in a host's namespaces (sshd, its sessions,
 ``qemu-storage-daemon``), detaches loop devices backed by the rig's files, deletes
@@ -47,6 +50,12 @@ REMOTES_TM = REPO / "remotes" / "tm" / "eqliscsi"
 SSHD = "/usr/sbin/sshd"
 READY_TIMEOUT_S = 15.0
 SUBNET_LOCK = "/run/lock/eqliscsi-hostrig.lock"
+# The driver's user on a real host: OpenNebula's oneadmin (the packages' fixed uid).
+DRIVER_USER = "oneadmin"
+DRIVER_UID = 9869
+# Where the host keeps the root-owned CHAP helper that sudoers names (see
+# remotes/tm/eqliscsi/eqliscsi.sudoers): the host's private /usr/local/sbin.
+NODE_AUTH_HELPER = "/usr/local/sbin/eqliscsi-node-auth"
 
 
 class HostRigError(RigError):
@@ -123,6 +132,11 @@ class HostRig:
         return self.workdir / "ssh_config"
 
     @property
+    def ssh_config_oneadmin(self) -> Path:
+        """The same hosts, reached as the non-root driver user (sudo path)."""
+        return self.workdir / "ssh_config_oneadmin"
+
+    @property
     def client_key(self) -> Path:
         return self.workdir / "id_ed25519"
 
@@ -183,6 +197,9 @@ class HostRig:
             )
         (self.workdir / "known_hosts").write_text("\n".join(known_hosts) + "\n")
         self.ssh_config.write_text("".join(ssh_config))
+        self.ssh_config_oneadmin.write_text(
+            "".join(ssh_config).replace("  User root\n", f"  User {DRIVER_USER}\n")
+        )
         for host in self.hosts:
             self._wait_ssh(host)
 
@@ -210,6 +227,7 @@ class HostRig:
             f"data_lun = {self.data_lun}\nstate_dir = {state / 'standin'}\n"
         )
         (etc / "hostname").write_text(name + "\n")
+        self._add_driver_user(state, name)
         # What `onehost sync` does: the driver's remotes on the host.
         for f in REMOTES_TM.iterdir():
             if f.is_file():
@@ -234,10 +252,17 @@ class HostRig:
             ]
         )
         (state / "authorized_keys").write_text(Path(str(self.client_key) + ".pub").read_text())
+        # sshd reads a user's keys as that user, who cannot reach into the rig's 0700
+        # directory: oneadmin's copy lives in its home, /var/lib/one/.ssh.
+        dot_ssh = state / "varlib-upper" / "one" / ".ssh"
+        dot_ssh.mkdir(mode=0o700, exist_ok=True)
+        shutil.copy2(state / "authorized_keys", dot_ssh / "authorized_keys")
+        for p in (dot_ssh, dot_ssh / "authorized_keys"):
+            os.chown(p, DRIVER_UID, DRIVER_UID)
         (state / "sshd_config").write_text(
             f"ListenAddress {address}:22\n"
             f"HostKey {state / 'ssh_host_ed25519_key'}\n"
-            f"AuthorizedKeysFile {state / 'authorized_keys'}\n"
+            f"AuthorizedKeysFile {state / 'authorized_keys'} .ssh/authorized_keys\n"
             "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
             f"PidFile {state / 'sshd.pid'}\nPrintMotd no\nAcceptEnv none\n"
@@ -266,6 +291,53 @@ class HostRig:
             )
         return Host(name, n, address, netns, state, holder_pid, sshd.pid)
 
+    @staticmethod
+    def _add_driver_user(state: Path, name: str) -> None:
+        """oneadmin with the shipped sudoers rule, as on an OpenNebula KVM host."""
+        etc = state / "etc-upper"
+
+        def extend(fname: str, line: str, *, member_of: str | None = None) -> None:
+            src = Path("/etc") / fname
+            text = src.read_text() if src.exists() else ""
+            if member_of is not None:
+                # Also a member of an existing group (group:x:gid:a,b).
+                rows = text.splitlines()
+                for i, row in enumerate(rows):
+                    if row.startswith(member_of + ":"):
+                        members = [m for m in row.split(":")[3].split(",") if m]
+                        rows[i] = ":".join([*row.split(":")[:3], ",".join([*members, DRIVER_USER])])
+                text = "\n".join(rows) + "\n" if rows else ""
+            if text and not text.endswith("\n"):
+                text += "\n"
+            dst = etc / fname
+            dst.write_text(text + line + "\n")
+            if src.exists():
+                st = src.stat()
+                os.chown(dst, st.st_uid, st.st_gid)
+                dst.chmod(st.st_mode & 0o7777)
+
+        uid = DRIVER_UID
+        extend("passwd", f"{DRIVER_USER}:x:{uid}:{uid}:OpenNebula:/var/lib/one:/bin/sh")
+        # Group disk, as OpenNebula's KVM nodes set oneadmin up (QEMU opens the LUNs).
+        extend("group", f"{DRIVER_USER}:x:{uid}:", member_of="disk")
+        extend("gshadow", f"{DRIVER_USER}:!::", member_of="disk")
+        extend("shadow", f"{DRIVER_USER}:*:19000:0:99999:7:::")
+        # sudo names the host in its checks; an unresolvable one costs a stderr line.
+        extend("hosts", f"127.0.1.1 {name}")
+        rule = (REMOTES_TM / "eqliscsi.sudoers").read_text()
+        rule = rule.replace("/usr/sbin/iscsiadm ", "/usr/local/sbin/iscsiadm ")
+        (etc / "sudoers.d").mkdir(exist_ok=True)
+        sudoers = etc / "sudoers.d" / "eqliscsi"
+        sudoers.write_text(rule)
+        sudoers.chmod(0o440)
+        helper = state / "sbin" / Path(NODE_AUTH_HELPER).name
+        shutil.copy2(REMOTES_TM / "eqliscsi-node-auth", helper)
+        helper.chmod(0o755)
+        one = state / "varlib-upper" / "one"
+        (one / "datastores" / "0").mkdir(parents=True, exist_ok=True)
+        for d in (one, one / "datastores", one / "datastores" / "0"):
+            os.chown(d, uid, uid)
+
     def _start_holder(self, netns: str, state: Path) -> int:
         """One process that owns the host's mount namespace (and sits in its netns)."""
         q = shlex.quote
@@ -280,7 +352,8 @@ class HostRig:
                 f"upperdir={q(str(state / 'varlib-upper'))},"
                 f"workdir={q(str(state / 'varlib-work'))} /var/lib",
                 "mount -t tmpfs -o mode=0755 eqh-run /run",
-                "mkdir -p /run/sshd /run/lock",
+                # /run/lock is 1777 on Debian: oneadmin's scripts take their flock there.
+                "mkdir -p /run/sshd /run/lock && chmod 1777 /run/lock",
                 f"mount --bind {q(str(state / 'vartmp'))} /var/tmp",
                 f"mount --bind {q(str(state / 'sbin'))} /usr/local/sbin",
                 "mount -t tmpfs -o mode=0755 eqh-dev-iscsi /dev/iscsi",

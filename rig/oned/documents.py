@@ -218,6 +218,10 @@ class VmSpec:
     id: int = 42
     name: str = "vm"
     disks: Sequence[DiskSpec] = ()
+    # HISTORY_RECORDS: the host of each record in order (SEQ 0, 1, …); empty = none.
+    history: Sequence[str] = ()
+    state: int = 3  # ACTIVE
+    lcm_state: int = 3  # RUNNING
 
 
 def vm_xml(version: str, spec: VmSpec) -> str:
@@ -261,9 +265,16 @@ def vm_xml(version: str, spec: VmSpec) -> str:
             attrs |= {"SIZE": str(d.size_mb), "TYPE": "fs"}
         body = "".join(f"<{k}>{_cdata(val)}</{k}>" for k, val in sorted(attrs.items()))
         disks.append(f"<DISK>{body}</DISK>")
+    history = "".join(
+        f"<HISTORY><OID>{spec.id}</OID><SEQ>{seq}</SEQ>{_el('HOSTNAME', host, cdata=True)}"
+        f"<HID>{seq}</HID><CID>0</CID><DS_ID>0</DS_ID></HISTORY>"
+        for seq, host in enumerate(spec.history)
+    )
+    records = f"<HISTORY_RECORDS>{history}</HISTORY_RECORDS>" if history else "<HISTORY_RECORDS/>"
     return (
         f"<VM><ID>{spec.id}</ID><UID>0</UID><GID>0</GID>{_el('NAME', spec.name, cdata=True)}"
-        f"<STATE>3</STATE><LCM_STATE>3</LCM_STATE><TEMPLATE>{''.join(disks)}</TEMPLATE></VM>"
+        f"<STATE>{spec.state}</STATE><LCM_STATE>{spec.lcm_state}</LCM_STATE>"
+        f"<TEMPLATE>{''.join(disks)}</TEMPLATE>{records}</VM>"
     )
 
 

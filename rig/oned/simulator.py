@@ -11,7 +11,9 @@ process setup of the chosen :class:`OnedProfile` (reference §6.1-§6.4):
   unescaped and takes the status from that stderr line; later versions escape each
   word and run the command in its own process group, stdin EOF.
 * Migrations from 5.12 get the VM as base64 + newline on stdin and the system TM's
-  name as argument 6; 4.4 passes the template as argument 6.
+  name as argument 6; 5.0-5.10's ``migrate_other`` passes the template as argument 6
+  and the system TM's name as argument 7; 4.4 (a dispatcher, no fan-out) passes the
+  template as argument 6 and nothing after it.
 * Results are parsed the way oned parses them: the first stdout line (first token
   up to 5.12; ``SOURCE FORMAT`` mandatory for cp from 6.0), monitor ``KEY=VALUE``
   lines, and the failure reason from the markers (≤ 6.0), the whole stderr with
@@ -109,6 +111,11 @@ PROFILES: dict[str, OnedProfile] = {
     p.name: p
     for p in (
         OnedProfile("4.4", "4.4.1", "argv", "markers", False, False, True, False),
+        # 5.0-5.10 (reference §2.4, §2.7 item 4): what differs from 5.12 for this
+        # driver is the migration call (template in argv 6, system TM in argv 7), the
+        # unescaped `sh -c … ; echo ExitCode` run (escaping came with 5.12, §6.2)
+        # and no SSH_AUTH_SOCK (the ssh-agent unit came with 5.12, §6.4).
+        OnedProfile("5.8", "5.8.0", "argv", "markers", False, False, True, False),
         OnedProfile("5.12", "5.12.0", "argv", "markers", False, True, False, False),
         OnedProfile("6.6", "6.6.0", "argv", "whole-stderr", True, True, False, False),
         OnedProfile("6.6-stdin", "6.6.2", "dash-stdin", "whole-stderr", True, True, False, False),
@@ -381,11 +388,14 @@ class OnedSimulator:
         ds_id: int = 0,
         sys_tm: str = "shared",
     ) -> TmOutcome:
-        """What the system TM's ``migrate_other`` (5.12+) or a 4.4 dispatcher runs."""
+        """What the system TM's ``migrate_other`` (5.0+) or a 4.4 dispatcher runs."""
         doc = base64.b64encode(vm_xml(self.profile.xml_version, vm).encode()).decode("ascii")
         args = [src, dst, vm_dir, str(vm.id), str(ds_id)]
         if self.profile.migrate_template_on_stdin:
             return self._run_tm(action, [*args, sys_tm], (doc + "\n").encode(), None)
+        if self.profile.major_minor() >= (5, 0):
+            # migrate_other "$@" plus the system TM's name: SRC DST DIR VMID DSID TMPL SYS.
+            return self._run_tm(action, [*args, doc, sys_tm], b"", None)
         return self._run_tm(action, [*args, doc], b"", None)
 
     def _run_tm(self, action: str, args: list[str], stdin: bytes, sys_tm: str | None) -> TmOutcome:

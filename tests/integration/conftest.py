@@ -6,6 +6,6 @@ every directory below (guest tier, the native client's ``lio`` backend, the
 real-iscsiadm host tests).
 """
 
-from rig.guest.pytest_plugin import guest_image, guest_vm, lio, new_volume
+from rig.guest.pytest_plugin import guest_eql, guest_image, guest_vm, lio, new_volume
 
-__all__ = ["guest_image", "guest_vm", "lio", "new_volume"]
+__all__ = ["guest_eql", "guest_image", "guest_vm", "lio", "new_volume"]

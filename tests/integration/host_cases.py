@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -27,11 +28,13 @@ from eqliscsi.opennebula import iscsiadm as ia
 from eqliscsi.secret import Secret
 
 __all__ = [
+    "RELAY_PY",
     "Export",
     "Exporter",
     "IscsiHost",
     "case_login_is_idempotent_and_data_lands_on_the_target",
     "case_logout_of_mounted_disk_is_busy_then_retried",
+    "case_records_are_filed_under_the_advertised_portal",
     "case_refused_portal_fails_discovery",
     "case_unknown_target_has_no_record",
     "case_wrong_secret_is_auth_error",
@@ -77,6 +80,39 @@ class Exporter(Protocol):
     def refused_portal(self) -> ia.TargetPortal:
         """A portal the host can reach where nothing listens."""
         ...
+
+    def relayed_portal(self, exp: Export) -> AbstractContextManager[ia.TargetPortal]:
+        """Another address of the same target, where SendTargets still advertises
+        ``exp.node.portal`` (a TCP relay), while the context lasts."""
+        ...
+
+
+# A TCP relay for ``relayed_portal``: ``python3 -c RELAY_PY LISTEN_HOST 0 HOST PORT``
+# prints "ready <port>" and relays every connection until killed.  The same text runs
+# on this machine (stand-in tier) and in the guest (real tier).
+RELAY_PY = """\
+import asyncio, sys
+lh, th, tp = sys.argv[1], sys.argv[3], int(sys.argv[4])
+async def pipe(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+    finally:
+        w.close()
+async def handle(r, w):
+    try:
+        tr, tw = await asyncio.open_connection(th, tp)
+    except OSError:
+        w.close()
+        return
+    await asyncio.gather(pipe(r, tw), pipe(tr, w), return_exceptions=True)
+async def main():
+    srv = await asyncio.start_server(handle, lh, int(sys.argv[2]))
+    print("ready", srv.sockets[0].getsockname()[1], flush=True)
+    await srv.serve_forever()
+asyncio.run(main())
+"""
 
 
 def volume_name() -> str:
@@ -194,3 +230,27 @@ def case_logout_of_mounted_disk_is_busy_then_retried(host: IscsiHost, target: Ex
         host.sh(f"umount {mnt}; rmdir {mnt}", check=False)
         host.set_safe_logout(False)
         host.run(ia.logout_script(exp.node), what=exp.volume)
+
+
+def case_records_are_filed_under_the_advertised_portal(host: IscsiHost, target: Exporter) -> None:
+    """Discovery through a portal whose answer names another address (NAT, a relay, a
+    group portal known by another IP): open-iscsi files the node records under the
+    advertised TargetAddress, so a login at the dialled portal finds no record (21)
+    and the advertised one works.  Measured on open-iscsi 2.1.8; the stand-in filed
+    them under the dialled portal until it was fixed to do the same."""
+    exp = target.export(volume_name(), _user(), new_secret())
+    with target.relayed_portal(exp) as relay:
+        assert relay != exp.node.portal
+        dialled = ia.Node(exp.node.iqn, relay)
+        with pytest.raises(ia.IscsiadmNoRecordsError) as exc:
+            host.run(ia.login_script(dialled), what=exp.volume)
+        assert exc.value.op is ia.Op.LOGIN  # discovery itself succeeded
+        assert host.sessions() == []
+    try:
+        # The record discovery made is the advertised portal's: CHAP and login work
+        # there (-o new in this discovery leaves it as it is).
+        host.run(ia.login_script(exp.node, chap=exp.chap()), what=exp.volume)
+        assert [(s.iqn, s.portal) for s in host.sessions()] == [(exp.node.iqn, exp.node.portal)]
+    finally:
+        host.run(ia.logout_script(exp.node), what=exp.volume)
+    assert host.sessions() == []

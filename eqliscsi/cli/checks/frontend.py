@@ -296,7 +296,7 @@ async def check_conf_permissions(ctx: Context, _: str) -> Finding:
     holders: list[tuple[str, Path]] = []
     if conf is not None and conf.values.get("EQL_PASS", "").strip() and opts.conf_path.exists():
         holders.append(("EQL_PASS", opts.conf_path))
-    for key in ("EQL_PASS_FILE", "EQL_CHAP_SECRET_FILE"):
+    for key in ("EQL_PASS_FILE", "EQL_CHAP_SECRET_FILE", "EQL_CHAP_TARGET_SECRET_FILE"):
         value = conf.values.get(key, "").strip() if conf is not None else ""
         if value and Path(value).exists():
             holders.append((key, Path(value)))

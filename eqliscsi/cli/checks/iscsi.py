@@ -34,11 +34,13 @@ from eqliscsi.iscsi_discovery import (
     ChapCredentials,
     IscsiConnectionError,
     IscsiTimeout,
+    MutualAuthFailed,
     ProbeResult,
     discover,
     probe,
 )
 from eqliscsi.opennebula.config import EqlConfig
+from eqliscsi.san.parsers import VolumeInfo
 
 __all__ = ["CHECKS", "MAX_EQL_CHAP_SECRET", "MIN_CHAP_SECRET"]
 
@@ -53,6 +55,15 @@ def _auth(cfg: EqlConfig) -> Auth:
     if cfg.chap_user and cfg.chap_secret is not None:
         return Auth(chap=ChapCredentials(cfg.chap_user, cfg.chap_secret))
     return Auth()
+
+
+def _mutual_auth(cfg: EqlConfig) -> Auth:
+    assert cfg.chap_user and cfg.chap_secret is not None
+    assert cfg.chap_target_user and cfg.chap_target_secret is not None
+    return Auth(
+        chap=ChapCredentials(cfg.chap_user, cfg.chap_secret),
+        mutual=ChapCredentials(cfg.chap_target_user, cfg.chap_target_secret),
+    )
 
 
 def _fix_for(exc: EqliscsiError, cfg: EqlConfig) -> str:
@@ -89,10 +100,7 @@ async def check_discovery(ctx: Context, _: str) -> Finding:
     return passed(f"SendTargets at {portal}{with_chap} listed {len(targets)} target(s){note}")
 
 
-async def _probe(ctx: Context) -> ProbeResult | Finding:
-    cfg = config_of(ctx)
-    if cfg is None:
-        return skipped("the configuration is unusable (see fe.conf)")
+async def _volume_to_probe(ctx: Context, cfg: EqlConfig) -> VolumeInfo | Finding:
     try:
         facts = await san_volumes(ctx)
     except EqliscsiError:
@@ -101,7 +109,16 @@ async def _probe(ctx: Context) -> ProbeResult | Finding:
     online = [v for v in owned_volumes(facts, opts.datastore_id) if v.status == "online"]
     if not online:
         return skipped("no online eqliscsi volume to probe yet")
-    volume = online[0]
+    return online[0]
+
+
+async def _probe(ctx: Context) -> ProbeResult | Finding:
+    cfg = config_of(ctx)
+    if cfg is None:
+        return skipped("the configuration is unusable (see fe.conf)")
+    volume = await _volume_to_probe(ctx, cfg)
+    if isinstance(volume, Finding):
+        return volume
 
     async def run() -> ProbeResult:
         return await probe(cfg.discovery_portal, volume.iqn, auth=_auth(cfg), timeout=ISCSI_TIMEOUT)
@@ -139,12 +156,42 @@ async def check_redirect(ctx: Context, _: str) -> Finding:
 
 
 async def check_mutual_chap(ctx: Context, _: str) -> Finding:
+    """A login to the probed volume that also makes the target prove itself.
+
+    EqualLogic answers mutual CHAP with the group's one target-authentication account
+    (Administrator's Guide, "Configure Target Authentication"); the hosts check the
+    same user and secret (``node.session.auth.username_in``/``password_in``).  The
+    client fails the login when the target's CHAP_N or CHAP_R is wrong or missing
+    (iscsi-protocol.md, "Mutual CHAP"), so a pass means the target knows the secret.
+    """
     cfg = config_of(ctx)
     if cfg is None:
         return skipped("the configuration is unusable (see fe.conf)")
-    # EqlConfig has no target-side (mutual) CHAP account: the driver never asks the
-    # target to authenticate itself, so there is nothing to verify.
-    return skipped("mutual CHAP is not configured")
+    if not cfg.mutual_chap:
+        return skipped("mutual CHAP is not configured (no EQL_CHAP_TARGET_USER)")
+    volume = await _volume_to_probe(ctx, cfg)
+    if isinstance(volume, Finding):
+        return volume
+    user = cfg.chap_target_user
+    fix = (
+        f"Set the group's target authentication (Group Configuration, iSCSI) to user {user} "
+        "and the secret in EQL_CHAP_TARGET_SECRET_FILE, or correct those two settings here."
+    )
+    try:
+        await probe(cfg.discovery_portal, volume.iqn, auth=_mutual_auth(cfg), timeout=ISCSI_TIMEOUT)
+    except MutualAuthFailed as exc:
+        return failed(f"login to {volume.name}: {exc.message}", fix)
+    except AuthenticationFailed as exc:
+        # tgt refuses a mutual login outright (0x0201) when it has no target account,
+        # where LIO would fall back to one-way (iscsi-protocol.md, "Mutual CHAP").
+        return failed(
+            f"login to {volume.name} with mutual CHAP was refused: {exc.message}",
+            f"Check iscsi.probe (one-way CHAP) first, then that the group's target "
+            f"authentication user is {user}.",
+        )
+    except IscsiError as exc:
+        return failed(f"login to {volume.name} failed: {exc.message}", _fix_for(exc, cfg))
+    return passed(f"{volume.name}: the target proved itself as {user} (mutual CHAP)")
 
 
 async def check_chap_secret(ctx: Context, _: str) -> Finding:
@@ -158,18 +205,26 @@ async def check_chap_secret(ctx: Context, _: str) -> Finding:
                 "Set EQL_CHAP_SECRET_FILE to a 0600 file holding the CHAP secret.",
             )
         return skipped("no front-end CHAP account is configured")
-    n = len(cfg.chap_secret)
-    if n > MAX_EQL_CHAP_SECRET:
-        return failed(
-            f"the CHAP secret is {n} bytes; EqualLogic accepts at most {MAX_EQL_CHAP_SECRET}",
-            "Choose a CHAP secret of 12 to 16 characters and set it on the group and here.",
+    named = [("CHAP secret", "EQL_CHAP_SECRET_FILE", len(cfg.chap_secret))]
+    if cfg.chap_target_secret is not None:
+        # The group's target secret obeys the same rules (it is a CHAP secret too).
+        named.append(
+            ("target CHAP secret", "EQL_CHAP_TARGET_SECRET_FILE", len(cfg.chap_target_secret))
         )
-    if n < MIN_CHAP_SECRET:
-        return warned(
-            f"the CHAP secret is {n} bytes, under the {MIN_CHAP_SECRET} RFC 7143 asks for",
-            "Choose a CHAP secret of 12 to 16 characters and set it on the group and here.",
-        )
-    return passed(f"the CHAP secret is {n} bytes, within {MIN_CHAP_SECRET}-{MAX_EQL_CHAP_SECRET}")
+    for what, key, n in named:
+        if n > MAX_EQL_CHAP_SECRET:
+            return failed(
+                f"the {what} is {n} bytes; EqualLogic accepts at most {MAX_EQL_CHAP_SECRET}",
+                f"Choose a secret of 12 to 16 characters, set it on the group and in {key}.",
+            )
+    for what, key, n in named:
+        if n < MIN_CHAP_SECRET:
+            return warned(
+                f"the {what} is {n} bytes, under the {MIN_CHAP_SECRET} RFC 7143 asks for",
+                f"Choose a secret of 12 to 16 characters, set it on the group and in {key}.",
+            )
+    sizes = " and ".join(f"the {what} is {n} bytes" for what, _, n in named)
+    return passed(f"{sizes}, within {MIN_CHAP_SECRET}-{MAX_EQL_CHAP_SECRET}")
 
 
 def _check(cid: str, title: str, fn: object, sev: Severity = Severity.ERROR) -> Check:

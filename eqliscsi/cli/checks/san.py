@@ -39,13 +39,22 @@ from eqliscsi.opennebula.san_link import endpoint_for
 from eqliscsi.san import commands as c
 from eqliscsi.san.errors import (
     SanAuthError,
+    SanCommandError,
     SanConnectionError,
     SanHostKeyError,
     SanObjectMissing,
+    SanProtocolError,
     SanTimeout,
 )
 from eqliscsi.san.ops import SanOps, VolumeSpec, tag_owner
-from eqliscsi.san.parsers import PoolCapacity, VolumeInfo, parse_tables
+from eqliscsi.san.parsers import (
+    AccountInfo,
+    AccountType,
+    PoolCapacity,
+    VolumeInfo,
+    parse_account,
+    parse_tables,
+)
 
 if TYPE_CHECKING:
     from eqliscsi.san.session import CliSession
@@ -84,6 +93,7 @@ class SanFacts:
     group_ip: str | None
     pool: PoolCapacity | None  # None: the pool does not exist
     write_probe: str | None  # None: not attempted; "" ok; else the error
+    account: AccountInfo | str  # the account's type and pools, or why it is not known
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +145,29 @@ async def _collect(ctx: Context, cfg: EqlConfig) -> SanFacts:
         pool: PoolCapacity | None = await ops.pool_capacity(cfg.pool)
     except SanObjectMissing:
         pool = None
+    account = await _account(session, cfg)
     probe: str | None = None
     opts: Options = ctx.options
     if opts.write_probe and pool is not None:
         probe = await _write_probe(ops, cfg)
-    return SanFacts(group=session.group, group_ip=params, pool=pool, write_probe=probe)
+    return SanFacts(
+        group=session.group, group_ip=params, pool=pool, write_probe=probe, account=account
+    )
+
+
+async def _account(session: CliSession, cfg: EqlConfig) -> AccountInfo | str:
+    """What the logged-in account may do, read without changing anything.
+
+    ``account select <EQL_USER> show`` gives the account's type and pools; the types
+    and their rights are the Administrator's Guide's ("Account Permissions"), the
+    command form and keys are unverified [U].  A refusal or an unreadable answer is
+    reported, not guessed over.
+    """
+    try:
+        res = await session.run(c.AccountShow(cfg.user))
+        return parse_account(res.lines)
+    except (SanCommandError, SanProtocolError) as exc:
+        return exc.message
 
 
 async def _collect_volumes(ctx: Context) -> VolumeFacts:
@@ -342,23 +370,65 @@ async def check_pool(ctx: Context, _: str) -> Finding:
 
 
 async def check_create_permission(ctx: Context, _: str) -> Finding:
-    opts: Options = ctx.options
-    if not opts.write_probe:
-        return skipped(
-            "not tested (it creates and deletes one 15 MB volume)",
-            "Pass --write-probe to test that the account may create volumes.",
-        )
     facts = await _facts_or_finding(ctx)
     if isinstance(facts, Finding):
         return facts
-    if facts.write_probe is None:
+    cfg = config_of(ctx)
+    assert cfg is not None
+    opts: Options = ctx.options
+    if facts.pool is None:
         return skipped("the pool does not exist (see san.pool)")
-    if facts.write_probe:
-        return failed(
-            f"creating a volume failed: {facts.write_probe}",
-            "Give the account pool-admin or group-admin rights on the pool.",
+    if opts.write_probe:
+        # The stronger test: the array itself says yes or no.
+        if facts.write_probe:
+            return failed(
+                f"creating a volume in pool {cfg.pool} failed: {facts.write_probe}",
+                f"Make {cfg.user} a pool administrator of pool {cfg.pool} (or a group "
+                "administrator) on the group.",
+            )
+        return passed("a 15 MB probe volume was created and deleted")
+    return _account_finding(facts.account, cfg)
+
+
+_KIND = {
+    AccountType.GROUP_ADMIN: "a group administrator",
+    AccountType.POOL_ADMIN: "a pool administrator",
+    AccountType.VOLUME_ADMIN: "a volume administrator",
+    AccountType.READ_ONLY: "a read-only account",
+}
+
+
+def _account_finding(account: AccountInfo | str, cfg: EqlConfig) -> Finding:
+    """Judge the account's type against EQL_POOL (Administrator's Guide, "Account
+    Permissions": group administrators manage everything, pool administrators the
+    volumes of their pools, volume administrators create volumes in their pools
+    within a quota, read-only accounts change nothing)."""
+    probe_fix = "Pass --write-probe to test that the account may create volumes."
+    if isinstance(account, str):
+        return skipped(f"the group did not show account {cfg.user} ({account})", probe_fix)
+    if account.type is None:
+        return skipped(
+            f"account {cfg.user} has type {account.type_text!r}, which preflight does not know",
+            probe_fix,
         )
-    return passed("a 15 MB probe volume was created and deleted")
+    kind = _KIND[account.type]
+    if account.type is AccountType.GROUP_ADMIN:
+        return passed(f"{cfg.user} is {kind}, so it may create volumes in pool {cfg.pool}")
+    if account.type is AccountType.READ_ONLY:
+        return failed(
+            f"{cfg.user} is {kind}, which cannot create volumes",
+            f"Make {cfg.user} a pool administrator of pool {cfg.pool} (or a group "
+            "administrator) on the group, or set EQL_USER to such an account.",
+        )
+    if cfg.pool in account.pools:
+        quota = " within its quota" if account.type is AccountType.VOLUME_ADMIN else ""
+        return passed(f"{cfg.user} is {kind} of pool {cfg.pool}, so it may create volumes{quota}")
+    has = ", ".join(account.pools) or "no pool"
+    return failed(
+        f"{cfg.user} is {kind} of {has}, not of pool {cfg.pool}",
+        f"Add pool {cfg.pool} to the pools of account {cfg.user} on the group, or set "
+        "EQL_POOL to one of its pools.",
+    )
 
 
 async def check_group_ip(ctx: Context, _: str) -> Finding:

@@ -24,9 +24,10 @@ What each action does (reference §1.8 for the original, §2.4 and §6.2-§6.3 f
 Before a host is touched, the front-end checks with the native client that the
 target answers at the group portal and accepts the CHAP credentials; a host-side
 iscsiadm failure would only say "authentication failure" without the volume.
-delete/postmigrate/failmigrate also sweep the host for stale sessions: sessions to
-eqliscsi-named EqualLogic volumes that no ``disk.N`` on that host links to (left
-over by a failed migration that no stock system TM reports, §6.3).
+delete, postmigrate, failmigrate and premigrate (on the destination) also sweep the
+host for stale sessions (:func:`sweep_stale`): sessions to eqliscsi-named EqualLogic
+volumes that nothing on that host uses any more, such as the destination login of a
+failed migration that no stock system TM reports (§6.3).
 """
 
 from __future__ import annotations
@@ -67,12 +68,14 @@ from eqliscsi.opennebula.output import NoOutput
 from eqliscsi.opennebula.runner import ActionContext, conf_file
 from eqliscsi.opennebula.san_link import run_san, volume_spec
 from eqliscsi.opennebula.tm_host import (
+    SWEEP_KEPT,
     HostRunner,
     SshRunner,
     attach_script,
     check_attach,
     check_detach,
     detach_script,
+    device_path,
     inventory_script,
     parse_inventory,
 )
@@ -162,7 +165,7 @@ def _config(ctx: ActionContext, ds_id: int) -> EqlConfig:
     resolved = resolve(load_conf(conf_file(ctx)), ds.template)
     for notice in resolved.notices:
         ctx.info(notice)
-    for secret in (resolved.config.password, resolved.config.chap_secret):
+    for secret in resolved.config.secrets():
         if secret is not None:
             ctx.secrets.append(secret.reveal())
     return resolved.config
@@ -176,7 +179,12 @@ def _env(ctx: ActionContext, ds_id: int) -> _Env:
     if cfg.chap_user:
         if cfg.chap_secret is None:
             raise BadValueError("EQL_CHAP_USER is set without EQL_CHAP_SECRET_FILE; set both.")
-        chap = ia.ChapCredentials(cfg.chap_user, cfg.chap_secret)
+        chap = ia.ChapCredentials(
+            cfg.chap_user,
+            cfg.chap_secret,
+            cfg.chap_target_user if cfg.mutual_chap else "",
+            cfg.chap_target_secret if cfg.mutual_chap else None,
+        )
     return _Env(ctx, cfg, host_runner_factory(ctx), portal, chap)
 
 
@@ -314,6 +322,7 @@ def attach(
         link=link,
         chap=env.chap,
         make_link_only_if_missing=keep_link,
+        helper=env.cfg.node_auth_helper,
     )
     env.ctx.debug(f"{host}: {text}")
     result = env.hosts.run(host, script, timeout=HOST_TIMEOUT_S)
@@ -332,18 +341,76 @@ def detach(env: _Env, host: str, iqn: str, volume: str, link: str | None) -> Non
     env.ctx.info(f"{volume} detached from {host}")
 
 
-def sweep_stale(env: _Env, host: str, datastores: str) -> list[str]:
-    """Log out sessions to eqliscsi volumes that no disk on ``host`` uses; best effort."""
+# A sweep asks oned about at most this many VMs (one `onevm show` each); sessions it
+# could not judge stay, and the next sweep looks again.
+MAX_ONEVM_QUERIES = 16
+
+
+def _vm_id_of(link: str) -> int | None:
+    # <datastores>/<sysds>/<vmid>/disk.N
+    parts = link.rsplit("/", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def sweep_stale(
+    env: _Env, host: str, datastores: str, *, keep: frozenset[str] = frozenset()
+) -> list[str]:
+    """Log out sessions to eqliscsi volumes that nothing on ``host`` uses; best effort.
+
+    A session to one of our volumes (``OUR_VOLUME_RE``; ``keep`` excepted) is stale
+    on ``host`` when no process there holds its device open and either
+
+    * no ``disk.N`` under the host's system datastores links to its device, or
+    * every VM whose ``disk.N`` links to it is, by oned's account (``onevm show``,
+      :meth:`Vm.hosts_in_use`), on other hosts.  On a shared system datastore every
+      host sees every VM's links, so links alone cannot tell the leaked destination
+      login of a failed migration (no stock system TM calls failmigrate, §6.3) from
+      the source's live one; oned can.  A VM oned cannot answer for keeps its session.
+
+    The logout re-checks, under the host lock, that no other link and no open
+    file handle appeared meanwhile.
+    """
     try:
         inv = parse_inventory(
-            env.hosts.run(host, inventory_script(datastores), timeout=HOST_TIMEOUT_S).stdout
+            env.hosts.run(
+                host, inventory_script(datastores, env.cfg.base_device), timeout=HOST_TIMEOUT_S
+            ).stdout
         )
-        stale = inv.stale(env.cfg.base_device, OUR_VOLUME_RE)
     except EqliscsiError as exc:
         env.ctx.info(f"stale-session check on {host} skipped: {exc}")
         return []
+    placements: dict[int, frozenset[str] | None] = {}
+
+    def elsewhere(vm_id: int) -> bool:
+        if vm_id not in placements:
+            if len(placements) >= MAX_ONEVM_QUERIES:
+                return False
+            try:
+                placements[vm_id] = parse_vm(vm_document(vm_id, env.ctx.environ)).hosts_in_use()
+            except EqliscsiError as exc:
+                env.ctx.debug(f"stale-session check: no placement for VM {vm_id}: {exc}")
+                placements[vm_id] = None
+        hosts = placements[vm_id]
+        return hosts is not None and host not in hosts
+
     done = []
-    for volume, iqn in stale:
+    for volume, iqn in inv.ours(OUR_VOLUME_RE):
+        if volume in keep:
+            continue
+        dev = device_path(env.cfg.base_device, volume)
+        if inv.is_open(dev):
+            continue
+        users = inv.linked_from(dev)
+        vm_ids = {_vm_id_of(p) for p in users}
+        if users and (None in vm_ids or not all(elsewhere(v) for v in vm_ids if v is not None)):
+            continue
+        why = (
+            "no disk links it"
+            if not users
+            else "oned places VM "
+            + ", ".join(str(v) for v in sorted(i for i in vm_ids if i is not None))
+            + " on another host"
+        )
         try:
             script, _ = detach_script(
                 env.node(iqn),
@@ -351,14 +418,17 @@ def sweep_stale(env: _Env, host: str, datastores: str) -> list[str]:
                 base_device=env.cfg.base_device,
                 link=None,
                 unless_linked_under=datastores,
+                judged_links=users,
             )
-            check_detach(
-                env.hosts.run(host, script, timeout=HOST_TIMEOUT_S), host=host, volume=volume
-            )
+            result = env.hosts.run(host, script, timeout=HOST_TIMEOUT_S)
+            check_detach(result, host=host, volume=volume)
         except EqliscsiError as exc:
             env.ctx.info(f"stale session to {volume} on {host} could not be closed: {exc}")
             continue
-        env.ctx.info(f"closed stale session to {volume} on {host}")
+        if SWEEP_KEPT in result.stdout:
+            env.ctx.info(f"session to {volume} on {host} came into use meanwhile; kept")
+            continue
+        env.ctx.info(f"closed stale session to {volume} on {host} ({why})")
         done.append(volume)
     return done
 
@@ -688,6 +758,10 @@ def premigrate(ctx: ActionContext) -> NoOutput:
     except EqliscsiError as exc:
         _report_failure(ctx, f"VM {call.vm_id} to {call.dst_host}: {exc}")
         raise
+    # A login an earlier, failed migration left on this host (nothing calls
+    # failmigrate, §6.3) goes now; this VM's own volumes are not judged.
+    sweep_stale(env, call.dst_host, _datastores_dir(call.vm_dir),
+                keep=frozenset(volume for _, volume, _ in disks))  # fmt: skip
     return NoOutput()
 
 

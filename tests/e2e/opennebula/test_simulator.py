@@ -151,6 +151,7 @@ STDERR = (
     ("profile", "reason"),
     [
         pytest.param("4.4", "the pool is full", id="4.4-markers"),
+        pytest.param("5.8", "the pool is full", id="5.8-markers"),
         pytest.param("5.12", "the pool is full", id="5.12-markers"),
         pytest.param(
             "6.10",
@@ -198,6 +199,7 @@ MIGRATE_REMOTE = textwrap.dedent(
     ("profile", "argc", "sys_tm"),
     [
         pytest.param("4.4", 6, None, id="4.4-template-argv6"),
+        pytest.param("5.8", 7, "shared", id="5.8-template-argv6-slave-argv7"),
         pytest.param("5.12", 6, "shared", id="5.12-stdin-slave"),
         pytest.param("6.6", 6, "shared", id="6.6-stdin-slave"),
         pytest.param("6.10", 6, "shared", id="6.10-stdin-slave"),

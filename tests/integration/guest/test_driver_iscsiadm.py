@@ -23,9 +23,11 @@ import base64
 import hashlib
 import os
 import secrets
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -254,6 +256,25 @@ class LioExporter:
     def refused_portal(self) -> ia.TargetPortal:
         return ia.TargetPortal("127.0.0.1", 3261)  # LIO listens on 3260 only
 
+    @contextmanager
+    def relayed_portal(self, exp: cases.Export) -> Iterator[ia.TargetPortal]:
+        # A relay in the guest: LIO's wildcard portal advertises the address the
+        # relay's connection arrived on, 127.0.0.1:3260, not the relay's port.
+        out = "/run/eqliscsi-relay.out"
+        pid = sh(self.vm, f"setsid python3 -c {shlex.quote(cases.RELAY_PY)} 127.0.0.1 0 "
+                          f"127.0.0.1 3260 > {out} 2>&1 < /dev/null & echo $!").strip()  # fmt: skip
+        try:
+            line = ""
+            for _ in range(100):
+                line = self.vm.ssh(["cat", out], check=False).stdout
+                if line.startswith("ready "):
+                    break
+                time.sleep(0.3)
+            assert line.startswith("ready "), f"the relay did not start: {line!r}"
+            yield ia.TargetPortal("127.0.0.1", int(line.split()[1]))
+        finally:
+            self.vm.ssh(["kill", pid], check=False)
+
 
 @pytest.fixture
 def host(hv: GuestVM) -> GuestHost:
@@ -289,6 +310,12 @@ def test_driver_discovery_of_a_refused_portal_is_a_typed_error(
     host: GuestHost, target: LioExporter
 ) -> None:
     cases.case_refused_portal_fails_discovery(host, target)
+
+
+def test_driver_records_are_filed_under_the_advertised_portal(
+    host: GuestHost, target: LioExporter
+) -> None:
+    cases.case_records_are_filed_under_the_advertised_portal(host, target)
 
 
 def test_driver_logout_of_mounted_disk_with_safe_logout_is_busy(

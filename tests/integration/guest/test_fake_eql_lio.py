@@ -11,10 +11,6 @@ discovers and probes the LIO target that the fake made of it.
 from __future__ import annotations
 
 import secrets
-import shlex
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
@@ -22,7 +18,6 @@ from eqliscsi.iscsi_discovery import (
     Auth,
     AuthenticationFailed,
     ChapCredentials,
-    Portal,
     discover,
     login,
     probe,
@@ -30,10 +25,10 @@ from eqliscsi.iscsi_discovery import (
 from eqliscsi.opennebula import iscsiadm as ia
 from eqliscsi.san.broker_client import run_action
 from eqliscsi.san.commands import AccessRule
-from eqliscsi.san.endpoint import HostKeyPolicy, SanEndpoint
 from eqliscsi.san.ops import SanOps, VolumeSpec
 from eqliscsi.secret import Secret
-from rig.guest.vm import GUEST_EQL_PORT, GuestVM
+from rig.guest.fake_group import InGuestGroup
+from rig.guest.vm import GuestVM
 from rig.targets.base import ChapAccount
 from tests.integration.guest.conftest import GUEST_INITIATOR, HOST_INITIATOR
 from tests.integration.guest.test_driver_iscsiadm import GuestHost, install_remotes
@@ -41,72 +36,14 @@ from tests.integration.guest.test_lio_libiscsi import libiscsi
 
 pytestmark = [pytest.mark.guest, pytest.mark.lio, pytest.mark.timeout(900)]
 
-GROUP, ACCOUNT = "grp0", "grpadmin"
-RUN = "/run/eqliscsi-fake"
 CONFIGFS_ISCSI = "/sys/kernel/config/target/iscsi"
 
 
-@dataclass(frozen=True)
-class InGuestGroup:
-    vm: GuestVM
-    endpoint: SanEndpoint
-    pid: int
-
-    @property
-    def portal(self) -> Portal:
-        return Portal("127.0.0.1", self.vm.ports.iscsi)
-
-
-@pytest.fixture(scope="module")
-def eql(guest_vm: GuestVM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InGuestGroup]:
-    vm = guest_vm
-    assert vm.ports.eql, "the guest was booted without the fake group's forward"
-    password = secrets.token_hex(12)
-    vm.install_file(f"{RUN}/password", password, mode=0o600)
-    argv = [
-        "python3", "-m", "rig.fake_eql", "--state", f"{RUN}/state",
-        "--listen", f"0.0.0.0:{GUEST_EQL_PORT}", "--group-name", GROUP, "--account", ACCOUNT,
-        "--password-file", f"{RUN}/password", "--target-backend", "lio",
-        "--iscsi-portal", "127.0.0.1:3260",
-    ]  # fmt: skip
-    out = vm.ssh(
-        ["sh", "-euc", f"cd /opt/eqliscsi && PYTHONPATH=/opt/eqliscsi setsid {shlex.join(argv)} "
-         f"> {RUN}/log 2>&1 < /dev/null & echo $!"],
-    ).stdout  # fmt: skip
-    pid = int(out.strip())
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            log = vm.ssh(["cat", f"{RUN}/log"], check=False).stdout
-            if log.startswith("ready "):
-                break
-            alive = vm.ssh(["kill", "-0", str(pid)], check=False).returncode == 0
-            assert alive, f"the fake group died in the guest: {log[-500:]}"
-            assert time.monotonic() < deadline, f"the fake group did not start: {log[-500:]}"
-            time.sleep(1)
-        pub = vm.ssh(["cat", f"{RUN}/state/ssh_host_ed25519_key.pub"]).stdout.split()
-        known = tmp_path_factory.mktemp("eql-known") / "known_hosts"
-        known.write_text(f"[127.0.0.1]:{vm.ports.eql} {pub[0]} {pub[1]}\n")
-        ep = SanEndpoint(
-            host="127.0.0.1",
-            port=vm.ports.eql,
-            username=ACCOUNT,
-            password=Secret(password.encode(), origin="test group password"),
-            known_hosts=str(known),
-            host_key_policy=HostKeyPolicy.KNOWN_HOSTS,
-            group=GROUP,
-            # Under TCG the guest's asyncssh spends seconds on each key exchange.
-            connect_timeout=120.0,
-            command_timeout=120.0,
-        )
-        yield InGuestGroup(vm, ep, pid)
-    finally:
-        # SIGTERM: the fake closes its data plane, which deletes its LIO targets.
-        vm.ssh(["kill", str(pid)], check=False)
-        for _ in range(60):
-            if vm.ssh(["kill", "-0", str(pid)], check=False).returncode != 0:
-                break
-            time.sleep(0.5)
+@pytest.fixture
+def eql(guest_eql: InGuestGroup) -> InGuestGroup:
+    """The session's in-guest group (rig/guest/fake_group.py), shared with the SAN
+    data-plane suite (tests/integration/san/test_dataplane.py)."""
+    return guest_eql
 
 
 def lun_bytes(size_mb: int) -> int:

@@ -9,8 +9,12 @@ read back on the other and from tgtd's backing file.
 from __future__ import annotations
 
 import secrets
+import select
 import socket
 import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -296,6 +300,25 @@ class TgtExporter:
             port = int(s.getsockname()[1])
         return ia.TargetPortal(self.rig.gateway, port)
 
+    @contextmanager
+    def relayed_portal(self, exp: cases.Export) -> Iterator[ia.TargetPortal]:
+        # A relay on the bridge address: tgtd, bound to its own port there, still
+        # advertises that port in SendTargets.
+        gw, port = exp.node.portal.address, exp.node.portal.port
+        proc = subprocess.Popen(
+            [sys.executable, "-c", cases.RELAY_PY, gw, "0", gw, str(port)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], 30)
+            line = proc.stdout.readline().decode() if ready else ""
+            assert line.startswith("ready "), f"the relay did not start: {line!r}"
+            yield ia.TargetPortal(gw, int(line.split()[1]))
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+
 
 @pytest.fixture
 def host(host_rig: HostRig) -> StandinHost:
@@ -328,6 +351,12 @@ def test_discovery_of_a_refused_portal_is_a_typed_error(
 ) -> None:
     need_executable("iscsi-ls", "libiscsi-bin")
     cases.case_refused_portal_fails_discovery(host, target)
+
+
+def test_records_are_filed_under_the_advertised_portal(
+    host: StandinHost, target: TgtExporter
+) -> None:
+    cases.case_records_are_filed_under_the_advertised_portal(host, target)
 
 
 def test_logout_of_mounted_disk_with_safe_logout_is_busy(

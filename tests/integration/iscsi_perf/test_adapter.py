@@ -1,23 +1,37 @@
-"""The Protocol-based connection of the asyncio adapter: reading pauses when unread.
+"""The socket-level connection of the asyncio adapter: reading pauses when unread.
 
 ``_Connection`` keeps received chunks until the client asks for them; a peer that
-floods must stop being read once 256 KiB wait, and be read again once taken.
+floods must stop being read once 256 KiB wait, and be read again once taken.  A
+peer that closes or resets is end of file, never an exception from the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import struct
+from pathlib import Path
 
+import pytest
+
+from eqliscsi.iscsi_discovery import IscsiConnectionError, Portal, _asyncio, discover
 from eqliscsi.iscsi_discovery._asyncio import _Connection
+from rig.targets.tgt import TgtBackend
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    return ours, theirs
 
 
 async def test_reading_pauses_above_the_limit_and_resumes_after_take() -> None:
     loop = asyncio.get_running_loop()
-    ours, theirs = socket.socketpair()
-    transport, conn = await loop.create_connection(lambda: _Connection(loop), sock=ours)
+    ours, theirs = _pair()
+    conn = _Connection(loop, ours)
     limit = _Connection._READ_LIMIT
-    theirs.setblocking(False)
     flood = bytes(1 << 16)
     written = 0
     try:
@@ -28,13 +42,136 @@ async def test_reading_pauses_above_the_limit_and_resumes_after_take() -> None:
                 await asyncio.sleep(0.01)
             else:
                 await asyncio.sleep(0)
-            if not transport.is_reading():
+            if not conn.reading:
                 break
-        assert not transport.is_reading(), f"still reading after {written} bytes"
-        assert limit < conn.buffered <= limit + len(flood) * 4
+        assert not conn.reading, f"still reading after {written} bytes"
+        assert limit < conn.buffered <= limit + len(flood)
         data = conn.take()
         assert len(data) > limit and conn.buffered == 0
-        assert transport.is_reading()
+        assert conn.reading
     finally:
-        transport.close()
+        conn.close()
+        theirs.close()
+    assert ours.fileno() == -1
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ours = socket.create_connection(server.getsockname())
+        theirs, _ = server.accept()
+    ours.setblocking(False)
+    return ours, theirs
+
+
+async def _until_eof(conn: _Connection) -> None:
+    async with asyncio.timeout(5):
+        while not conn.eof:
+            await conn.readable()
+
+
+async def test_close_by_the_peer_is_end_of_file_after_its_data() -> None:
+    ours, theirs = _tcp_pair()
+    conn = _Connection(asyncio.get_running_loop(), ours)
+    try:
+        theirs.sendall(b"last words")
+        theirs.close()
+        await _until_eof(conn)
+        assert not conn.reading
+        assert conn.take() == b"last words"
+    finally:
+        conn.close()
+
+
+async def test_reset_by_the_peer_is_end_of_file() -> None:
+    ours, theirs = _tcp_pair()
+    conn = _Connection(asyncio.get_running_loop(), ours)
+    try:
+        # SO_LINGER with a zero timeout: close() sends RST instead of FIN, and our
+        # recv() fails with ECONNRESET, which must read as end of file.
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        theirs.close()
+        await _until_eof(conn)
+        assert not conn.reading and conn.chunks == []
+    finally:
+        conn.close()
+
+
+@pytest.mark.tgt
+async def test_host_name_portal_resolves_and_logs_in(tgt: TgtBackend, disk: Path) -> None:
+    # "localhost" comes from /etc/hosts (no DNS traffic).  If it also maps to ::1,
+    # where tgtd does not listen, the adapter must go on to 127.0.0.1.
+    iqn = "iqn.2026-01.test.eqliscsi.perf:named"
+    tgt.create_target(iqn, disk)
+    found = await discover(Portal("localhost", tgt.portal.port))
+    assert [t.name for t in found] == [iqn]
+
+
+async def test_nothing_listening_is_a_connection_error(unused_port: int) -> None:
+    with pytest.raises(IscsiConnectionError, match="connection refused"):
+        await discover(Portal("127.0.0.1", unused_port))
+
+
+async def test_each_resolved_address_is_tried_in_turn(
+    unused_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        listening = server.getsockname()
+        answers = [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", unused_port)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", listening),
+        ]
+
+        async def fake_getaddrinfo(host: str, port: int, **kwargs: object) -> list[object]:
+            assert host == "target.example"  # never resolved for real: no DNS traffic
+            return list(answers)
+
+        monkeypatch.setattr(loop, "getaddrinfo", fake_getaddrinfo)
+        sock = await _asyncio._open_socket(loop, Portal("target.example", unused_port))
+        try:
+            assert sock.getpeername() == listening
+        finally:
+            sock.close()
+        answers.pop()  # only the refusing address is left
+        with pytest.raises(ConnectionRefusedError):
+            await _asyncio._open_socket(loop, Portal("target.example", unused_port))
+
+
+async def test_close_during_a_blocked_send_leaves_no_stale_registration() -> None:
+    # A send the peer does not read waits on a loop writer for the socket; a timeout
+    # cancels it and the session closes the socket at once.  The socket's number is
+    # then free for the next connection, which must register cleanly: a writer left
+    # behind for that number would make its add_reader fail.  (sock_sendall's own
+    # done-callback removes the writer before the cancelled task resumes; this test
+    # keeps the adapter from ever closing a socket with a writer still registered.)
+    loop = asyncio.get_running_loop()
+    ours, theirs = _tcp_pair()
+    stream = _asyncio._Stream(Portal("127.0.0.1", 3260), _Connection(loop, ours))
+    fd = ours.fileno()
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await stream.send(bytes(64 << 20))  # far more than the socket buffers
+        await stream.close()
+        assert ours.fileno() == -1
+        fresh, peer = _tcp_pair()
+        # Put the next connection on the very number the closed socket had.
+        if fresh.fileno() == fd:
+            again = fresh
+        else:
+            os.dup2(fresh.fileno(), fd)
+            fresh.close()
+            again = socket.socket(fileno=fd)
+        again.setblocking(False)
+        try:
+            conn = _Connection(loop, again)
+            peer.sendall(b"hello")
+            async with asyncio.timeout(5):
+                while not conn.chunks:
+                    await conn.readable()
+            assert conn.take() == b"hello"
+            conn.close()
+        finally:
+            peer.close()
+    finally:
         theirs.close()

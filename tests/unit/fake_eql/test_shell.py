@@ -288,6 +288,7 @@ COMMANDS = [
             "Def-Iscsi-Prefix: iqn.2001-05.com.equallogic",
             "Def-Iscsi-Alias: yes",
             "Info-Messages: enabled",
+            "Target-Auth-UserName:",
             "Description:",
         ],
         id="grpparams",

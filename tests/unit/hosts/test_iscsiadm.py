@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -184,7 +187,10 @@ exit "$rc"
 
 
 def run_snippet(
-    tmp_path: Path, script: ia.RemoteScript, statuses: dict[str, list[int]]
+    tmp_path: Path,
+    script: ia.RemoteScript,
+    statuses: dict[str, list[int]],
+    prefix: tuple[str, ...] = (),
 ) -> tuple[int, str, list[str]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -201,8 +207,8 @@ def run_snippet(
         "ISCSI_DB": str(tmp_path / "db"),
     }
     r = subprocess.run(
-        ["sh", "-s"], input=script.stdin_bytes(), capture_output=True, env=env, timeout=60,
-        check=False,
+        [*prefix, "sh", "-s"], input=script.stdin_bytes(), capture_output=True, env=env,
+        timeout=60, check=False,
     )  # fmt: skip
     calls = log.read_text().splitlines() if log.exists() else []
     return r.returncode, r.stderr.decode(), calls
@@ -317,6 +323,35 @@ def test_snippet_waits_for_the_lock(tmp_path: Path) -> None:
     assert rc == 0, stderr
     assert waited > 0.5
     assert calls
+
+
+def test_snippet_as_oneadmin_takes_a_lock_file_root_made(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # A manual run as root leaves the lock file root-owned 0644; the driver's user must
+    # still take the lock (flock(2) needs no write access), not fail on "exec 9>>".
+    # Seen on the guest tier's real host, where oneadmin runs the scripts through sudo.
+    setpriv = shutil.which("setpriv")
+    assert setpriv is not None, "setpriv (util-linux) is needed"
+    work = Path(tempfile.mkdtemp(prefix="eqliscsi-lock-", dir="/tmp"))
+    try:
+        work.chmod(0o777)  # the unprivileged run writes its call log and node db here
+        lock = work / "lock"
+        lock.write_text("")
+        lock.chmod(0o644)
+        assert os.stat(lock).st_uid == os.geteuid() == 0
+        script = ia.logout_script(NODE, lock_path=str(lock))
+        nobody = (setpriv, "--reuid=65534", "--regid=65534", "--clear-groups")
+        rc, stderr, calls = run_snippet(work, script, {}, prefix=nobody)
+        assert rc == 0, stderr
+        assert any("--logout" in c for c in calls)
+        # The same user cannot open it for writing: the read-only branch is what ran.
+        denied = subprocess.run(
+            [*nobody, "sh", "-c", f"exec 9>>{lock}"], capture_output=True, check=False
+        )
+        assert denied.returncode != 0
+    finally:
+        shutil.rmtree(work)
 
 
 # ------------------------------------------------------------------ parsers and statuses

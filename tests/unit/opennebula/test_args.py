@@ -299,6 +299,12 @@ BASE = ["node1", "node2", "/var/lib/one//datastores/0/42", "42", "0"]
         pytest.param(
             [*BASE, VM_B64, "shared"], b"", OneVersion(5, 10), "shared", False, id="5.10-argv6-sys"
         ),
+        pytest.param(
+            [*BASE, VM_B64, "shared"], b"", OneVersion(5, 0), "shared", False, id="5.0-argv6-sys"
+        ),
+        pytest.param(
+            [*BASE, VM_B64, "ssh"], b"", OneVersion(5, 8), "ssh", False, id="5.8-argv6-sys"
+        ),
         pytest.param([*BASE, VM_B64, "shared"], b"", None, "shared", False, id="unknown-argv6-sys"),
         pytest.param(
             [*BASE, "shared"],
@@ -340,6 +346,8 @@ def test_migrate(
         pytest.param(BASE[:4], None, id="too-few"),
         pytest.param([*BASE, VM_B64, "shared", "x"], None, id="too-many"),
         pytest.param(BASE, OneVersion(5, 10), id="5.10-without-template"),
+        # 5.8 never puts the template on stdin: a 5.12-shaped call contradicts VERSION.
+        pytest.param([*BASE, "shared"], OneVersion(5, 8), id="5.8-stdin-shape"),
         pytest.param([*BASE, "Sh;ared"], OneVersion(6, 0), id="bad-sys-tm"),
     ],
 )

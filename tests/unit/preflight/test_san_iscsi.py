@@ -11,10 +11,11 @@ from eqliscsi.cli.checks import iscsi, san
 from eqliscsi.cli.checks.base import Status
 from eqliscsi.cli.checks.san import SanFacts, VolumeFacts, orphan_volumes
 from eqliscsi.san.errors import SanAuthError, SanConnectionError, SanHostKeyError, SanTimeout
-from eqliscsi.san.parsers import PoolCapacity, VolumeInfo
+from eqliscsi.san.parsers import AccountInfo, AccountType, PoolCapacity, VolumeInfo
 from tests.unit.preflight.conftest import CHAP_SECRET, GOOD_CONF, make_options, run
 
 IQN = "iqn.2001-05.com.equallogic:0-8a0906-012345678-0123456789abcdef-"
+GROUP_ADMIN = AccountInfo("grpadmin", AccountType.GROUP_ADMIN, "group-admin", ())
 
 
 def vol(name: str, description: str = "eqliscsi ds=100", status: str = "online") -> VolumeInfo:
@@ -27,8 +28,9 @@ def facts(
     group_ip: str = "192.0.2.10",
     group: str | None = "grp0",
     probe: str | None = None,
+    account: AccountInfo | str = GROUP_ADMIN,
 ) -> SanFacts:
-    return SanFacts(group, group_ip, pool, probe)
+    return SanFacts(group, group_ip, pool, probe, account)
 
 
 def volumes(*vols: VolumeInfo) -> VolumeFacts:
@@ -97,20 +99,63 @@ async def test_group_ip(tmp_path: Path, conf_extra: str, group_ip: str, status: 
         assert f"EQL_PORTAL to {group_ip}" in f.fix
 
 
+def _acct(kind: AccountType | None, *pools: str, text: str = "") -> AccountInfo:
+    return AccountInfo("grpadmin", kind, text or (kind.value if kind else "?"), pools)
+
+
+# EQL_POOL is "default" (GOOD_CONF), EQL_USER "grpadmin".
 @pytest.mark.parametrize(
-    ("probe", "write", "status"),
+    ("account", "probe", "write", "status", "found", "fix"),
     [
-        pytest.param(None, False, Status.SKIP, id="not-asked"),
-        pytest.param("", True, Status.PASS, id="created-and-deleted"),
-        pytest.param("Permission denied.", True, Status.FAIL, id="refused"),
+        pytest.param(GROUP_ADMIN, None, False, Status.PASS, "is a group administrator", "",
+                     id="group-admin"),
+        pytest.param(_acct(AccountType.POOL_ADMIN, "gold", "default"), None, False, Status.PASS,
+                     "pool administrator of pool default", "", id="pool-admin-with-pool"),
+        pytest.param(_acct(AccountType.VOLUME_ADMIN, "default"), None, False, Status.PASS,
+                     "within its quota", "", id="volume-admin-with-pool"),
+        pytest.param(_acct(AccountType.POOL_ADMIN, "gold"), None, False, Status.FAIL,
+                     "pool administrator of gold, not of pool default",
+                     "Add pool default to the pools of account grpadmin", id="pool-admin-other"),
+        pytest.param(_acct(AccountType.VOLUME_ADMIN), None, False, Status.FAIL,
+                     "of no pool, not of pool default", "Add pool default",
+                     id="volume-admin-no-pool"),
+        pytest.param(_acct(AccountType.READ_ONLY), None, False, Status.FAIL,
+                     "read-only account, which cannot create volumes",
+                     "Make grpadmin a pool administrator of pool default", id="read-only"),
+        pytest.param(_acct(None, text="storage-operator"), None, False, Status.SKIP,
+                     "type 'storage-operator'", "--write-probe", id="unknown-type"),
+        pytest.param("% Error - Invalid command or parameter \"account\".", None, False,
+                     Status.SKIP, "did not show account grpadmin", "--write-probe",
+                     id="account-show-refused"),
+        # --write-probe is the stronger test: the array's answer wins over the type.
+        pytest.param(_acct(AccountType.READ_ONLY), "", True, Status.PASS, "was created and deleted",
+                     "", id="probe-created"),
+        pytest.param(GROUP_ADMIN, "Permission denied.", True, Status.FAIL, "Permission denied.",
+                     "pool administrator of pool default", id="probe-refused"),
     ],
-)
+)  # fmt: skip
 async def test_create_permission(
-    tmp_path: Path, probe: str | None, write: bool, status: Status
+    tmp_path: Path,
+    account: AccountInfo | str,
+    probe: str | None,
+    write: bool,
+    status: Status,
+    found: str,
+    fix: str,
 ) -> None:
     opts = make_options(tmp_path, write_probe=write)
-    f = await run(san.check_create_permission, opts, san=facts(probe=probe))
+    f = await run(san.check_create_permission, opts, san=facts(probe=probe, account=account))
     assert f.status is status, f
+    assert found in f.found
+    assert fix in f.fix
+    if status is Status.FAIL:
+        assert f.fix.count(". ") == 0 and f.fix.endswith("."), "one sentence"
+
+
+async def test_create_permission_skips_without_pool(tmp_path: Path) -> None:
+    f = await run(san.check_create_permission, make_options(tmp_path), san=facts(pool=None))
+    assert f.status is Status.SKIP
+    assert "san.pool" in f.found
 
 
 async def test_owned_volumes_and_orphans(tmp_path: Path) -> None:
@@ -168,6 +213,29 @@ async def test_chap_secret_length(
     assert f.status is status, f
     if secret:
         assert secret not in f.found + f.fix
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "needle"),
+    [
+        pytest.param("target-secret-0042", Status.PASS,
+                     "and the target CHAP secret is 18 bytes", id="both-fine"),
+        pytest.param("tgt-short", Status.WARN, "target CHAP secret is 9 bytes", id="target-short"),
+        pytest.param("t" * 300, Status.FAIL, "target CHAP secret is 300 bytes", id="target-long"),
+    ],
+)  # fmt: skip
+async def test_target_secret_length(
+    tmp_path: Path, target: str, status: Status, needle: str
+) -> None:
+    path = tmp_path / "chap-target"
+    path.write_text(target)
+    extra = f"EQL_CHAP_TARGET_USER=eqltarget\nEQL_CHAP_TARGET_SECRET_FILE={path}\n"
+    f = await run(iscsi.check_chap_secret, make_options(tmp_path, GOOD_CONF + extra))
+    assert f.status is status, f
+    assert needle in f.found
+    if status is not Status.PASS:
+        assert "EQL_CHAP_TARGET_SECRET_FILE" in f.fix
+    assert target not in f.found + f.fix
 
 
 async def test_probe_skips_without_owned_volumes(tmp_path: Path) -> None:
