@@ -20,7 +20,7 @@ import click
 from rig.docker.cache import cache_dir
 from rig.docker.engine import ensure_engine
 from rig.docker.images import ensure_images
-from rig.docker.topology import OWNER_LABEL, DockerRig, Topology
+from rig.docker.topology import OWNER_LABEL, DockerRig, Topology, forget_host_sessions
 
 __all__ = ["describe", "docker_rig", "down", "up"]
 
@@ -33,6 +33,7 @@ def down() -> int:
     removed = 0
     label: dict[str, str | list[str] | bool] = {"label": f"{OWNER_LABEL}=manual"}
     for container in client.containers.list(all=True, filters=label):
+        forget_host_sessions(container)
         container.remove(force=True)
         removed += 1
     for network in client.networks.list(filters=label):

@@ -8,6 +8,7 @@ __all__ = [
     "BaseImageError",
     "ContainerNotReadyError",
     "DockerUnavailableError",
+    "FrontendCallError",
     "ImageBuildError",
     "WheelhouseError",
 ]
@@ -41,3 +42,9 @@ class ContainerNotReadyError(RigError):
     """A rig container did not become ready within its bound."""
 
     reference = "docker-container-not-ready"
+
+
+class FrontendCallError(RigError):
+    """The oned simulator in the frontend container gave no answer."""
+
+    reference = "docker-frontend-call-failed"

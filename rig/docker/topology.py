@@ -56,6 +56,7 @@ from rig.targets.tgt import free_port
 
 __all__ = [
     "DEFAULT_NODES",
+    "FRONTEND_REMOTES",
     "SAN_ACCOUNT",
     "SAN_GROUP",
     "DockerRig",
@@ -64,6 +65,7 @@ __all__ = [
     "NodeSpec",
     "SshBanner",
     "Topology",
+    "forget_host_sessions",
     "sweep_stale",
 ]
 
@@ -75,8 +77,10 @@ ONEADMIN_UID = 9869  # as in OpenNebula's packages; the images create it so
 ONEADMIN_HOME = "/var/lib/one"
 READY_TIMEOUT = 90.0
 _POLL = 0.2
-REMOTES_TM = Path(__file__).resolve().parents[2] / "remotes" / "tm" / "eqliscsi"
+REMOTES = Path(__file__).resolve().parents[2] / "remotes"
+REMOTES_TM = REMOTES / "tm" / "eqliscsi"
 HOST_REMOTES = "/var/tmp/one/tm/eqliscsi"  # oned's remotes dir on a host
+FRONTEND_REMOTES = f"{ONEADMIN_HOME}/remotes"  # oned's remotes dir on the front-end
 SAN_GROUP = "rig-group"
 SAN_ACCOUNT = "grpadmin"
 SAN_STATE = "/var/lib/eqliscsi/san"
@@ -149,8 +153,14 @@ DEFAULT_NODES: tuple[NodeSpec, ...] = (
         san_password=True,
     ),
     # FUSE and loop devices for the iscsiadm stand-in need a privileged container.
-    NodeSpec("host1", "host", ports=(22,), privileged=True, ready=(SshBanner(22),)),
-    NodeSpec("host2", "host", ports=(22,), privileged=True, ready=(SshBanner(22),)),
+    # Pinned ports: a host that restarts (or "loses power", Topology.kill) keeps its
+    # sshd address, so ssh configs handed out before stay valid.
+    NodeSpec(
+        "host1", "host", ports=(22,), privileged=True, ready=(SshBanner(22),), pinned_ports=True
+    ),
+    NodeSpec(
+        "host2", "host", ports=(22,), privileged=True, ready=(SshBanner(22),), pinned_ports=True
+    ),
     NodeSpec("frontend", "frontend", ready=(LogLine("eqliscsi-frontend: ready"),)),
 )
 
@@ -317,6 +327,27 @@ def privileged_options(bounding: int, devices: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def _remotes_tar() -> bytes:
+    """``datastore/eqliscsi`` and ``tm/eqliscsi`` of the checkout, owned by oneadmin."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for kind in ("datastore", "tm"):
+            for directory in (kind, f"{kind}/eqliscsi"):
+                info = tarfile.TarInfo(directory)
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                info.uid = info.gid = ONEADMIN_UID
+                tar.addfile(info)
+            for f in sorted((REMOTES / kind / "eqliscsi").iterdir()):
+                if not f.is_file():
+                    continue
+                content = f.read_bytes()
+                info = tarfile.TarInfo(f"{kind}/eqliscsi/{f.name}")
+                info.size, info.mode = len(content), f.stat().st_mode & 0o777
+                info.uid = info.gid = ONEADMIN_UID
+                tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
 def _host_devices() -> list[str]:
     fixed = [p for p in (Path("/dev/fuse"), Path("/dev/loop-control")) if p.exists()]
     loops = sorted(Path("/dev").glob("loop[0-9]*"), key=lambda p: int(p.name[4:]))
@@ -352,12 +383,31 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def forget_host_sessions(container: docker.models.containers.Container) -> None:
+    """Detach a running host container's loop devices before it goes (they are the
+    Docker host's and would outlive it); other containers are left alone."""
+    try:
+        container.reload()
+        tags = container.image.tags if container.image is not None else []
+        if container.status != "running" or not any(t.startswith("eqliscsi/host:") for t in tags):
+            return
+        result = container.exec_run(
+            ["/opt/eqliscsi/bin/python", "-m", "rig.docker.host_reset", "--live"]
+        )
+    except docker.errors.DockerException as exc:
+        log.warning("could not forget the sessions of %s: %s", container.name, exc)
+        return
+    if result.exit_code != 0:
+        log.warning("could not forget the sessions of %s: %r", container.name, result.output)
+
+
 def sweep_stale(client: docker.DockerClient) -> int:
     """Remove containers and networks of test sessions whose process is gone; how many."""
     removed = 0
     for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
         owner = (container.labels or {}).get(OWNER_LABEL, "")
         if owner.isdigit() and not _pid_alive(int(owner)):
+            forget_host_sessions(container)
             container.remove(force=True)
             removed += 1
     for network in client.networks.list(filters={"label": OWNER_LABEL}):
@@ -511,6 +561,9 @@ class Topology:
                 container.put_archive(HOST_REMOTES, _tar(remotes, uid=0, gid=0))
             files = [("authorized_keys", self.public_key, 0o600)]
         elif spec.image == "frontend":
+            # What `eqliscsi install` puts into oned's remotes tree: the DS and TM
+            # drivers (the package they import is installed in the image).
+            container.put_archive(FRONTEND_REMOTES, _remotes_tar())
             files = [
                 ("id_ed25519", self.private_key, 0o600),
                 ("id_ed25519.pub", self.public_key, 0o644),
@@ -531,6 +584,26 @@ class Topology:
         began = time.monotonic()
         since = int(time.time())
         node.container.restart(timeout=timeout)
+        node.ports = {}
+        self._wait_ready(node, began, since=since)
+        return time.monotonic() - began
+
+    def kill(self, name: str) -> None:
+        """Cut one node's power: SIGKILL to every process in it, nothing shuts down cleanly.
+
+        The container stays (its disk is the node's disk); :meth:`boot` starts it again.
+        """
+        node = self.nodes[name]
+        node.container.kill()
+        node.container.wait(timeout=30)
+        node.container.reload()
+
+    def boot(self, name: str) -> float:
+        """Boot a node :meth:`kill` stopped and wait until it is ready again; seconds."""
+        node = self.nodes[name]
+        began = time.monotonic()
+        since = int(time.time())
+        node.container.start()
         node.ports = {}
         self._wait_ready(node, began, since=since)
         return time.monotonic() - began
@@ -603,6 +676,7 @@ class Topology:
         """Remove every container (keeping its log) and the network; never raises."""
         logs = cache_dir("logs")
         for node in self.nodes.values():
+            forget_host_sessions(node.container)
             try:
                 (logs / f"{self.run_id}-{node.name}.log").write_text(node.logs())
             except (docker.errors.DockerException, OSError) as exc:

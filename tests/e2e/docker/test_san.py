@@ -43,7 +43,7 @@ from eqliscsi.san.session import SanEndpoint, open_session
 from eqliscsi.secret import Secret
 from rig.docker.topology import ONEADMIN_UID, DockerRig, Topology
 from rig.need import need_executable
-from tests.e2e.docker.conftest import TIMINGS
+from tests.e2e.conftest import TIMINGS
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1200)]
 

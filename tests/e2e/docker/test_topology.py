@@ -18,7 +18,7 @@ from rig.docker.images import RigImages, ensure_images
 from rig.docker.topology import DEFAULT_NODES, RUN_LABEL, LogLine, NodeSpec, Topology
 from rig.fake_eql.__main__ import BACKENDS as FAKE_BACKENDS
 from rig.need import need_executable
-from tests.e2e.docker.conftest import TIMINGS
+from tests.e2e.conftest import TIMINGS
 
 # The first test pays for the session fixtures: on a cold machine, debootstrap plus three
 # image builds (about 200 s here), more than the default 300 s bound allows on a slower

@@ -1,4 +1,9 @@
-"""One embedded rig (fake group + tgtd + two namespaced hosts) for the whole TM tier."""
+"""One embedded rig (fake group + tgtd + two namespaced hosts) for the whole TM tier.
+
+``lifecycle_rig`` is the same suite's view of a rig (rig.lifecycle.LifecycleRig), once
+per rig: ``rig=embedded`` (this tier's rig) and ``rig=docker`` (the container
+topology of tests/e2e/conftest.py, marked ``docker``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from rig.embedded import EmbeddedRig
+from rig.lifecycle import EmbeddedLifecycle, LifecycleRig
 from rig.need import need, need_executable
 
 
@@ -40,3 +46,17 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRig]:
         yield r
     finally:
         r.down()
+
+
+@pytest.fixture(
+    scope="session",
+    params=[
+        pytest.param("embedded", id="rig=embedded"),
+        pytest.param("docker", id="rig=docker", marks=pytest.mark.docker),
+    ],
+)
+def lifecycle_rig(request: pytest.FixtureRequest) -> LifecycleRig:
+    if request.param == "embedded":
+        return EmbeddedLifecycle(request.getfixturevalue("rig"))
+    lifecycle: LifecycleRig = request.getfixturevalue("docker_lifecycle")
+    return lifecycle

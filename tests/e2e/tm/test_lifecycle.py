@@ -1,8 +1,10 @@
 """A VM disk's life through the TM remotes, run as each OpenNebula version runs them.
 
-Real peers throughout: the remotes are subprocesses with each version's argv/stdin
-(rig.oned), the group is rig.fake_eql over SSH with tgtd serving every volume, the
-hosts are namespaced machines reached by OpenSSH whose "kernel initiator" is
+One suite, two rigs (``lifecycle_rig``: ``rig=embedded`` and ``rig=docker``, see
+rig.lifecycle).  Real peers throughout: the remotes are subprocesses with each
+version's argv/stdin (rig.oned; in the frontend container on the docker rig), the
+group is rig.fake_eql over SSH with tgtd serving every volume, the hosts are
+namespaced machines or containers reached by OpenSSH whose "kernel initiator" is
 qemu-storage-daemon + loop.  Bytes are written and read through the hosts' block
 devices; the judge for sessions is each host's ``iscsiadm -m session`` and for
 volumes the group's saved model.
@@ -12,18 +14,17 @@ from __future__ import annotations
 
 import pytest
 
-from rig.embedded import EmbeddedRig
-from rig.oned import DiskSpec, OnedSimulator, VmSpec
-
-from .helpers import (
-    SYS,
+from rig.lifecycle import (
+    Frontend,
+    LifecycleRig,
     link_target,
-    make_image,
     read_block,
     session_volumes,
-    volumes,
     write_marker,
 )
+from rig.oned import DiskSpec, VmSpec
+
+from .helpers import SYS, make_image
 
 pytestmark = [pytest.mark.tgt, pytest.mark.slow]
 
@@ -31,14 +32,16 @@ PROFILES = ["4.4", "5.8", "5.12", "6.6", "7.0"]
 # 6.6 runs with the driver reaching the hosts as oneadmin, as OpenNebula does: every
 # iscsiadm and CHAP-helper step passes the shipped sudoers rule
 # (remotes/tm/eqliscsi/eqliscsi.sudoers; test_sudo.py shows what it refuses).  The
-# other conventions reach the hosts as root, the path without sudo.
+# other conventions reach the hosts as root, the path without sudo, on the embedded rig;
+# the docker rig's hosts admit oneadmin only, so there every convention goes through sudo.
 AS_ONEADMIN = {"6.6"}
 
 
 @pytest.mark.parametrize(
     "profile", PROFILES, ids=[p + ("-oneadmin-sudo" if p in AS_ONEADMIN else "") for p in PROFILES]
 )
-def test_disk_lifecycle(rig: EmbeddedRig, profile: str) -> None:
+def test_disk_lifecycle(lifecycle_rig: LifecycleRig, profile: str) -> None:
+    rig = lifecycle_rig
     n = PROFILES.index(profile)
     oneadmin = profile in AS_ONEADMIN
     name = f"{profile}-oneadmin" if oneadmin else profile
@@ -48,11 +51,11 @@ def test_disk_lifecycle(rig: EmbeddedRig, profile: str) -> None:
         # oneadmin's (uid 9869); the node records behind the sessions only root
         # (through sudo) could write.
         for vm_id in (200 + 10 * n, 201 + 10 * n):
-            r = rig.ssh("h1", f"stat -c %u {SYS}/{vm_id}")
+            r = rig.run("h1", f"stat -c %u {SYS}/{vm_id}")
             assert r.stdout.decode().strip() == "9869", (vm_id, r.stderr)
 
 
-def _lifecycle(rig: EmbeddedRig, sim: OnedSimulator, n: int) -> None:
+def _lifecycle(rig: LifecycleRig, sim: Frontend, n: int) -> None:
     image_id, vm_p, vm_c = 10 + n, 200 + 10 * n, 201 + 10 * n
     source = make_image(sim, image_id)
     snap_id_arg = sim.profile.major_minor() >= (4, 14)  # cpds gained SNAP_ID in 4.14
@@ -79,7 +82,7 @@ def _lifecycle(rig: EmbeddedRig, sim: OnedSimulator, n: int) -> None:
     out = sim.run_tm("mvds", [f"h2:{disk_p}", source, str(vm_p), "100"])
     assert out.ok, out.stderr
     assert session_volumes(rig, "h2") == []
-    assert source in volumes(rig)
+    assert source in rig.volumes()
 
     # Non-persistent: array-side clone grown to DISK/SIZE, carrying the image's bytes.
     disk_c = f"{SYS}/{vm_c}/disk.0"
@@ -88,13 +91,14 @@ def _lifecycle(rig: EmbeddedRig, sim: OnedSimulator, n: int) -> None:
     out = sim.run_tm("clone", [f"fe:{source}", f"h1:{disk_c}", str(vm_c), "0"])
     assert out.ok, out.stderr
     # The CHAP secret went to h1 inside the script on ssh's stdin, never into logs.
-    chap_secret = rig.chap_file.read_text().strip()
+    chap_secret = rig.chap_secret().reveal_str()
+    log = sim.driver_log()
     assert chap_secret not in out.stderr
-    assert chap_secret not in sim.log_file.read_text()
-    assert "***" in sim.log_file.read_text()
+    assert chap_secret not in log
+    assert "***" in log
     clone = f"{source}-{vm_c}-0"
-    assert volumes(rig)[clone]["size_mb"] >= 96
-    assert volumes(rig)[source]["size_mb"] == 32
+    assert rig.volumes()[clone]["size_mb"] >= 96
+    assert rig.volumes()[source]["size_mb"] == 32
     assert read_block(rig, "h1", disk_c)[: len(marker)] == marker
     marker2 = write_marker(rig, "h1", disk_c, offset_blocks=1)
 
@@ -123,14 +127,14 @@ def _lifecycle(rig: EmbeddedRig, sim: OnedSimulator, n: int) -> None:
     args = [f"h2:{disk_c}", saved, *(["-1"] if snap_id_arg else []), str(vm_c), "100"]
     out = sim.run_tm("cpds", args)
     assert out.ok, out.stderr
-    assert volumes(rig)[saved]["description"] == "eqliscsi ds=100"
+    assert rig.volumes()[saved]["description"] == "eqliscsi ds=100"
 
     # Terminate: the clone is logged out and deleted, the images stay.
     out = sim.run_tm("delete", [f"h2:{disk_c}", str(vm_c), "100"])
     assert out.ok, out.stderr
     assert session_volumes(rig, "h2") == []
-    assert clone not in volumes(rig)
-    assert {source, saved} <= set(volumes(rig))
+    assert clone not in rig.volumes()
+    assert {source, saved} <= set(rig.volumes())
     # Deleting again (oned retries) succeeds: nothing left to log out or delete.
     out = sim.run_tm("delete", [f"h2:{disk_c}", str(vm_c), "100"])
     assert out.ok, out.stderr

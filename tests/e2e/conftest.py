@@ -1,5 +1,9 @@
 """Session fixtures of the container tier: engine, images, and the running topology.
 
+They live here, above tests/e2e/docker and tests/e2e/tm, so that every suite using the
+container rig (the docker tier itself, and the TM lifecycle on ``rig=docker``) shares
+one topology per test session.
+
 Order matters for the timings reported at the end of the run: the engine first
 (found, or dockerd started here and stopped at the end), then the images (base,
 wheelhouse, san/host/frontend: built, loaded or already present), then the topology
@@ -17,6 +21,7 @@ import pytest
 from rig.docker.engine import Engine, ensure_engine, find_engine
 from rig.docker.errors import DockerUnavailableError
 from rig.docker.images import RigImages, ensure_images
+from rig.docker.lifecycle import DockerLifecycle
 from rig.docker.topology import DockerRig, Topology
 from rig.need import need
 
@@ -84,3 +89,18 @@ def topology(docker_engine: Engine, rig_images: RigImages) -> Iterator[Topology]
 def docker_rig(topology: Topology, tmp_path_factory: pytest.TempPathFactory) -> DockerRig:
     """The topology as the e2e suites see it (SAN endpoint, portals, host sshd, key files)."""
     return topology.rig(tmp_path_factory.mktemp("docker-rig"))
+
+
+@pytest.fixture(scope="session")
+def docker_lifecycle(
+    topology: Topology, docker_rig: DockerRig, tmp_path_factory: pytest.TempPathFactory
+) -> DockerLifecycle:
+    """The topology as a rig.lifecycle.LifecycleRig: h1/h2 and the frontend's simulator."""
+    started = time.monotonic()
+    lifecycle = DockerLifecycle(
+        topology, docker_rig, tmp_path_factory.mktemp("docker-lifecycle")
+    ).setup()
+    TIMINGS.append(
+        f"lifecycle rig setup (CHAP account, frontend files): {time.monotonic() - started:.1f} s"
+    )
+    return lifecycle
