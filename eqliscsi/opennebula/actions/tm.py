@@ -711,21 +711,20 @@ def _migrate_disks(ctx: ActionContext) -> tuple[MigrateCall, _Env, list[tuple[Vm
     return call, env, out
 
 
-class _QuietSysLogHandler(logging.handlers.SysLogHandler):
-    """A syslog that is down stays silent.
-
-    Python 3.11 ignores a failed connect when the handler is made and reports the
-    failed send later through ``handleError``, which prints a traceback on stderr;
-    oned (6.2 to 6.10) would record that traceback as the action's failure reason.
-    """
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        return
-
-
 def _syslog(address: str) -> logging.Logger:
     import logging  # noqa: PLC0415 - see the note after the imports
     import logging.handlers  # noqa: PLC0415
+
+    class _QuietSysLogHandler(logging.handlers.SysLogHandler):
+        """A syslog that is down stays silent.
+
+        Python 3.11 ignores a failed connect when the handler is made and reports the
+        failed send later through ``handleError``, which prints a traceback on stderr;
+        oned (6.2 to 6.10) would record that traceback as the action's failure reason.
+        """
+
+        def handleError(self, record: logging.LogRecord) -> None:
+            return
 
     logger = logging.getLogger(f"eqliscsi.tm.migrate.{address}")
     logger.propagate = False
