@@ -35,7 +35,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -79,6 +79,10 @@ class TmEnv:
     sim: OnedSimulator
     portal: str
     chap_user: str
+    # Volumes this module made on the in-guest group.  The group and its LIO live for
+    # the whole session, and the LIO half of the client suite expects discovery to list
+    # only its own targets, so teardown deletes whatever is left here.
+    created: list[str] = field(default_factory=list)
 
     # -- the real host (g1), judged as root over the test's own SSH connection ----
     def g1(self, script: str, *, stdin: str | None = None) -> str:
@@ -148,6 +152,7 @@ def tm(
     hosts.up()
     gw = hosts.gateway
     tunnel: subprocess.Popen[bytes] | None = None
+    env: TmEnv | None = None
     try:
         install_remotes(vm)
         # The guest as OpenNebula's node packages leave a host: oneadmin with its home
@@ -235,6 +240,7 @@ def tm(
         env = TmEnv(vm, guest_eql, hosts, sim, f"{gw}:3260", chap_user)
         yield env
     finally:
+        leftovers = list(reversed(env.created)) if env is not None else []
         # Whatever a failed test left: the guest's sessions to this portal.
         vm.ssh(["sh", "-c",
                 f"iscsiadm -m node -p {gw}:3260 --logout; iscsiadm -m node -p {gw}:3260 -o delete; "
@@ -252,6 +258,14 @@ def tm(
                 tunnel.kill()
                 tunnel.wait(timeout=10)
         hosts.down()
+        if leftovers:
+            # Every host is logged out by now, so nothing holds a connection.
+            async def remove(runner: CliRunner) -> None:
+                ops = SanOps(runner, 100)
+                for name in leftovers:
+                    await ops.delete_volume(name)
+
+            asyncio.run(run_action(guest_eql.endpoint, remove))
 
 
 def ok(out: TmOutcome) -> TmOutcome:
@@ -305,6 +319,7 @@ async def test_tm_actions_on_a_real_host(tm: TmEnv) -> None:
     img = ImageSpec(id=image_id, name=f"tmg {token}", type=2, persistent=True, size_mb=32)
     out = ok(sim.run_ds("mkfs", sim.ds_document(img, IMAGE_DS), image_id))  # type: ignore[arg-type]
     source = out.info
+    tm.created.append(source)
     assert await tm.volume_size(source) == 32
 
     # ---- persistent image: ln on the real host, a marker through /dev/iscsi ----------
@@ -348,6 +363,7 @@ async def test_tm_actions_on_a_real_host(tm: TmEnv) -> None:
     sim.register_vm(vm)
     ok(sim.run_tm("clone", [f"fe:{source}", f"g1:{disk_c}", str(vm_c), "0"]))
     clone = f"{source}-{vm_c}-0"
+    tm.created.append(clone)
     link, dev = link_of(tm, disk_c)
     assert (link, dev[:7]) == (f"/dev/iscsi/{clone}", "/dev/sd")
     clone_mb = await tm.volume_size(clone)
@@ -392,6 +408,9 @@ async def test_tm_actions_on_a_real_host(tm: TmEnv) -> None:
     assert await tm.volume_size(clone) is None
     assert await tm.volume_size(source) == 32
     ok(sim.run_tm("delete", [f"g1:{disk_c}", str(vm_c), "100"]))  # oned retries: still fine
+    # The image goes too (DS rm), leaving the session's group as this module found it.
+    ok(sim.run_ds("rm", sim.ds_document(replace(img, source=source), IMAGE_DS), image_id))  # type: ignore[arg-type]
+    assert await tm.volume_size(source) is None
 
     # The CHAP secret went to the hosts inside scripts on ssh's stdin, never into logs.
     chap_secret = (sim.root.parent / "chap_secret").read_text().strip()
