@@ -775,36 +775,33 @@ def premigrate(ctx: ActionContext) -> NoOutput:
     return NoOutput()
 
 
-def postmigrate(ctx: ActionContext) -> NoOutput:
+def _log_out_migrated(ctx: ActionContext, *, on_source: bool) -> NoOutput:
+    """postmigrate (the source) and failmigrate (the destination): log this VM's disks
+    out on one host, sweep it, then report the first failure where an admin looks.
+
+    No link removal: on a shared system datastore the link is the other host's too.
+    """
     call, env, disks = _migrate_disks(ctx)
-    if call.src_host == call.dst_host or not env.wants_iscsi(call.src_host):
+    host = call.src_host if on_source else call.dst_host
+    if call.src_host == call.dst_host or not env.wants_iscsi(host):
         return NoOutput()
     failures = []
     for _disk, volume, iqn in disks:
-        # No link removal: on a shared system datastore the link is the destination's too.
         try:
-            detach(env, call.src_host, iqn, volume, None)
+            detach(env, host, iqn, volume, None)
         except EqliscsiError as exc:
             failures.append(exc)
-    sweep_stale(env, call.src_host, _datastores_dir(call.vm_dir))
+    sweep_stale(env, host, _datastores_dir(call.vm_dir))
     if failures:
-        _report_failure(ctx, f"VM {call.vm_id} left {call.src_host}: {failures[0]}")
+        what = f"left {host}" if on_source else f"undo on {host}"
+        _report_failure(ctx, f"VM {call.vm_id} {what}: {failures[0]}")
         raise failures[0]
     return NoOutput()
+
+
+def postmigrate(ctx: ActionContext) -> NoOutput:
+    return _log_out_migrated(ctx, on_source=True)
 
 
 def failmigrate(ctx: ActionContext) -> NoOutput:
-    call, env, disks = _migrate_disks(ctx)
-    if call.src_host == call.dst_host or not env.wants_iscsi(call.dst_host):
-        return NoOutput()
-    failures = []
-    for _disk, volume, iqn in disks:
-        try:
-            detach(env, call.dst_host, iqn, volume, None)
-        except EqliscsiError as exc:
-            failures.append(exc)
-    sweep_stale(env, call.dst_host, _datastores_dir(call.vm_dir))
-    if failures:
-        _report_failure(ctx, f"VM {call.vm_id} undo on {call.dst_host}: {failures[0]}")
-        raise failures[0]
-    return NoOutput()
+    return _log_out_migrated(ctx, on_source=False)
