@@ -43,7 +43,6 @@ __all__ = [
     "Frontend",
     "HostResult",
     "LifecycleRig",
-    "LocalFrontend",
     "read_block",
     "session_volumes",
     "write_marker",
@@ -171,48 +170,6 @@ def link_target(rig: LifecycleRig, host: str, path: str) -> str:
     return rig.run(host, f"readlink {shlex.quote(path)} || true").stdout.decode().strip()
 
 
-class LocalFrontend:
-    """An :class:`OnedSimulator` in this process's checkout, as a :class:`Frontend`."""
-
-    def __init__(self, sim: OnedSimulator) -> None:
-        self.sim = sim
-
-    @property
-    def profile(self) -> OnedProfile:
-        return self.sim.profile
-
-    def ds_document(self, image: ImageSpec | None, datastore: DatastoreSpec | None = None) -> str:
-        return self.sim.ds_document(image, datastore)
-
-    def run_ds(self, action: str, document: str | bytes, object_id: int) -> DsOutcome:
-        return self.sim.run_ds(action, document, object_id)
-
-    def run_tm(self, action: str, args: Sequence[str], *, sys_tm: str | None = None) -> TmOutcome:
-        return self.sim.run_tm(action, args, sys_tm=sys_tm)
-
-    def run_migrate(
-        self,
-        action: str,
-        *,
-        src: str,
-        dst: str,
-        vm_dir: str,
-        vm: VmSpec,
-        ds_id: int = 0,
-        sys_tm: str = "shared",
-    ) -> TmOutcome:
-        return self.sim.run_migrate(
-            action, src=src, dst=dst, vm_dir=vm_dir, vm=vm, ds_id=ds_id, sys_tm=sys_tm
-        )
-
-    def register_vm(self, vm: VmSpec) -> None:
-        self.sim.register_vm(vm)
-
-    def driver_log(self) -> str:
-        path = self.sim.log_file
-        return path.read_text() if path.exists() else ""
-
-
 class EmbeddedLifecycle:
     """The embedded rig (rig.embedded) as a :class:`LifecycleRig`."""
 
@@ -223,8 +180,9 @@ class EmbeddedLifecycle:
 
     def simulator(
         self, profile: str, *, name: str | None = None, as_oneadmin: bool = False
-    ) -> LocalFrontend:
-        return LocalFrontend(self.rig.simulator(profile, name=name, as_oneadmin=as_oneadmin))
+    ) -> OnedSimulator:
+        # The simulator in this process's checkout is itself a Frontend.
+        return self.rig.simulator(profile, name=name, as_oneadmin=as_oneadmin)
 
     def put_vm(self, sim: Frontend, vm: VmSpec) -> None:
         sim.register_vm(vm)

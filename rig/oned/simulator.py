@@ -228,6 +228,11 @@ class OnedSimulator:
     def log_file(self) -> Path:
         return self.root / "log" / "eqliscsi.log"
 
+    def driver_log(self) -> str:
+        """The driver's log file so far ("" before the first action wrote it)."""
+        path = self.log_file
+        return path.read_text() if path.exists() else ""
+
     def environment(self) -> dict[str, str]:
         # oned adds nothing of its own (§6.4): the systemd unit's environment plus
         # the mad wrapper's ONE_MAD_DEBUG/PRIORITY.  LANG is inherited.
