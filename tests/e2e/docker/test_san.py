@@ -321,6 +321,10 @@ def test_host1_logs_in_with_the_iscsiadm_stand_in(
         assert status == 0, out
         status, sessions = host1.exec(["iscsiadm", "-m", "session"])
         assert status == 0 and volume in sessions, sessions
+        # The loop device this login attached: judged alone after the logout, since
+        # `losetup -a` lists every loop device of the Docker host, not only host1's.
+        status, loop = host1.exec(["readlink", "-f", f"/dev/iscsi/{VOLUME}"])
+        assert status == 0 and loop.strip().startswith("/dev/loop"), loop
     finally:
         logout = ia.logout_script(node, sudo=True)
         status, out = _ssh_script(docker_rig, "host1", logout.stdin_bytes())
@@ -335,8 +339,8 @@ def test_host1_logs_in_with_the_iscsiadm_stand_in(
     status, sessions = host1.exec(["iscsiadm", "-m", "session"])
     assert volume not in sessions
     assert host1.exec(["test", "-e", f"/dev/iscsi/{VOLUME}"])[0] != 0
-    status, loops = host1.exec(["losetup", "-a"])
-    assert status == 0 and "eqliscsi-standin" not in loops, loops
+    status, still = host1.exec(["losetup", loop.strip()])
+    assert status != 0, f"{loop.strip()} still attached: {still}"
 
 
 async def _group_ip(rig: DockerRig) -> str:
