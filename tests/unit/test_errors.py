@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from eqliscsi.errors import (
@@ -42,7 +44,7 @@ def test_reference_must_be_kebab_case() -> None:
             reference = "Not_Kebab"
 
 
-def test_secret_never_prints(tmp_path) -> None:
+def test_secret_never_prints(tmp_path: Path) -> None:
     f = tmp_path / "s"
     f.write_text("hunter2hunter2\n")
     s = Secret.from_file(f)
@@ -55,13 +57,13 @@ def test_secret_never_prints(tmp_path) -> None:
     ("content", "fragment"),
     [pytest.param(b"", "empty", id="empty"), pytest.param(b"x" * 5000, "longer", id="huge")],
 )
-def test_bad_secret_files_are_config_errors(tmp_path, content: bytes, fragment: str) -> None:
+def test_bad_secret_files_are_config_errors(tmp_path: Path, content: bytes, fragment: str) -> None:
     f = tmp_path / "s"
     f.write_bytes(content)
     with pytest.raises(ConfigError, match=fragment):
         Secret.from_file(f)
 
 
-def test_missing_secret_file(tmp_path) -> None:
+def test_missing_secret_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         Secret.from_file(tmp_path / "nope")

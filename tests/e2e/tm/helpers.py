@@ -9,7 +9,8 @@ from typing import Any
 
 from eqliscsi.opennebula.devname import volume_from_iqn
 from rig.embedded import EmbeddedRig
-from rig.oned import DatastoreSpec, ImageSpec, OnedSimulator
+from rig.lifecycle import Frontend
+from rig.oned import DatastoreSpec, ImageSpec
 
 DS = DatastoreSpec(template={"DS_MAD": "eqliscsi", "TM_MAD": "eqliscsi", "EQL_POOL": "default"})
 SYS = "/var/lib/one//datastores/0"  # oned's default DATASTORE_LOCATION, double slash included
@@ -60,7 +61,7 @@ def link_target(rig: EmbeddedRig, host: str, path: str) -> str:
     return r.stdout.decode().strip()
 
 
-def make_image(sim: OnedSimulator, image_id: int, *, size_mb: int = 32) -> str:
+def make_image(sim: Frontend, image_id: int, *, size_mb: int = 32) -> str:
     """A raw datablock image on the group (DS mkfs), returns its SOURCE."""
     img = ImageSpec(id=image_id, name=f"img {image_id}", type=2, persistent=True, size_mb=size_mb)
     out = sim.run_ds("mkfs", sim.ds_document(img, DS), image_id)

@@ -112,7 +112,9 @@ def test_volume_lifecycle_on_tgt(group: tuple[FakeProcess, str], tmp_path: Path)
 
 
 def _lifecycle(client: paramiko.SSHClient, fake: FakeProcess, portal: str, tmp: Path) -> None:
-    run = lambda line: cinder_command(client, line)[1:-1]  # noqa: E731
+    def run(line: str) -> list[str]:
+        return cinder_command(client, line)[1:-1]
+
     for line in ("paging", "confirmation", "events", "formatoutput"):
         run(f"cli-settings {line} off")
     assert run(f"chapuser create {CHAP_USER} password {CHAP_SECRET}") == []
@@ -189,7 +191,10 @@ def test_restart_serves_the_same_volumes(tmp_path: Path, password_file: Path) ->
     fake = start_fake(state, password_file, iscsi_portal=portal)
     try:
         client = paramiko_client(fake)
-        run = lambda line: cinder_command(client, line)[1:-1]  # noqa: E731
+
+        def run(line: str) -> list[str]:
+            return cinder_command(client, line)[1:-1]
+
         run("cli-settings paging off")
         run(f"chapuser create {CHAP_USER} password {CHAP_SECRET}")
         iqn = _iqn(run("volume create keep 15"))

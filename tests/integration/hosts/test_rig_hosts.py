@@ -240,7 +240,7 @@ def test_two_rigs_get_separate_subnets(tmp_path: Path) -> None:
         assert r.returncode != 0
         assert "unreachable" in r.stderr.lower()
         r = subprocess.run(
-            ha.nsenter("ip", "route", "get", a.gateway), capture_output=True, check=False
+            ha.nsenter("ip", "route", "get", a.gateway), capture_output=True, text=True, check=False
         )
         assert r.returncode == 0
 

@@ -14,7 +14,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from scapy.all import IP, TCP, Ether, Raw, wrpcap
+from scapy.all import Raw, wrpcap
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
 
 from eqliscsi.iscsi_discovery import Auth, ChapCredentials, Portal
 from eqliscsi.iscsi_discovery._framing import ReceiveBuffer, crc32c, encode_pdu

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eqliscsi.errors import IscsiError
 from eqliscsi.iscsi_discovery import (
     Auth,
     AuthenticationFailed,
@@ -41,7 +42,6 @@ from eqliscsi.iscsi_discovery.errors import (
     ChapAlgorithmMismatch,
     ChapAlgorithmRefused,
     InvalidIscsiName,
-    IscsiError,
     LocalProtocolError,
     PduRejected,
 )
@@ -441,17 +441,16 @@ def test_bytes_after_final_response_are_kept() -> None:
 
 def _input_response(m: LoginMachine, state: LoginState, kind: LoginInput) -> bytes:
     csg = 1 if state is LoginState.OPERATIONAL else 0
+    by_kind: dict[LoginInput, dict[str, object]] = {
+        LoginInput.CONTINUE: {"transit": False, "cont": True},
+        LoginInput.STAY: {"transit": False},
+        LoginInput.TO_OPERATIONAL: {"transit": True, "nsg": 1},
+        LoginInput.TO_FULL_FEATURE: {"transit": True, "nsg": 3},
+        LoginInput.REDIRECT: {"status_class": 1, "data": b"TargetAddress=10.0.0.1\0"},
+        LoginInput.FAILURE: {"status_class": 2, "status_detail": 0},
+    }
     extra: dict[str, object] = {"csg": csg, "data": b""}
-    extra.update(
-        {
-            LoginInput.CONTINUE: {"transit": False, "cont": True},
-            LoginInput.STAY: {"transit": False},
-            LoginInput.TO_OPERATIONAL: {"transit": True, "nsg": 1},
-            LoginInput.TO_FULL_FEATURE: {"transit": True, "nsg": 3},
-            LoginInput.REDIRECT: {"status_class": 1, "data": b"TargetAddress=10.0.0.1\0"},
-            LoginInput.FAILURE: {"status_class": 2, "status_detail": 0},
-        }[kind]
-    )
+    extra.update(by_kind[kind])
     return _resp(m, **extra)
 
 

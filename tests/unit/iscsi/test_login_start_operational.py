@@ -14,11 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eqliscsi.errors import IscsiError
 from eqliscsi.iscsi_discovery import Auth, ChapCredentials, Portal
 from eqliscsi.iscsi_discovery._login import LoginConfig, LoginState, LoginSucceeded
 from eqliscsi.iscsi_discovery._pdu import LoginRequest
 from eqliscsi.iscsi_discovery._text import decode_text
-from eqliscsi.iscsi_discovery.errors import AuthMethodRejected, IscsiError, TargetNotFound
+from eqliscsi.iscsi_discovery.errors import AuthMethodRejected, TargetNotFound
 from eqliscsi.secret import Secret
 
 from .fake_target import FakeTarget, Lun, TargetConfig

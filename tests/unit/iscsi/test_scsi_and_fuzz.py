@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -97,7 +99,12 @@ def test_cdbs() -> None:
         "00000020 0000"
     )
     assert cdb_read16(1, 2) == bytes.fromhex("8800 0000000000000001 00000002 0000")
-    for bad in (lambda: cdb_report_luns(8), lambda: cdb_read16(0, 0), lambda: cdb_inquiry(None, 0)):
+    bad_calls: list[Callable[[], bytes]] = [
+        lambda: cdb_report_luns(8),
+        lambda: cdb_read16(0, 0),
+        lambda: cdb_inquiry(None, 0),
+    ]
+    for bad in bad_calls:
         with pytest.raises(LocalProtocolError):
             bad()
 

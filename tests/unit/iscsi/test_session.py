@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -51,7 +53,7 @@ def _login(cfg: TargetConfig, target: str | None, **kw: object) -> Connected:
     return connect(config, {str(GROUP): cfg})
 
 
-def _one(events: list[object], kind: type) -> object:
+def _one(events: Sequence[object], kind: type) -> object:
     found = [e for e in events if isinstance(e, kind)]
     assert len(found) == 1, events
     return found[0]

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from eqliscsi.errors import IscsiError
 from eqliscsi.iscsi_discovery import Portal
 from eqliscsi.iscsi_discovery._shard import dumps, loads, run_sharded
 from eqliscsi.iscsi_discovery.errors import (
     AuthenticationFailed,
     AuthMethodRejected,
     IscsiConnectionError,
-    IscsiError,
     PduRejected,
     PduTooLarge,
     RedirectLoop,

@@ -106,7 +106,7 @@ def test_ds_conventions(
 def test_ds_stdin_read_is_bounded() -> None:
     reader = stdin_of(B64.encode())
     parse_ds_call("cp", ["1"], reader, None)
-    assert reader.calls == [MAX_DOCUMENT_BYTES + 1]  # type: ignore[attr-defined]
+    assert reader.calls == [MAX_DOCUMENT_BYTES + 1]
 
 
 def test_ds_wrapped_base64_accepted() -> None:

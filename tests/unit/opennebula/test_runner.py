@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eqliscsi.errors import ExitCode
+from eqliscsi.errors import EqliscsiError, ExitCode
 from eqliscsi.opennebula import runner
 from eqliscsi.opennebula.output import SizeResult
 from eqliscsi.opennebula.runner import ActionContext, run_action
@@ -70,7 +70,7 @@ def fake_actions(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
 
     def config_action(ctx: ActionContext) -> SizeResult:
         cfg = ctx.config().config
-        raise runner.EqliscsiError(f"SAN said no to {cfg.password.reveal_str()}")  # type: ignore[union-attr]
+        raise EqliscsiError(f"SAN said no to {cfg.password.reveal_str()}")  # type: ignore[union-attr]
 
     module = type(runner)("fake_actions_mod")
     module.size_action = size_action  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from eqliscsi.cli.checks import hosts as h
-from eqliscsi.cli.checks.base import Status
+from eqliscsi.cli.checks.base import CheckFn, Status
 from eqliscsi.cli.checks.hosts import HostFacts, host_script, parse_host_output
 from eqliscsi.cli.checks.san import VolumeFacts
 from eqliscsi.opennebula.config import EqlConfig
@@ -122,7 +122,7 @@ CASES = [
      for i, c in enumerate(CASES)],
 )  # fmt: skip
 async def test_host_checks(
-    tmp_path: Path, fn: h.CheckFn, changes: dict[str, tuple[str, int]], status: Status, needle: str
+    tmp_path: Path, fn: CheckFn, changes: dict[str, tuple[str, int]], status: Status, needle: str
 ) -> None:
     opts = make_options(tmp_path)
     facts = parse_host_output(canned(**changes))

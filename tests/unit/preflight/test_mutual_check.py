@@ -29,7 +29,7 @@ async def test_mutual_chap_skips(
     tgt.write_text("target-secret-0042")
     opts = make_options(tmp_path, GOOD_CONF + extra.replace("{tgt}", str(tgt)))
     assert opts.config.resolved is not None, opts.config.error
-    seeds = {"volumes": VolumeFacts((), 0)} if seed_volumes else {}
-    f = await run(iscsi.check_mutual_chap, opts, **seeds)
+    seeds: dict[str, object] = {"volumes": VolumeFacts((), 0)} if seed_volumes else {}
+    f = await run(iscsi.check_mutual_chap, opts, "", **seeds)
     assert f.status is Status.SKIP, f
     assert needle in f.found
