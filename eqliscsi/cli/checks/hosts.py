@@ -96,7 +96,18 @@ def host_script(cfg: EqlConfig, *, sudo: bool = False) -> str:
     """The script a host runs; every value in it is validated and quoted."""
     q = shlex.quote
     pre = "sudo -n " if sudo else ""
+
+    def read(path: str, cmd: str) -> str:
+        # --host-sudo is for iscsiadm: OpenNebula's sudoers (and the docker rig's) let
+        # oneadmin run iscsiadm, not grep or ls.  So a file oneadmin can read is read
+        # as oneadmin (as is a missing one: the command says so), and sudo is tried only
+        # for one that exists and it cannot read.
+        if not sudo:
+            return cmd
+        return f"if [ -r {path} ] || [ ! -e {path} ]; then {cmd}; else {pre}{cmd}; fi"
+
     portal = _portal_of(cfg)
+    iscsid = "/etc/iscsi/iscsid.conf"
     sections: list[tuple[str, str]] = [
         ("whoami", "id -un"),
         ("oneadmin", "id -Gn oneadmin"),
@@ -104,27 +115,24 @@ def host_script(cfg: EqlConfig, *, sudo: bool = False) -> str:
             "iscsiadm",
             "command -v iscsiadm || { [ -x /usr/sbin/iscsiadm ] && echo /usr/sbin/iscsiadm; }",
         ),
-        (
-            "iscsid-conf",
-            f"{pre}grep -v -i 'password' /etc/iscsi/iscsid.conf",
-        ),
+        ("iscsid-conf", read(iscsid, f"grep -v -i 'password' {iscsid}")),
     ]
     # The password never leaves the host: only its SHA-256 does.
     key = re.escape(_PASSWORD_KEY)
     sections.append((
         "hash-node",
-        f"v=$({pre}sed -n 's/^[[:space:]]*{key}[[:space:]]*=[[:space:]]*//p' "
-        "/etc/iscsi/iscsid.conf | tail -n 1); "
-        '[ -n "$v" ] && printf %s "$v" | sha256sum | cut -d" " -f1',
+        "v=$("
+        + read(iscsid, f"sed -n 's/^[[:space:]]*{key}[[:space:]]*=[[:space:]]*//p' {iscsid}")
+        + ' | tail -n 1); [ -n "$v" ] && printf %s "$v" | sha256sum | cut -d" " -f1',
     ))  # fmt: skip
+    iface = f"/etc/iscsi/ifaces/{q(cfg.iface)}"
     sections += [
-        ("iface", f"{pre}cat /etc/iscsi/ifaces/{q(cfg.iface)}"
-         if cfg.iface != "default" else "true"),
+        ("iface", read(iface, f"cat {iface}") if cfg.iface != "default" else "true"),
         ("links", "ip -o link show"),
         ("route", f"ip -o route get {q(portal.address)}" if portal else "false"),
         ("udev", f"sha256sum {UDEV_RULE} {UDEV_HELPER}"),
         ("sessions", f"{pre}{render(session_argv())}"),
-        ("nodes", f"{pre}ls -1 /etc/iscsi/nodes"),
+        ("nodes", read("/etc/iscsi/nodes", "ls -1 /etc/iscsi/nodes")),
         ("discovery", f"{pre}{render(discovery_argv(portal, cfg.iface))}" if portal else "false"),
     ]  # fmt: skip
     # The script itself arrives on stdin (sh -s), and bash reads such a script line by

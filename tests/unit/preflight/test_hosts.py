@@ -182,3 +182,20 @@ def test_script_quotes_the_iface() -> None:
     script = host_script(EqlConfig(host="192.0.2.1", iface="a.b:c-1"), sudo=True)
     assert "sudo -n cat /etc/iscsi/ifaces/a.b:c-1" in script
     assert isinstance(parse_host_output(""), HostFacts)
+
+
+def test_sudo_only_for_iscsiadm_and_files_oneadmin_cannot_read() -> None:
+    """OpenNebula's sudoers lets oneadmin run iscsiadm, not grep, cat or ls."""
+    script = host_script(EqlConfig(host="192.0.2.1", iface="eql0"), sudo=True)
+    for line in script.splitlines():
+        for part in line.split("sudo -n ")[1:]:
+            if part.startswith("iscsiadm "):
+                continue
+            # any other command under sudo is the else branch of a readability test
+            before = line.split("sudo -n " + part)[0]
+            assert "; else " in before[-8:], line
+            path = before.split("if [ -r ")[1].split(" ]")[0]
+            assert f"[ ! -e {path} ]" in before, line
+    assert "if [ -r /etc/iscsi/iscsid.conf ]" in script
+    plain = host_script(EqlConfig(host="192.0.2.1", iface="eql0"), sudo=False)
+    assert "sudo" not in plain and "if [ -r" not in plain
