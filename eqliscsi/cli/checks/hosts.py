@@ -62,6 +62,7 @@ __all__ = [
 UDEV_RULE = "/etc/udev/rules.d/99-eqliscsi.rules"
 UDEV_HELPER = "/usr/lib/udev/eqliscsi-udev-name"
 _PASSWORD_KEY = "node.session.auth.password"  # noqa: S105 - a key name, not a secret
+_PASSWORD_IN_KEY = "node.session.auth.password_in"  # noqa: S105 - the target's, for mutual CHAP
 # Dell's guidance for open-iscsi with PS Series groups; a warning, not an error.
 SUGGESTED_TUNING = {
     "node.session.cmds_max": "1024",
@@ -117,14 +118,16 @@ def host_script(cfg: EqlConfig, *, sudo: bool = False) -> str:
         ),
         ("iscsid-conf", read(iscsid, f"grep -v -i 'password' {iscsid}")),
     ]
-    # The password never leaves the host: only its SHA-256 does.
-    key = re.escape(_PASSWORD_KEY)
-    sections.append((
-        "hash-node",
-        "v=$("
-        + read(iscsid, f"sed -n 's/^[[:space:]]*{key}[[:space:]]*=[[:space:]]*//p' {iscsid}")
-        + ' | tail -n 1); [ -n "$v" ] && printf %s "$v" | sha256sum | cut -d" " -f1',
-    ))  # fmt: skip
+    # The passwords never leave the host: only their SHA-256 do.  The initiator's
+    # (node.session.auth.password) and, for mutual CHAP, the target's (password_in).
+    for section, name in (("hash-node", _PASSWORD_KEY), ("hash-node-in", _PASSWORD_IN_KEY)):
+        key = re.escape(name)
+        sections.append((
+            section,
+            "v=$("
+            + read(iscsid, f"sed -n 's/^[[:space:]]*{key}[[:space:]]*=[[:space:]]*//p' {iscsid}")
+            + ' | tail -n 1); [ -n "$v" ] && printf %s "$v" | sha256sum | cut -d" " -f1',
+        ))  # fmt: skip
     iface = f"/etc/iscsi/ifaces/{q(cfg.iface)}"
     sections += [
         ("iface", read(iface, f"cat {iface}") if cfg.iface != "default" else "true"),
@@ -313,7 +316,26 @@ async def check_chap(ctx: Context, host: str) -> Finding:
             "node.session.auth.password differs from the configured CHAP secret",
             "Copy the secret of EQL_CHAP_SECRET_FILE into node.session.auth.password.",
         )
-    return passed(f"CHAP as {user}; the secret matches (compared by hash)")
+    if not cfg.mutual_chap:
+        return passed(f"CHAP as {user}; the secret matches (compared by hash)")
+    assert cfg.chap_target_secret is not None
+    # Mutual CHAP: iscsid checks the group's answer against username_in/password_in
+    # (RFC 7143 §12.1.3); the driver writes them into each node record, and new records
+    # take iscsid.conf's, so both must name the group's target-authentication account.
+    user_in = conf.get("node.session.auth.username_in", "")
+    if user_in != cfg.chap_target_user:
+        return failed(
+            f"node.session.auth.username_in is {user_in or 'unset'}, not {cfg.chap_target_user}",
+            f"Set node.session.auth.username_in = {cfg.chap_target_user} in "
+            "/etc/iscsi/iscsid.conf.",
+        )
+    want_in = hashlib.sha256(cfg.chap_target_secret.reveal()).hexdigest()
+    if facts.text("hash-node-in").strip() != want_in:
+        return failed(
+            "node.session.auth.password_in differs from the configured target secret",
+            "Copy the secret of EQL_CHAP_TARGET_SECRET_FILE into node.session.auth.password_in.",
+        )
+    return passed(f"CHAP as {user}, mutual with {user_in}; both secrets match (compared by hash)")
 
 
 async def check_tuning(ctx: Context, host: str) -> Finding:
