@@ -41,6 +41,7 @@ from eqliscsi.errors import EqliscsiError
 from eqliscsi.opennebula.config import EqlConfig
 from eqliscsi.opennebula.iscsiadm import (
     IscsiadmError,
+    IscsiadmStatus,
     Op,
     TargetPortal,
     check_status,
@@ -129,13 +130,22 @@ def host_script(cfg: EqlConfig, *, sudo: bool = False) -> str:
             + ' | tail -n 1); [ -n "$v" ] && printf %s "$v" | sha256sum | cut -d" " -f1',
         ))  # fmt: skip
     iface = f"/etc/iscsi/ifaces/{q(cfg.iface)}"
+    # open-iscsi keeps /etc/iscsi/nodes root-only; where oneadmin cannot list it, the
+    # records are listed by 'iscsiadm -m node' (which sudoers allows), not by 'sudo ls'.
+    nodes_dir = "/etc/iscsi/nodes"
+    nodes = f"ls -1 {nodes_dir}"
+    if sudo:
+        nodes = (
+            f"if [ -r {nodes_dir} ] || [ ! -e {nodes_dir} ]; then {nodes}; "
+            f"else {pre}iscsiadm -m node; fi"
+        )
     sections += [
         ("iface", read(iface, f"cat {iface}") if cfg.iface != "default" else "true"),
         ("links", "ip -o link show"),
         ("route", f"ip -o route get {q(portal.address)}" if portal else "false"),
         ("udev", f"sha256sum {UDEV_RULE} {UDEV_HELPER}"),
         ("sessions", f"{pre}{render(session_argv())}"),
-        ("nodes", read("/etc/iscsi/nodes", "ls -1 /etc/iscsi/nodes")),
+        ("nodes", nodes),
         ("discovery", f"{pre}{render(discovery_argv(portal, cfg.iface))}" if portal else "false"),
     ]  # fmt: skip
     # The script itself arrives on stdin (sh -s), and bash reads such a script line by
@@ -510,11 +520,15 @@ async def check_node_records(ctx: Context, host: str) -> Finding:
     facts = await _facts(ctx, host)
     if isinstance(facts, Finding):
         return facts
-    if facts.rc("nodes") != 0:
-        if "No such file" in facts.text("nodes"):
+    text, rc = facts.text("nodes"), facts.rc("nodes")
+    if rc != 0:
+        if "No such file" in text or (
+            rc == IscsiadmStatus.NO_OBJS_FOUND and "No records found" in text
+        ):
             return passed("no node records")
         return skipped("the node database cannot be read", "Pass --host-sudo, or run as root.")
-    records = [n.strip() for n in facts.text("nodes").splitlines() if n.strip()]
+    # 'ls' gives one IQN a line; 'iscsiadm -m node' gives "IP:PORT,TPGT IQN".
+    records = sorted({line.split()[-1] for line in text.splitlines() if line.strip()})
     known = await _san_iqns(ctx)
     if known is None:
         return skipped(f"{len(records)} node record(s); the SAN is unavailable to compare")

@@ -115,6 +115,14 @@ CASES = [
      Status.WARN, "gone"),
     (h.check_node_records, {"nodes": ("ls: cannot open directory: Permission denied", 2)},
      Status.SKIP, "cannot be read"),
+    # where oneadmin cannot list /etc/iscsi/nodes: 'sudo -n iscsiadm -m node'
+    (h.check_node_records, {"nodes": (f"192.0.2.10:3260,1 {IQN}one-1\n"
+                                      f"192.0.2.10:3260,1 {IQN}gone", 0)},
+     Status.WARN, "gone"),
+    (h.check_node_records, {"nodes": (f"192.0.2.10:3260,1 {IQN}one-1", 0)},
+     Status.PASS, "1 node record(s)"),
+    (h.check_node_records, {"nodes": ("iscsiadm: No records found", 21)},
+     Status.PASS, "no node records"),
 ]  # fmt: skip
 
 
@@ -199,6 +207,7 @@ def test_sudo_only_for_iscsiadm_and_files_oneadmin_cannot_read() -> None:
             path = before.split("if [ -r ")[1].split(" ]")[0]
             assert f"[ ! -e {path} ]" in before, line
     assert "if [ -r /etc/iscsi/iscsid.conf ]" in script
+    assert "else sudo -n iscsiadm -m node; fi" in script
     plain = host_script(EqlConfig(host="192.0.2.1", iface="eql0"), sudo=False)
     assert "sudo" not in plain and "if [ -r" not in plain
 
