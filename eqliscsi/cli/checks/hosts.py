@@ -41,6 +41,7 @@ from eqliscsi.errors import EqliscsiError
 from eqliscsi.opennebula.config import EqlConfig
 from eqliscsi.opennebula.iscsiadm import (
     IscsiadmError,
+    IscsiadmStatus,
     Op,
     TargetPortal,
     check_status,
@@ -62,6 +63,7 @@ __all__ = [
 UDEV_RULE = "/etc/udev/rules.d/99-eqliscsi.rules"
 UDEV_HELPER = "/usr/lib/udev/eqliscsi-udev-name"
 _PASSWORD_KEY = "node.session.auth.password"  # noqa: S105 - a key name, not a secret
+_PASSWORD_IN_KEY = "node.session.auth.password_in"  # noqa: S105 - the target's, for mutual CHAP
 # Dell's guidance for open-iscsi with PS Series groups; a warning, not an error.
 SUGGESTED_TUNING = {
     "node.session.cmds_max": "1024",
@@ -96,7 +98,18 @@ def host_script(cfg: EqlConfig, *, sudo: bool = False) -> str:
     """The script a host runs; every value in it is validated and quoted."""
     q = shlex.quote
     pre = "sudo -n " if sudo else ""
+
+    def read(path: str, cmd: str) -> str:
+        # --host-sudo is for iscsiadm: OpenNebula's sudoers (and the docker rig's) let
+        # oneadmin run iscsiadm, not grep or ls.  So a file oneadmin can read is read
+        # as oneadmin (as is a missing one: the command says so), and sudo is tried only
+        # for one that exists and it cannot read.
+        if not sudo:
+            return cmd
+        return f"if [ -r {path} ] || [ ! -e {path} ]; then {cmd}; else {pre}{cmd}; fi"
+
     portal = _portal_of(cfg)
+    iscsid = "/etc/iscsi/iscsid.conf"
     sections: list[tuple[str, str]] = [
         ("whoami", "id -un"),
         ("oneadmin", "id -Gn oneadmin"),
@@ -104,27 +117,35 @@ def host_script(cfg: EqlConfig, *, sudo: bool = False) -> str:
             "iscsiadm",
             "command -v iscsiadm || { [ -x /usr/sbin/iscsiadm ] && echo /usr/sbin/iscsiadm; }",
         ),
-        (
-            "iscsid-conf",
-            f"{pre}grep -v -i 'password' /etc/iscsi/iscsid.conf",
-        ),
+        ("iscsid-conf", read(iscsid, f"grep -v -i 'password' {iscsid}")),
     ]
-    # The password never leaves the host: only its SHA-256 does.
-    key = re.escape(_PASSWORD_KEY)
-    sections.append((
-        "hash-node",
-        f"v=$({pre}sed -n 's/^[[:space:]]*{key}[[:space:]]*=[[:space:]]*//p' "
-        "/etc/iscsi/iscsid.conf | tail -n 1); "
-        '[ -n "$v" ] && printf %s "$v" | sha256sum | cut -d" " -f1',
-    ))  # fmt: skip
+    # The passwords never leave the host: only their SHA-256 do.  The initiator's
+    # (node.session.auth.password) and, for mutual CHAP, the target's (password_in).
+    for section, name in (("hash-node", _PASSWORD_KEY), ("hash-node-in", _PASSWORD_IN_KEY)):
+        key = re.escape(name)
+        sections.append((
+            section,
+            "v=$("
+            + read(iscsid, f"sed -n 's/^[[:space:]]*{key}[[:space:]]*=[[:space:]]*//p' {iscsid}")
+            + ' | tail -n 1); [ -n "$v" ] && printf %s "$v" | sha256sum | cut -d" " -f1',
+        ))  # fmt: skip
+    iface = f"/etc/iscsi/ifaces/{q(cfg.iface)}"
+    # open-iscsi keeps /etc/iscsi/nodes root-only; where oneadmin cannot list it, the
+    # records are listed by 'iscsiadm -m node' (which sudoers allows), not by 'sudo ls'.
+    nodes_dir = "/etc/iscsi/nodes"
+    nodes = f"ls -1 {nodes_dir}"
+    if sudo:
+        nodes = (
+            f"if [ -r {nodes_dir} ] || [ ! -e {nodes_dir} ]; then {nodes}; "
+            f"else {pre}iscsiadm -m node; fi"
+        )
     sections += [
-        ("iface", f"{pre}cat /etc/iscsi/ifaces/{q(cfg.iface)}"
-         if cfg.iface != "default" else "true"),
+        ("iface", read(iface, f"cat {iface}") if cfg.iface != "default" else "true"),
         ("links", "ip -o link show"),
         ("route", f"ip -o route get {q(portal.address)}" if portal else "false"),
         ("udev", f"sha256sum {UDEV_RULE} {UDEV_HELPER}"),
         ("sessions", f"{pre}{render(session_argv())}"),
-        ("nodes", f"{pre}ls -1 /etc/iscsi/nodes"),
+        ("nodes", nodes),
         ("discovery", f"{pre}{render(discovery_argv(portal, cfg.iface))}" if portal else "false"),
     ]  # fmt: skip
     # The script itself arrives on stdin (sh -s), and bash reads such a script line by
@@ -305,7 +326,26 @@ async def check_chap(ctx: Context, host: str) -> Finding:
             "node.session.auth.password differs from the configured CHAP secret",
             "Copy the secret of EQL_CHAP_SECRET_FILE into node.session.auth.password.",
         )
-    return passed(f"CHAP as {user}; the secret matches (compared by hash)")
+    if not cfg.mutual_chap:
+        return passed(f"CHAP as {user}; the secret matches (compared by hash)")
+    assert cfg.chap_target_secret is not None
+    # Mutual CHAP: iscsid checks the group's answer against username_in/password_in
+    # (RFC 7143 §12.1.3); the driver writes them into each node record, and new records
+    # take iscsid.conf's, so both must name the group's target-authentication account.
+    user_in = conf.get("node.session.auth.username_in", "")
+    if user_in != cfg.chap_target_user:
+        return failed(
+            f"node.session.auth.username_in is {user_in or 'unset'}, not {cfg.chap_target_user}",
+            f"Set node.session.auth.username_in = {cfg.chap_target_user} in "
+            "/etc/iscsi/iscsid.conf.",
+        )
+    want_in = hashlib.sha256(cfg.chap_target_secret.reveal()).hexdigest()
+    if facts.text("hash-node-in").strip() != want_in:
+        return failed(
+            "node.session.auth.password_in differs from the configured target secret",
+            "Copy the secret of EQL_CHAP_TARGET_SECRET_FILE into node.session.auth.password_in.",
+        )
+    return passed(f"CHAP as {user}, mutual with {user_in}; both secrets match (compared by hash)")
 
 
 async def check_tuning(ctx: Context, host: str) -> Finding:
@@ -480,11 +520,15 @@ async def check_node_records(ctx: Context, host: str) -> Finding:
     facts = await _facts(ctx, host)
     if isinstance(facts, Finding):
         return facts
-    if facts.rc("nodes") != 0:
-        if "No such file" in facts.text("nodes"):
+    text, rc = facts.text("nodes"), facts.rc("nodes")
+    if rc != 0:
+        if "No such file" in text or (
+            rc == IscsiadmStatus.NO_OBJS_FOUND and "No records found" in text
+        ):
             return passed("no node records")
         return skipped("the node database cannot be read", "Pass --host-sudo, or run as root.")
-    records = [n.strip() for n in facts.text("nodes").splitlines() if n.strip()]
+    # 'ls' gives one IQN a line; 'iscsiadm -m node' gives "IP:PORT,TPGT IQN".
+    records = sorted({line.split()[-1] for line in text.splitlines() if line.strip()})
     known = await _san_iqns(ctx)
     if known is None:
         return skipped(f"{len(records)} node record(s); the SAN is unavailable to compare")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 from pathlib import Path
 
@@ -37,6 +38,7 @@ GOOD = {
     "iscsiadm": ("/usr/sbin/iscsiadm", 0),
     "iscsid-conf": (ISCSID, 0),
     "hash-node": (hashlib.sha256(CHAP_SECRET.encode()).hexdigest(), 0),
+    "hash-node-in": ("", 1),
     "iface": ("iface.iscsi_ifacename = eql0\niface.net_ifacename = eth0\n", 0),
     "links": (LINKS, 0),
     "route": ("192.0.2.10 dev eth0 src 192.0.2.20 uid 0", 0),
@@ -113,6 +115,14 @@ CASES = [
      Status.WARN, "gone"),
     (h.check_node_records, {"nodes": ("ls: cannot open directory: Permission denied", 2)},
      Status.SKIP, "cannot be read"),
+    # where oneadmin cannot list /etc/iscsi/nodes: 'sudo -n iscsiadm -m node'
+    (h.check_node_records, {"nodes": (f"192.0.2.10:3260,1 {IQN}one-1\n"
+                                      f"192.0.2.10:3260,1 {IQN}gone", 0)},
+     Status.WARN, "gone"),
+    (h.check_node_records, {"nodes": (f"192.0.2.10:3260,1 {IQN}one-1", 0)},
+     Status.PASS, "1 node record(s)"),
+    (h.check_node_records, {"nodes": ("iscsiadm: No records found", 21)},
+     Status.PASS, "no node records"),
 ]  # fmt: skip
 
 
@@ -182,3 +192,64 @@ def test_script_quotes_the_iface() -> None:
     script = host_script(EqlConfig(host="192.0.2.1", iface="a.b:c-1"), sudo=True)
     assert "sudo -n cat /etc/iscsi/ifaces/a.b:c-1" in script
     assert isinstance(parse_host_output(""), HostFacts)
+
+
+def test_sudo_only_for_iscsiadm_and_files_oneadmin_cannot_read() -> None:
+    """OpenNebula's sudoers lets oneadmin run iscsiadm, not grep, cat or ls."""
+    script = host_script(EqlConfig(host="192.0.2.1", iface="eql0"), sudo=True)
+    for line in script.splitlines():
+        for part in line.split("sudo -n ")[1:]:
+            if part.startswith("iscsiadm "):
+                continue
+            # any other command under sudo is the else branch of a readability test
+            before = line.split("sudo -n " + part)[0]
+            assert "; else " in before[-8:], line
+            path = before.split("if [ -r ")[1].split(" ]")[0]
+            assert f"[ ! -e {path} ]" in before, line
+    assert "if [ -r /etc/iscsi/iscsid.conf ]" in script
+    assert "else sudo -n iscsiadm -m node; fi" in script
+    plain = host_script(EqlConfig(host="192.0.2.1", iface="eql0"), sudo=False)
+    assert "sudo" not in plain and "if [ -r" not in plain
+
+
+TARGET_SECRET = "target-secret-0042"
+MUTUAL_ISCSID = ISCSID + "node.session.auth.username_in = eqltarget\n"
+MUTUAL_HASH = (hashlib.sha256(TARGET_SECRET.encode()).hexdigest(), 0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "status", "found", "fix"),
+    [
+        pytest.param({"iscsid-conf": (MUTUAL_ISCSID, 0), "hash-node-in": MUTUAL_HASH},
+                     Status.PASS, "mutual with eqltarget; both secrets match", "", id="good"),
+        pytest.param({"hash-node-in": MUTUAL_HASH}, Status.FAIL,
+                     "username_in is unset, not eqltarget",
+                     "Set node.session.auth.username_in = eqltarget", id="no-username-in"),
+        pytest.param({"iscsid-conf": (MUTUAL_ISCSID, 0),
+                      "hash-node-in": (hashlib.sha256(b"other").hexdigest(), 0)},
+                     Status.FAIL, "password_in differs from the configured target secret",
+                     "EQL_CHAP_TARGET_SECRET_FILE", id="wrong-password-in"),
+        pytest.param({"iscsid-conf": (MUTUAL_ISCSID, 0)}, Status.FAIL, "password_in differs",
+                     "password_in", id="no-password-in"),
+    ],
+)  # fmt: skip
+async def test_chap_with_mutual_chap(
+    tmp_path: Path, changes: dict[str, tuple[str, int]], status: Status, found: str, fix: str
+) -> None:
+    secret = tmp_path / "target"
+    secret.write_text(TARGET_SECRET)
+    secret.chmod(0o600)
+    conf = GOOD_CONF + f"EQL_CHAP_TARGET_USER=eqltarget\nEQL_CHAP_TARGET_SECRET_FILE={secret}\n"
+    f = await run(h.check_chap, make_options(tmp_path, conf), "h1",
+                  host__h1=parse_host_output(canned(**changes)))  # fmt: skip
+    assert f.status is status, f
+    assert found in f.found
+    assert fix in f.fix if fix else f.fix == ""
+    assert TARGET_SECRET not in f.found + f.fix and CHAP_SECRET not in f.found + f.fix
+
+
+def test_script_hashes_password_in_apart() -> None:
+    script = host_script(EqlConfig(host="192.0.2.1"))
+    hashes = [line for line in script.splitlines() if "sha256sum |" in line]
+    assert len(hashes) == 2
+    assert re.escape("node.session.auth.password_in") in hashes[1]
