@@ -416,6 +416,9 @@ class RemoteScript:
     ops: tuple[Op, ...]
     _text: str = field(repr=False)
     _secrets: tuple[Secret, ...] = field(default=(), repr=False)
+    # The login asks the target to prove itself (mutual CHAP): open-iscsi then reports
+    # a target that fails its CHAP_R as a fatal login (19), not as an auth error (24).
+    mutual_chap: bool = False
 
     def stdin_bytes(self) -> bytes:
         text = self._text
@@ -500,7 +503,8 @@ def login_script(
         f'*) echo "eqliscsi-step: login $_rc" >&2; exit "$_rc" ;; esac\n'
     )
     ops.append(Op.LOGIN)
-    return RemoteScript(tuple(ops), "".join(lines), secrets)
+    mutual_chap = chap is not None and chap.secret_in is not None
+    return RemoteScript(tuple(ops), "".join(lines), secrets, mutual_chap=mutual_chap)
 
 
 def logout_script(
@@ -578,7 +582,9 @@ _ALREADY_DONE: dict[Op, frozenset[int]] = {
 }
 
 
-def check_status(op: Op, status: int, *, host: str | None = None, what: str = "") -> None:
+def check_status(
+    op: Op, status: int, *, host: str | None = None, what: str = "", mutual_chap: bool = False
+) -> None:
     """Raise the typed error for ``status`` of ``op``; return if it means success."""
     if status == 0 or status in _ALREADY_DONE.get(op, frozenset()):
         return
@@ -642,6 +648,17 @@ def check_status(op: Op, status: int, *, host: str | None = None, what: str = ""
             status=status,
             host=host,
         )
+    if op is Op.LOGIN and mutual_chap and status == IscsiadmStatus.FATAL_LOGIN:
+        # Seen with open-iscsi 2.1.8 against LIO (tests/integration/guest/
+        # test_mutual_chap_host.py): a wrong target secret ends the login with 19.
+        raise IscsiadmLoginError(
+            f"iSCSI login{subject}{where} failed (status {status}, {name}) while the "
+            "target had to prove itself with mutual CHAP; make EQL_CHAP_TARGET_USER and "
+            "EQL_CHAP_TARGET_SECRET_FILE match the group's target authentication.",
+            op=op,
+            status=status,
+            host=host,
+        )
     if op is Op.LOGIN and status in (
         IscsiadmStatus.LOGIN,
         IscsiadmStatus.FATAL_LOGIN,
@@ -680,7 +697,7 @@ def check_script_result(
             status=exit_status,
             host=host,
         )
-    check_status(step[0], step[1], host=host, what=what)
+    check_status(step[0], step[1], host=host, what=what, mutual_chap=script.mutual_chap)
     # A step that reports a status meaning success still made the script fail.
     raise IscsiadmError(
         f"The iSCSI script{' on ' + host if host else ''} stopped after {step[0].value} "

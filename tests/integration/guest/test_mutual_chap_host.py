@@ -283,6 +283,7 @@ def test_wrong_target_secret_fails_the_real_login(mutual: Mutual) -> None:
         m.login(wrong)
     assert caught.value.status == ia.IscsiadmStatus.FATAL_LOGIN
     assert "g1" in caught.value.message
+    assert "EQL_CHAP_TARGET_SECRET_FILE" in caught.value.message  # the advice fits
     assert m.iqn not in m.sessions()
     for s in (wrong, m.target_secret, m.chap_secret):
         assert s.reveal_str() not in str(caught.value)

@@ -267,6 +267,33 @@ def test_login_snippet(
 
 
 @pytest.mark.parametrize(
+    ("mutual", "status", "fix"),
+    [
+        pytest.param(True, 19, "EQL_CHAP_TARGET_SECRET_FILE", id="mutual-fatal-names-target-keys"),
+        pytest.param(False, 19, "network path", id="one-way-fatal-names-network"),
+        pytest.param(True, 24, "access rule", id="mutual-auth-names-initiator-secret"),
+        pytest.param(True, 8, "network path", id="mutual-timeout-names-network"),
+    ],
+)
+def test_login_failure_advice_follows_mutual_chap(
+    tmp_path: Path, mutual: bool, status: int, fix: str
+) -> None:
+    # With mutual CHAP open-iscsi reports a target that failed its own CHAP_R as a
+    # fatal login (19): the advice must then point at the target-auth keys.
+    target = Secret(b"Target-Secret-9", origin="test") if mutual else None
+    chap = ia.ChapCredentials(
+        "oneadmin", Secret(b"Sn1ppet-Secret", origin="test"),
+        username_in="grp-target" if mutual else "", secret_in=target,
+    )  # fmt: skip
+    script = ia.login_script(NODE, chap=chap, lock_path=str(tmp_path / "lock"))
+    assert script.mutual_chap is mutual
+    with pytest.raises(ia.IscsiadmLoginError if status != 24 else ia.IscsiadmAuthError) as got:
+        ia.check_script_result(script, status, f"eqliscsi-step: login {status}\n")
+    assert fix in got.value.message
+    assert "Target-Secret-9" not in got.value.message
+
+
+@pytest.mark.parametrize(
     ("statuses", "error", "logout_calls"),
     [
         pytest.param({}, None, 1, id="logout"),
