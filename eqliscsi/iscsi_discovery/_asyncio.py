@@ -30,7 +30,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 from eqliscsi.errors import IscsiError
 from eqliscsi.iscsi_discovery._shard import run_sharded
@@ -159,15 +159,30 @@ def _portal(value: Portal | str) -> Portal:
     return value if isinstance(value, Portal) else Portal.parse(value)
 
 
-class _Connection:
-    """The receiving half of one TCP connection: a non-blocking socket and a loop reader.
+# Called in the loop's reader callback with the bytes just received; returns the bytes
+# to write at once and whether the exchange is complete.
+_Step = Callable[[bytes], tuple[bytes, bool]]
 
-    No asyncio Transport: every exchange is one ``send()`` and a few ``recv()``s, and
-    a Transport adds per connection a waiter future, two scheduled callbacks to start,
-    one to close, and buffering we never use (we always write whole round trips at
-    once).  Received chunks go to a list and wake at most one waiter; reading stops
-    while more than 256 KiB wait unread, so a target that floods us waits for the
-    reader instead of filling our memory (docs/performance.md, "iSCSI client").
+
+class _Connection:
+    """One TCP connection on a bare non-blocking socket and a loop reader.
+
+    No asyncio Transport: a Transport adds per connection a waiter future, two
+    scheduled callbacks to start, one to close, and buffering we never use.
+
+    Exchanges run *in the reader callback* (:meth:`converse`): each chunk received
+    goes straight to the sans-IO machine, whose answer is written before the callback
+    returns, and the waiting task wakes once, when the whole exchange is complete.
+    A CHAP login is four round trips and the probe three more; waking the task
+    for each of them (a future, a scheduled step, the coroutine stack resumed, a
+    ``sock_sendall`` coroutine) cost more client CPU than the protocol work itself
+    (docs/performance.md, "iSCSI client", 2026-11-24).
+
+    Outside an exchange, received chunks go to a list and wake at most one waiter;
+    reading stops while more than 256 KiB wait unread, so a target that floods us
+    waits for the reader instead of filling our memory.  Inside one, the machines'
+    own receive buffers bound what they keep.  A write the kernel does not take at
+    once waits in ``_unsent`` for a loop writer, in order.
     """
 
     _READ_LIMIT = 4 * _READ_CHUNK  # stop reading while this much waits unread
@@ -180,7 +195,11 @@ class _Connection:
         self.buffered = 0
         self.eof = False
         self.reading = False
+        self.writing = False
+        self._unsent = bytearray()
         self._waiter: asyncio.Future[None] | None = None
+        self._step: _Step | None = None
+        self._done: asyncio.Future[None] | None = None
         self._resume_reading()
 
     def _resume_reading(self) -> None:
@@ -201,6 +220,9 @@ class _Connection:
         except OSError:
             data = b""  # reset by the peer: for us the same as a close
         if data:
+            if self._step is not None:
+                self._advance(data)
+                return
             self.chunks.append(data)
             self.buffered += len(data)
             if self.buffered > self._READ_LIMIT:
@@ -208,6 +230,7 @@ class _Connection:
         else:
             self.eof = True  # iSCSI has no half-closed state: a FIN ends the connection
             self._pause_reading()
+            self._fail(EOFError())
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -225,9 +248,92 @@ class _Connection:
         self._resume_reading()
         return data
 
+    def converse(self, step: _Step) -> asyncio.Future[None]:
+        """Feed everything received to ``step`` until it reports the exchange complete.
+
+        The future completes with None, or with ``step``'s exception, ``EOFError``
+        (the peer closed) or the ``OSError`` of a failed write.  Call
+        :meth:`end_conversation` when done waiting (also after a cancellation).
+        """
+        done = self.loop.create_future()
+        self._step, self._done = step, done
+        if self.chunks:  # arrived before this exchange began (an unsolicited PDU)
+            self._advance(self.take())
+        if self.eof:
+            self._fail(EOFError())
+        return done
+
+    def end_conversation(self) -> None:
+        self._step = self._done = None
+
+    def _advance(self, data: bytes) -> None:
+        step, done = self._step, self._done
+        assert step is not None and done is not None
+        try:
+            out, finished = step(data)
+            if out:
+                self.write(out)
+        except Exception as exc:  # handed to the waiting task, which raises it
+            self._step = None
+            if not done.done():
+                done.set_exception(exc)
+            return
+        if finished:
+            self._step = None
+            if not done.done():
+                done.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        done = self._done
+        self._step = None
+        if done is not None and not done.done():
+            done.set_exception(exc)
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` now, or queue it behind what already waits for the socket.
+
+        Raises:
+            OSError: the connection is broken (reset, closed by the peer).
+        """
+        if self._unsent:
+            self._unsent += data
+            return
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        if sent < len(data):
+            # A large write to a slow target: the rest goes when the socket drains.
+            self._unsent += memoryview(data)[sent:]
+            self.loop.add_writer(self._fd, self._on_writable)
+            self.writing = True
+
+    def _on_writable(self) -> None:
+        try:
+            sent = self.sock.send(self._unsent)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._unsent.clear()
+            self._stop_writing()
+            self._fail(exc)
+            return
+        del self._unsent[:sent]
+        if not self._unsent:
+            self._stop_writing()
+
+    def _stop_writing(self) -> None:
+        if self.writing:
+            self.loop.remove_writer(self._fd)
+            self.writing = False
+
     def close(self) -> None:
+        # No loop registration may outlive the socket: its number is reused at once.
         self._pause_reading()
+        self._stop_writing()
+        self._unsent.clear()
         self.eof = True
+        self.end_conversation()
         self.sock.close()
 
 
@@ -288,27 +394,26 @@ class _Stream:
             ) from None
         return cls(portal, _Connection(loop, sock))
 
-    async def send(self, data: bytes) -> None:
-        if not data:
-            return
+    async def converse(self, data: bytes, step: _Step, during: str) -> None:
+        """Write ``data``, then run ``step`` on every chunk received until it is done.
+
+        Raises:
+            IscsiConnectionError: the peer closed or reset the connection, or a write
+                failed; whatever ``step`` raises (typed protocol errors) as is.
+        """
         conn = self._conn
         if conn.eof:
-            raise self._lost("while we were sending")
-        # One send per round trip: the sans-IO machines hand over everything queued.
-        # sock_sendall tries send() at once and waits for the socket only when the
-        # kernel buffer is full (a large write to a slow target).
+            raise self._lost(during)
         try:
-            await conn.loop.sock_sendall(conn.sock, data)
+            if data:
+                conn.write(data)
+            await conn.converse(step)
+        except EOFError:
+            raise self._lost(during) from None
         except OSError:
             raise self._lost("while we were sending") from None
-
-    async def receive(self, during: str) -> bytes:
-        conn = self._conn
-        while not conn.chunks:
-            if conn.eof:
-                raise self._lost(during)
-            await conn.readable()
-        return conn.take()
+        finally:
+            conn.end_conversation()
 
     def _lost(self, during: str) -> IscsiConnectionError:
         return IscsiConnectionError(
@@ -328,18 +433,18 @@ async def _login_attempt(
         machine = LoginMachine(config)
         for event in machine.start():
             _warn(event)
-        await stream.send(machine.data_to_send())
-        while True:
-            data = await stream.receive("during login")
-            outcome = None
+        outcome: list[LoginSucceeded | LoginRedirected | RetryWithMd5] = []
+
+        def step(data: bytes) -> tuple[bytes, bool]:
             for event in machine.receive_data(data):
                 if isinstance(event, LoginWarning):
                     _warn(event)
                 else:
-                    outcome = event
-            await stream.send(machine.data_to_send())
-            if outcome is not None:
-                return stream, machine, outcome
+                    outcome.append(event)
+            return machine.data_to_send(), bool(outcome)
+
+        await stream.converse(machine.data_to_send(), step, "during login")
+        return stream, machine, outcome[0]
     except RemoteProtocolError as exc:
         _name_portal(exc, config.portal, "during login")
         await stream.close()
@@ -440,20 +545,24 @@ class IscsiSession:
             )
         wanted = set(itts)
         done: dict[int, SessionEvent] = {}
+        session = self._session
+
+        def step(data: bytes) -> tuple[bytes, bool]:
+            for event in session.receive_data(data):
+                if isinstance(event, AsyncEvent):
+                    self._on_async(event)
+                elif isinstance(event, TaskRejected) and event.itt in wanted:
+                    raise PduRejected(event.reason, self._stream.portal, what)
+                elif (itt := getattr(event, "itt", None)) in wanted:
+                    done[itt] = event
+            # NOP-In answers, continuations and window-held commands go out now.
+            return session.data_to_send(), len(done) >= len(wanted)
+
         try:
             async with asyncio.timeout(self.timeout):
-                await self._stream.send(self._session.data_to_send())
-                while len(done) < len(wanted):
-                    data = await self._stream.receive(f"while waiting for {what}")
-                    for event in self._session.receive_data(data):
-                        if isinstance(event, AsyncEvent):
-                            self._on_async(event)
-                        elif isinstance(event, TaskRejected) and event.itt in wanted:
-                            raise PduRejected(event.reason, self._stream.portal, what)
-                        elif (itt := getattr(event, "itt", None)) in wanted:
-                            done[itt] = event
-                    # NOP-In answers, continuations and window-held commands go out now.
-                    await self._stream.send(self._session.data_to_send())
+                await self._stream.converse(
+                    session.data_to_send(), step, f"while waiting for {what}"
+                )
                 return done
         except TimeoutError:
             self._broken = True

@@ -139,11 +139,10 @@ async def test_each_resolved_address_is_tried_in_turn(
 
 async def test_close_during_a_blocked_send_leaves_no_stale_registration() -> None:
     # A send the peer does not read waits on a loop writer for the socket; a timeout
-    # cancels it and the session closes the socket at once.  The socket's number is
-    # then free for the next connection, which must register cleanly: a writer left
-    # behind for that number would make its add_reader fail.  (sock_sendall's own
-    # done-callback removes the writer before the cancelled task resumes; this test
-    # keeps the adapter from ever closing a socket with a writer still registered.)
+    # cancels the exchange and the session closes the socket at once.  The socket's
+    # number is then free for the next connection, which must register cleanly: a
+    # writer left behind for that number would make its add_reader fail.  (Writes
+    # that wait are the adapter's own since 2026-11-24; close() must remove them.)
     loop = asyncio.get_running_loop()
     ours, theirs = _tcp_pair()
     stream = _asyncio._Stream(Portal("127.0.0.1", 3260), _Connection(loop, ours))
@@ -151,8 +150,10 @@ async def test_close_during_a_blocked_send_leaves_no_stale_registration() -> Non
     try:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.2):
-                await stream.send(bytes(64 << 20))  # far more than the socket buffers
+                await stream.converse(bytes(64 << 20), lambda _: (b"", False), "sending")
+        assert stream._conn.writing  # the rest of the 64 MiB waits for a loop writer
         await stream.close()
+        assert not stream._conn.writing
         assert ours.fileno() == -1
         fresh, peer = _tcp_pair()
         # Put the next connection on the very number the closed socket had.
