@@ -11,7 +11,8 @@ objects, and puts a clock on every wait:
   once offering only MD5 when the target fails a stronger CHAP_A (tgt's CHAP_A=7
   off-by-one, open-iscsi#192).
 * the whole login, redirects included, runs under one ``asyncio.timeout``; each
-  later request (SendTargets, one SCSI command, Logout) under its own.  A timeout is
+  later request (SendTargets, a batch of SCSI commands, Logout) under its own loop
+  timer.  A timeout is
   an :class:`IscsiTimeout`, a refused/reset/closed socket an
   :class:`IscsiConnectionError`; nothing else escapes as a raw ``OSError``.
 * sessions are ``async with`` blocks that always try a Logout (reason 0,
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import ipaddress
 import logging
 import os
@@ -148,11 +150,7 @@ def _name_portal(exc: RemoteProtocolError, portal: Portal, during: str) -> None:
 
 
 def _is_ip(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return True
+    return _ip_family(address) is not None
 
 
 def _portal(value: Portal | str) -> Portal:
@@ -337,17 +335,62 @@ class _Connection:
         self.sock.close()
 
 
+@functools.lru_cache(maxsize=256)
+def _ip_family(address: str) -> int | None:
+    """AF_INET or AF_INET6 for an IP address, None for a host name.
+
+    Cached: a batch opens hundreds of connections to the same few portals, and
+    ``ipaddress`` parses in Python.
+    """
+    try:
+        version = ipaddress.ip_address(address).version
+    except ValueError:
+        return None
+    return int(socket.AF_INET6 if version == 6 else socket.AF_INET)
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+def _connected(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _connect(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, address: str, port: int
+) -> None:
+    """Connect a non-blocking IPv4 socket: ``sock_connect`` minus its resolution step.
+
+    Raises:
+        OSError: the connection failed (refused, unreachable).
+    """
+    err = sock.connect_ex((address, port))
+    if err in (errno.EINPROGRESS, errno.EINTR):
+        done = loop.create_future()
+        fd = sock.fileno()
+        loop.add_writer(fd, _connected, done)
+        try:
+            await done
+        finally:
+            loop.remove_writer(fd)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
+
+
 async def _open_socket(loop: asyncio.AbstractEventLoop, portal: Portal) -> socket.socket:
     """A connected non-blocking TCP socket to ``portal``; addresses tried in order.
 
     Raises:
         socket.gaierror: the host name does not resolve; OSError: no address answered.
     """
-    try:
-        version = ipaddress.ip_address(portal.address).version
-        family = int(socket.AF_INET6 if version == 6 else socket.AF_INET)
+    family = _ip_family(portal.address)
+    if family is not None:
         targets: list[tuple[int, tuple[str, int]]] = [(family, (portal.address, portal.port))]
-    except ValueError:  # a host name: resolve it (in asyncio's thread pool)
+    else:  # a host name: resolve it (in asyncio's thread pool)
         infos = await loop.getaddrinfo(portal.address, portal.port, type=socket.SOCK_STREAM)
         targets = [(info[0], (str(info[4][0]), int(info[4][1]))) for info in infos]
     error: OSError = OSError(errno.EHOSTUNREACH, os.strerror(errno.EHOSTUNREACH))
@@ -357,7 +400,10 @@ async def _open_socket(loop: asyncio.AbstractEventLoop, portal: Portal) -> socke
             sock.setblocking(False)
             # Login and text exchanges are small request/response PDUs: no Nagle delay.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            await loop.sock_connect(sock, address)
+            if af == socket.AF_INET:
+                await _connect(loop, sock, *address)
+            else:  # IPv6 (scope IDs, flow info): asyncio's general path
+                await loop.sock_connect(sock, address)
         except OSError as exc:
             sock.close()
             error = exc
@@ -394,25 +440,43 @@ class _Stream:
             ) from None
         return cls(portal, _Connection(loop, sock))
 
-    async def converse(self, data: bytes, step: _Step, during: str) -> None:
+    async def converse(
+        self,
+        data: bytes,
+        step: _Step,
+        during: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - a loop timer, see below
+    ) -> None:
         """Write ``data``, then run ``step`` on every chunk received until it is done.
 
+        ``timeout`` is a plain loop timer on the exchange's future: the same clock as
+        ``asyncio.timeout`` without its per-use context manager and task bookkeeping.
+
         Raises:
+            TimeoutError: ``timeout`` seconds passed first.
             IscsiConnectionError: the peer closed or reset the connection, or a write
                 failed; whatever ``step`` raises (typed protocol errors) as is.
         """
         conn = self._conn
         if conn.eof:
             raise self._lost(during)
+        timer = None
         try:
             if data:
                 conn.write(data)
-            await conn.converse(step)
+            done = conn.converse(step)
+            if timeout is not None and not done.done():
+                timer = conn.loop.call_later(timeout, _expire, done)
+            await done
+        except TimeoutError:  # an OSError subclass: not a lost connection
+            raise
         except EOFError:
             raise self._lost(during) from None
         except OSError:
             raise self._lost("while we were sending") from None
         finally:
+            if timer is not None:
+                timer.cancel()
             conn.end_conversation()
 
     def _lost(self, during: str) -> IscsiConnectionError:
@@ -559,11 +623,10 @@ class IscsiSession:
             return session.data_to_send(), len(done) >= len(wanted)
 
         try:
-            async with asyncio.timeout(self.timeout):
-                await self._stream.converse(
-                    session.data_to_send(), step, f"while waiting for {what}"
-                )
-                return done
+            await self._stream.converse(
+                session.data_to_send(), step, f"while waiting for {what}", self.timeout
+            )
+            return done
         except TimeoutError:
             self._broken = True
             raise IscsiTimeout(
