@@ -192,6 +192,8 @@ class _Connection:
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.eof = False
+        self.error: OSError | None = None  # why reading ended, when it was not a FIN
+        self.received = False  # anything ever arrived: the TCP connection is up
         self.reading = False
         self.writing = False
         self._unsent = bytearray()
@@ -215,9 +217,11 @@ class _Connection:
             data = self.sock.recv(_READ_CHUNK)
         except (BlockingIOError, InterruptedError):
             return
-        except OSError:
+        except OSError as exc:
             data = b""  # reset by the peer: for us the same as a close
+            self.error = exc
         if data:
+            self.received = True
             if self._step is not None:
                 self._advance(data)
                 return
@@ -381,6 +385,35 @@ async def _connect(
         raise OSError(err, os.strerror(err))
 
 
+def _start_connect(portal: Portal) -> socket.socket | None:
+    """A non-blocking IPv4 socket whose connect to ``portal`` is under way, or None.
+
+    Nothing waits for the handshake: the first write does.  A socket still
+    connecting takes no data (EAGAIN), so the write waits for a loop writer; a
+    refused connection fails that write (or the read) with the connect's own error,
+    which :meth:`_Stream.converse` reports as a connect failure.  On loopback the
+    handshake completes inside ``connect()`` and the write goes out at once: a
+    future, a writer registration and its removal, and a loop pass fewer per
+    connection.  Host names and IPv6 keep the waiting path (:func:`_open_socket`).
+
+    Raises:
+        OSError: the connect failed at once (no route, no such address).
+    """
+    if _ip_family(portal.address) != socket.AF_INET:
+        return None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = sock.connect_ex((portal.address, portal.port))
+        if err not in (0, errno.EINPROGRESS, errno.EINTR):
+            raise OSError(err, os.strerror(err))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 async def _open_socket(loop: asyncio.AbstractEventLoop, portal: Portal) -> socket.socket:
     """A connected non-blocking TCP socket to ``portal``; addresses tried in order.
 
@@ -418,27 +451,35 @@ async def _open_socket(loop: asyncio.AbstractEventLoop, portal: Portal) -> socke
 class _Stream:
     """One TCP connection with a timeout on every wait and typed errors."""
 
-    def __init__(self, portal: Portal, conn: _Connection) -> None:
+    def __init__(self, portal: Portal, conn: _Connection, *, connecting: bool = False) -> None:
         self.portal = portal
         self._conn = conn
+        self._connecting = connecting  # the handshake may still be under way
 
     @classmethod
     async def connect(cls, portal: Portal) -> _Stream:
         loop = asyncio.get_running_loop()
         try:
+            sock = _start_connect(portal)
+            if sock is not None:
+                return cls(portal, _Connection(loop, sock), connecting=True)
             sock = await _open_socket(loop, portal)
         except socket.gaierror:
             raise IscsiConnectionError(
                 f"The portal address {portal.address} does not resolve; fix the host name."
             ) from None
         except OSError as exc:
-            # The errno text is the useful part; the portal is named by us.
-            why = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
-            raise IscsiConnectionError(
-                f"Cannot connect to iSCSI portal {portal} ({why}); "
-                "check the address, the port and any firewall."
-            ) from None
+            raise cls._cannot_connect(portal, exc) from None
         return cls(portal, _Connection(loop, sock))
+
+    @staticmethod
+    def _cannot_connect(portal: Portal, exc: OSError) -> IscsiConnectionError:
+        # The errno text is the useful part; the portal is named by us.
+        why = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+        return IscsiConnectionError(
+            f"Cannot connect to iSCSI portal {portal} ({why}); "
+            "check the address, the port and any firewall."
+        )
 
     async def converse(
         self,
@@ -471,8 +512,12 @@ class _Stream:
         except TimeoutError:  # an OSError subclass: not a lost connection
             raise
         except EOFError:
+            if self._connecting and not conn.received and conn.error is not None:
+                raise self._cannot_connect(self.portal, conn.error) from None
             raise self._lost(during) from None
-        except OSError:
+        except OSError as exc:
+            if self._connecting and not conn.received:
+                raise self._cannot_connect(self.portal, exc) from None
             raise self._lost("while we were sending") from None
         finally:
             if timer is not None:
