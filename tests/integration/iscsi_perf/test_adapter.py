@@ -176,3 +176,57 @@ async def test_close_during_a_blocked_send_leaves_no_stale_registration() -> Non
             peer.close()
     finally:
         theirs.close()
+
+
+async def test_a_write_larger_than_the_socket_drains_in_order() -> None:
+    # The exchange's first write overflows the kernel buffers: the rest must go out
+    # from the loop writer, in order, and the answer must still end the exchange.
+    loop = asyncio.get_running_loop()
+    ours, theirs = _tcp_pair()
+    theirs.setblocking(False)
+    stream = _asyncio._Stream(Portal("127.0.0.1", 3260), _Connection(loop, ours))
+    payload = os.urandom(1 << 16) * 128  # 8 MiB
+    got = bytearray()
+    answers: list[bytes] = []
+
+    async def peer() -> None:
+        while len(got) < len(payload):
+            chunk = await loop.sock_recv(theirs, 1 << 16)
+            if not chunk:
+                break
+            got.extend(chunk)
+        await loop.sock_sendall(theirs, b"done")
+
+    def step(data: bytes) -> tuple[bytes, bool]:
+        answers.append(data)
+        return b"", b"".join(answers) == b"done"
+
+    try:
+        async with asyncio.timeout(10):
+            reader = asyncio.ensure_future(peer())
+            await stream.converse(payload, step, "during the test")
+            await reader
+        assert bytes(got) == payload
+        assert not stream._conn.writing
+    finally:
+        await stream.close()
+        theirs.close()
+
+
+async def test_an_unanswered_exchange_times_out_and_takes_no_more_data() -> None:
+    loop = asyncio.get_running_loop()
+    ours, theirs = _tcp_pair()
+    conn = _Connection(loop, ours)
+    stream = _asyncio._Stream(Portal("127.0.0.1", 3260), conn)
+    fed: list[bytes] = []
+    try:
+        with pytest.raises(TimeoutError):
+            await stream.converse(b"ping", lambda d: (fed.append(d), (b"", False))[1], "x", 0.05)
+        theirs.sendall(b"late answer")
+        async with asyncio.timeout(5):
+            while not conn.chunks:
+                await conn.readable()
+        assert fed == [] and conn.take() == b"late answer"  # kept, not fed to the old step
+    finally:
+        await stream.close()
+        theirs.close()
