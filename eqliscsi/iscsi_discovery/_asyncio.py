@@ -11,7 +11,8 @@ objects, and puts a clock on every wait:
   once offering only MD5 when the target fails a stronger CHAP_A (tgt's CHAP_A=7
   off-by-one, open-iscsi#192).
 * the whole login, redirects included, runs under one ``asyncio.timeout``; each
-  later request (SendTargets, one SCSI command, Logout) under its own.  A timeout is
+  later request (SendTargets, a batch of SCSI commands, Logout) under its own loop
+  timer.  A timeout is
   an :class:`IscsiTimeout`, a refused/reset/closed socket an
   :class:`IscsiConnectionError`; nothing else escapes as a raw ``OSError``.
 * sessions are ``async with`` blocks that always try a Logout (reason 0,
@@ -25,12 +26,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import ipaddress
 import logging
 import os
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 from eqliscsi.errors import IscsiError
 from eqliscsi.iscsi_discovery._shard import run_sharded
@@ -148,26 +150,37 @@ def _name_portal(exc: RemoteProtocolError, portal: Portal, during: str) -> None:
 
 
 def _is_ip(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return True
+    return _ip_family(address) is not None
 
 
 def _portal(value: Portal | str) -> Portal:
     return value if isinstance(value, Portal) else Portal.parse(value)
 
 
-class _Connection:
-    """The receiving half of one TCP connection: a non-blocking socket and a loop reader.
+# Called in the loop's reader callback with the bytes just received; returns the bytes
+# to write at once and whether the exchange is complete.
+_Step = Callable[[bytes], tuple[bytes, bool]]
 
-    No asyncio Transport: every exchange is one ``send()`` and a few ``recv()``s, and
-    a Transport adds per connection a waiter future, two scheduled callbacks to start,
-    one to close, and buffering we never use (we always write whole round trips at
-    once).  Received chunks go to a list and wake at most one waiter; reading stops
-    while more than 256 KiB wait unread, so a target that floods us waits for the
-    reader instead of filling our memory (docs/performance.md, "iSCSI client").
+
+class _Connection:
+    """One TCP connection on a bare non-blocking socket and a loop reader.
+
+    No asyncio Transport: a Transport adds per connection a waiter future, two
+    scheduled callbacks to start, one to close, and buffering we never use.
+
+    Exchanges run *in the reader callback* (:meth:`converse`): each chunk received
+    goes straight to the sans-IO machine, whose answer is written before the callback
+    returns, and the waiting task wakes once, when the whole exchange is complete.
+    A CHAP login is four round trips and the probe three more; waking the task
+    for each of them (a future, a scheduled step, the coroutine stack resumed, a
+    ``sock_sendall`` coroutine) cost more client CPU than the protocol work itself
+    (docs/performance.md, "iSCSI client", 2026-11-24).
+
+    Outside an exchange, received chunks go to a list and wake at most one waiter;
+    reading stops while more than 256 KiB wait unread, so a target that floods us
+    waits for the reader instead of filling our memory.  Inside one, the machines'
+    own receive buffers bound what they keep.  A write the kernel does not take at
+    once waits in ``_unsent`` for a loop writer, in order.
     """
 
     _READ_LIMIT = 4 * _READ_CHUNK  # stop reading while this much waits unread
@@ -179,8 +192,14 @@ class _Connection:
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.eof = False
+        self.error: OSError | None = None  # why reading ended, when it was not a FIN
+        self.received = False  # anything ever arrived: the TCP connection is up
         self.reading = False
+        self.writing = False
+        self._unsent = bytearray()
         self._waiter: asyncio.Future[None] | None = None
+        self._step: _Step | None = None
+        self._done: asyncio.Future[None] | None = None
         self._resume_reading()
 
     def _resume_reading(self) -> None:
@@ -198,9 +217,14 @@ class _Connection:
             data = self.sock.recv(_READ_CHUNK)
         except (BlockingIOError, InterruptedError):
             return
-        except OSError:
+        except OSError as exc:
             data = b""  # reset by the peer: for us the same as a close
+            self.error = exc
         if data:
+            self.received = True
+            if self._step is not None:
+                self._advance(data)
+                return
             self.chunks.append(data)
             self.buffered += len(data)
             if self.buffered > self._READ_LIMIT:
@@ -208,6 +232,7 @@ class _Connection:
         else:
             self.eof = True  # iSCSI has no half-closed state: a FIN ends the connection
             self._pause_reading()
+            self._fail(EOFError())
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -225,10 +250,168 @@ class _Connection:
         self._resume_reading()
         return data
 
+    def converse(self, step: _Step) -> asyncio.Future[None]:
+        """Feed everything received to ``step`` until it reports the exchange complete.
+
+        The future completes with None, or with ``step``'s exception, ``EOFError``
+        (the peer closed) or the ``OSError`` of a failed write.  Call
+        :meth:`end_conversation` when done waiting (also after a cancellation).
+        """
+        done = self.loop.create_future()
+        self._step, self._done = step, done
+        if self.chunks:  # arrived before this exchange began (an unsolicited PDU)
+            self._advance(self.take())
+        if self.eof:
+            self._fail(EOFError())
+        return done
+
+    def end_conversation(self) -> None:
+        self._step = self._done = None
+
+    def _advance(self, data: bytes) -> None:
+        step, done = self._step, self._done
+        assert step is not None and done is not None
+        try:
+            out, finished = step(data)
+            if out:
+                self.write(out)
+        except Exception as exc:  # handed to the waiting task, which raises it
+            self._step = None
+            if not done.done():
+                done.set_exception(exc)
+            return
+        if finished:
+            self._step = None
+            if not done.done():
+                done.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        done = self._done
+        self._step = None
+        if done is not None and not done.done():
+            done.set_exception(exc)
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` now, or queue it behind what already waits for the socket.
+
+        Raises:
+            OSError: the connection is broken (reset, closed by the peer).
+        """
+        if self._unsent:
+            self._unsent += data
+            return
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        if sent < len(data):
+            # A large write to a slow target: the rest goes when the socket drains.
+            self._unsent += memoryview(data)[sent:]
+            self.loop.add_writer(self._fd, self._on_writable)
+            self.writing = True
+
+    def _on_writable(self) -> None:
+        try:
+            sent = self.sock.send(self._unsent)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._unsent.clear()
+            self._stop_writing()
+            self._fail(exc)
+            return
+        del self._unsent[:sent]
+        if not self._unsent:
+            self._stop_writing()
+
+    def _stop_writing(self) -> None:
+        if self.writing:
+            self.loop.remove_writer(self._fd)
+            self.writing = False
+
     def close(self) -> None:
+        # No loop registration may outlive the socket: its number is reused at once.
         self._pause_reading()
+        self._stop_writing()
+        self._unsent.clear()
         self.eof = True
+        self.end_conversation()
         self.sock.close()
+
+
+@functools.lru_cache(maxsize=256)
+def _ip_family(address: str) -> int | None:
+    """AF_INET or AF_INET6 for an IP address, None for a host name.
+
+    Cached: a batch opens hundreds of connections to the same few portals, and
+    ``ipaddress`` parses in Python.
+    """
+    try:
+        version = ipaddress.ip_address(address).version
+    except ValueError:
+        return None
+    return int(socket.AF_INET6 if version == 6 else socket.AF_INET)
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+def _connected(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _connect(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, address: str, port: int
+) -> None:
+    """Connect a non-blocking IPv4 socket: ``sock_connect`` minus its resolution step.
+
+    Raises:
+        OSError: the connection failed (refused, unreachable).
+    """
+    err = sock.connect_ex((address, port))
+    if err in (errno.EINPROGRESS, errno.EINTR):
+        done = loop.create_future()
+        fd = sock.fileno()
+        loop.add_writer(fd, _connected, done)
+        try:
+            await done
+        finally:
+            loop.remove_writer(fd)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
+
+
+def _start_connect(portal: Portal) -> socket.socket | None:
+    """A non-blocking IPv4 socket whose connect to ``portal`` is under way, or None.
+
+    Nothing waits for the handshake: the first write does.  A socket still
+    connecting takes no data (EAGAIN), so the write waits for a loop writer; a
+    refused connection fails that write (or the read) with the connect's own error,
+    which :meth:`_Stream.converse` reports as a connect failure.  On loopback the
+    handshake completes inside ``connect()`` and the write goes out at once: a
+    future, a writer registration and its removal, and a loop pass fewer per
+    connection.  Host names and IPv6 keep the waiting path (:func:`_open_socket`).
+
+    Raises:
+        OSError: the connect failed at once (no route, no such address).
+    """
+    if _ip_family(portal.address) != socket.AF_INET:
+        return None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = sock.connect_ex((portal.address, portal.port))
+        if err not in (0, errno.EINPROGRESS, errno.EINTR):
+            raise OSError(err, os.strerror(err))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 async def _open_socket(loop: asyncio.AbstractEventLoop, portal: Portal) -> socket.socket:
@@ -237,11 +420,10 @@ async def _open_socket(loop: asyncio.AbstractEventLoop, portal: Portal) -> socke
     Raises:
         socket.gaierror: the host name does not resolve; OSError: no address answered.
     """
-    try:
-        version = ipaddress.ip_address(portal.address).version
-        family = int(socket.AF_INET6 if version == 6 else socket.AF_INET)
+    family = _ip_family(portal.address)
+    if family is not None:
         targets: list[tuple[int, tuple[str, int]]] = [(family, (portal.address, portal.port))]
-    except ValueError:  # a host name: resolve it (in asyncio's thread pool)
+    else:  # a host name: resolve it (in asyncio's thread pool)
         infos = await loop.getaddrinfo(portal.address, portal.port, type=socket.SOCK_STREAM)
         targets = [(info[0], (str(info[4][0]), int(info[4][1]))) for info in infos]
     error: OSError = OSError(errno.EHOSTUNREACH, os.strerror(errno.EHOSTUNREACH))
@@ -251,7 +433,10 @@ async def _open_socket(loop: asyncio.AbstractEventLoop, portal: Portal) -> socke
             sock.setblocking(False)
             # Login and text exchanges are small request/response PDUs: no Nagle delay.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            await loop.sock_connect(sock, address)
+            if af == socket.AF_INET:
+                await _connect(loop, sock, *address)
+            else:  # IPv6 (scope IDs, flow info): asyncio's general path
+                await loop.sock_connect(sock, address)
         except OSError as exc:
             sock.close()
             error = exc
@@ -266,49 +451,78 @@ async def _open_socket(loop: asyncio.AbstractEventLoop, portal: Portal) -> socke
 class _Stream:
     """One TCP connection with a timeout on every wait and typed errors."""
 
-    def __init__(self, portal: Portal, conn: _Connection) -> None:
+    def __init__(self, portal: Portal, conn: _Connection, *, connecting: bool = False) -> None:
         self.portal = portal
         self._conn = conn
+        self._connecting = connecting  # the handshake may still be under way
 
     @classmethod
     async def connect(cls, portal: Portal) -> _Stream:
         loop = asyncio.get_running_loop()
         try:
+            sock = _start_connect(portal)
+            if sock is not None:
+                return cls(portal, _Connection(loop, sock), connecting=True)
             sock = await _open_socket(loop, portal)
         except socket.gaierror:
             raise IscsiConnectionError(
                 f"The portal address {portal.address} does not resolve; fix the host name."
             ) from None
         except OSError as exc:
-            # The errno text is the useful part; the portal is named by us.
-            why = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
-            raise IscsiConnectionError(
-                f"Cannot connect to iSCSI portal {portal} ({why}); "
-                "check the address, the port and any firewall."
-            ) from None
+            raise cls._cannot_connect(portal, exc) from None
         return cls(portal, _Connection(loop, sock))
 
-    async def send(self, data: bytes) -> None:
-        if not data:
-            return
+    @staticmethod
+    def _cannot_connect(portal: Portal, exc: OSError) -> IscsiConnectionError:
+        # The errno text is the useful part; the portal is named by us.
+        why = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+        return IscsiConnectionError(
+            f"Cannot connect to iSCSI portal {portal} ({why}); "
+            "check the address, the port and any firewall."
+        )
+
+    async def converse(
+        self,
+        data: bytes,
+        step: _Step,
+        during: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - a loop timer, see below
+    ) -> None:
+        """Write ``data``, then run ``step`` on every chunk received until it is done.
+
+        ``timeout`` is a plain loop timer on the exchange's future: the same clock as
+        ``asyncio.timeout`` without its per-use context manager and task bookkeeping.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+            IscsiConnectionError: the peer closed or reset the connection, or a write
+                failed; whatever ``step`` raises (typed protocol errors) as is.
+        """
         conn = self._conn
         if conn.eof:
-            raise self._lost("while we were sending")
-        # One send per round trip: the sans-IO machines hand over everything queued.
-        # sock_sendall tries send() at once and waits for the socket only when the
-        # kernel buffer is full (a large write to a slow target).
+            raise self._lost(during)
+        timer = None
         try:
-            await conn.loop.sock_sendall(conn.sock, data)
-        except OSError:
+            if data:
+                conn.write(data)
+            done = conn.converse(step)
+            if timeout is not None and not done.done():
+                timer = conn.loop.call_later(timeout, _expire, done)
+            await done
+        except TimeoutError:  # an OSError subclass: not a lost connection
+            raise
+        except EOFError:
+            if self._connecting and not conn.received and conn.error is not None:
+                raise self._cannot_connect(self.portal, conn.error) from None
+            raise self._lost(during) from None
+        except OSError as exc:
+            if self._connecting and not conn.received:
+                raise self._cannot_connect(self.portal, exc) from None
             raise self._lost("while we were sending") from None
-
-    async def receive(self, during: str) -> bytes:
-        conn = self._conn
-        while not conn.chunks:
-            if conn.eof:
-                raise self._lost(during)
-            await conn.readable()
-        return conn.take()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            conn.end_conversation()
 
     def _lost(self, during: str) -> IscsiConnectionError:
         return IscsiConnectionError(
@@ -328,18 +542,18 @@ async def _login_attempt(
         machine = LoginMachine(config)
         for event in machine.start():
             _warn(event)
-        await stream.send(machine.data_to_send())
-        while True:
-            data = await stream.receive("during login")
-            outcome = None
+        outcome: list[LoginSucceeded | LoginRedirected | RetryWithMd5] = []
+
+        def step(data: bytes) -> tuple[bytes, bool]:
             for event in machine.receive_data(data):
                 if isinstance(event, LoginWarning):
                     _warn(event)
                 else:
-                    outcome = event
-            await stream.send(machine.data_to_send())
-            if outcome is not None:
-                return stream, machine, outcome
+                    outcome.append(event)
+            return machine.data_to_send(), bool(outcome)
+
+        await stream.converse(machine.data_to_send(), step, "during login")
+        return stream, machine, outcome[0]
     except RemoteProtocolError as exc:
         _name_portal(exc, config.portal, "during login")
         await stream.close()
@@ -440,21 +654,24 @@ class IscsiSession:
             )
         wanted = set(itts)
         done: dict[int, SessionEvent] = {}
+        session = self._session
+
+        def step(data: bytes) -> tuple[bytes, bool]:
+            for event in session.receive_data(data):
+                if isinstance(event, AsyncEvent):
+                    self._on_async(event)
+                elif isinstance(event, TaskRejected) and event.itt in wanted:
+                    raise PduRejected(event.reason, self._stream.portal, what)
+                elif (itt := getattr(event, "itt", None)) in wanted:
+                    done[itt] = event
+            # NOP-In answers, continuations and window-held commands go out now.
+            return session.data_to_send(), len(done) >= len(wanted)
+
         try:
-            async with asyncio.timeout(self.timeout):
-                await self._stream.send(self._session.data_to_send())
-                while len(done) < len(wanted):
-                    data = await self._stream.receive(f"while waiting for {what}")
-                    for event in self._session.receive_data(data):
-                        if isinstance(event, AsyncEvent):
-                            self._on_async(event)
-                        elif isinstance(event, TaskRejected) and event.itt in wanted:
-                            raise PduRejected(event.reason, self._stream.portal, what)
-                        elif (itt := getattr(event, "itt", None)) in wanted:
-                            done[itt] = event
-                    # NOP-In answers, continuations and window-held commands go out now.
-                    await self._stream.send(self._session.data_to_send())
-                return done
+            await self._stream.converse(
+                session.data_to_send(), step, f"while waiting for {what}", self.timeout
+            )
+            return done
         except TimeoutError:
             self._broken = True
             raise IscsiTimeout(
@@ -756,12 +973,14 @@ _SHARD_MAX_PROCESSES = 4  # one tgtd or array answers them all; more only add fo
 def default_processes(requests: int) -> int:
     """The ``processes`` that :func:`validate_many` uses by default for ``requests``.
 
-    One per usable CPU but one (at most 4), and never fewer than
+    One per CPU that nothing else is using (the CPUs this process may run on, less
+    the 1-minute load average, rounded), at most 4, and never fewer than
     ``SHARD_MIN_REQUESTS`` requests per process; 1 without ``os.fork`` or with other
     threads running (a fork copies only the calling thread, see :mod:`._shard`).
-    One CPU is left to the rest of the machine: measured on 2 CPUs with a local tgtd
-    (~0.3 ms of CPU per target), two client processes did not finish sooner than one
-    and spent ~50 % more CPU in all (docs/performance.md).
+    Measured on 2 CPUs with a local tgtd (docs/performance.md): idle, two processes
+    finished 500 CHAP validations in 0.30 s against 0.43 s for one; with other jobs
+    on the CPUs they were no faster and spent 25-50 % more CPU, so a busy machine
+    keeps the batch in one process.
     """
     if not hasattr(os, "fork") or threading.active_count() > 1:
         return 1
@@ -769,7 +988,12 @@ def default_processes(requests: int) -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus - 1, _SHARD_MAX_PROCESSES, requests // SHARD_MIN_REQUESTS))
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - no load average here
+        busy = 1.0
+    idle = int(cpus - busy + 0.5)
+    return max(1, min(idle, _SHARD_MAX_PROCESSES, requests // SHARD_MIN_REQUESTS))
 
 
 async def validate_many(
@@ -790,7 +1014,7 @@ async def validate_many(
 
     The client's CPU limits a batch (see :mod:`._shard`), so by default a large batch
     is split over forked processes on a machine with CPUs to spare
-    (:func:`default_processes`: one per CPU but one; all its portals must be IP
+    (:func:`default_processes`: one per idle CPU; all its portals must be IP
     addresses, as a host name would be resolved in a thread).
     ``processes=1`` keeps it in this process; ``concurrency`` is shared out among them.
     """
@@ -806,10 +1030,14 @@ async def validate_many(
     per_shard = max(1, concurrency // shards)
 
     async def shard(part: Sequence[ValidationRequest]) -> list[_Outcome]:
-        gate = asyncio.Semaphore(per_shard)
+        out: list[_Outcome] = [(False, None, None)] * len(part)
+        todo = iter(enumerate(part))
 
-        async def one(req: ValidationRequest) -> _Outcome:
-            async with gate:
+        async def worker() -> None:
+            # A fixed pool of workers sharing one iterator, instead of a task per
+            # request queued on a semaphore: no task, semaphore future and extra
+            # wake-up per request (docs/performance.md, 2026-11-24).
+            for i, req in todo:
                 try:
                     result = await _probe(
                         req.portal, req.target, lun=req.lun, auth=req.auth,
@@ -817,10 +1045,12 @@ async def validate_many(
                         vpd=False,
                     )  # fmt: skip
                 except IscsiError as exc:
-                    return False, None, exc
-                return True, result, None
+                    out[i] = (False, None, exc)
+                else:
+                    out[i] = (True, result, None)
 
-        return list(await asyncio.gather(*(one(r) for r in part)))
+        await asyncio.gather(*(worker() for _ in range(min(per_shard, len(part)))))
+        return out
 
     # Only outcomes cross between processes: requests (and their CHAP secrets) stay here.
     outcomes = await run_sharded(items, shard, processes=shards)

@@ -89,6 +89,11 @@ class LoginState(enum.Enum):
     RETRY_MD5 = "retry with MD5"
     FAILED = "failed"
 
+    # Members are singletons compared by identity, so the C identity hash is exact;
+    # Enum's own __hash__ is a Python call on every table lookup (_TRANSITIONS,
+    # _STAGE_OF: several per login PDU; docs/performance.md, 2026-11-24).
+    __hash__ = object.__hash__
+
 
 class LoginInput(enum.Enum):
     CONTINUE = "C=1: more text follows"
@@ -97,6 +102,8 @@ class LoginInput(enum.Enum):
     TO_FULL_FEATURE = "T=1 NSG=3"
     REDIRECT = "Status-Class 1"
     FAILURE = "Status-Class 2 or 3"
+
+    __hash__ = object.__hash__  # as LoginState's
 
 
 St, In = LoginState, LoginInput

@@ -69,6 +69,8 @@ class SessionType(enum.Enum):
     DISCOVERY = "Discovery"
     NORMAL = "Normal"
 
+    __hash__ = object.__hash__  # identity, as LoginState's (a C call, not Enum's Python one)
+
 
 @dataclass(frozen=True, slots=True)
 class OperationalOffer:

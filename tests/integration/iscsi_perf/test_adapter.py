@@ -139,11 +139,10 @@ async def test_each_resolved_address_is_tried_in_turn(
 
 async def test_close_during_a_blocked_send_leaves_no_stale_registration() -> None:
     # A send the peer does not read waits on a loop writer for the socket; a timeout
-    # cancels it and the session closes the socket at once.  The socket's number is
-    # then free for the next connection, which must register cleanly: a writer left
-    # behind for that number would make its add_reader fail.  (sock_sendall's own
-    # done-callback removes the writer before the cancelled task resumes; this test
-    # keeps the adapter from ever closing a socket with a writer still registered.)
+    # cancels the exchange and the session closes the socket at once.  The socket's
+    # number is then free for the next connection, which must register cleanly: a
+    # writer left behind for that number would make its add_reader fail.  (Writes
+    # that wait are the adapter's own since 2026-11-24; close() must remove them.)
     loop = asyncio.get_running_loop()
     ours, theirs = _tcp_pair()
     stream = _asyncio._Stream(Portal("127.0.0.1", 3260), _Connection(loop, ours))
@@ -151,8 +150,10 @@ async def test_close_during_a_blocked_send_leaves_no_stale_registration() -> Non
     try:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.2):
-                await stream.send(bytes(64 << 20))  # far more than the socket buffers
+                await stream.converse(bytes(64 << 20), lambda _: (b"", False), "sending")
+        assert stream._conn.writing  # the rest of the 64 MiB waits for a loop writer
         await stream.close()
+        assert not stream._conn.writing
         assert ours.fileno() == -1
         fresh, peer = _tcp_pair()
         # Put the next connection on the very number the closed socket had.
@@ -174,4 +175,58 @@ async def test_close_during_a_blocked_send_leaves_no_stale_registration() -> Non
         finally:
             peer.close()
     finally:
+        theirs.close()
+
+
+async def test_a_write_larger_than_the_socket_drains_in_order() -> None:
+    # The exchange's first write overflows the kernel buffers: the rest must go out
+    # from the loop writer, in order, and the answer must still end the exchange.
+    loop = asyncio.get_running_loop()
+    ours, theirs = _tcp_pair()
+    theirs.setblocking(False)
+    stream = _asyncio._Stream(Portal("127.0.0.1", 3260), _Connection(loop, ours))
+    payload = os.urandom(1 << 16) * 128  # 8 MiB
+    got = bytearray()
+    answers: list[bytes] = []
+
+    async def peer() -> None:
+        while len(got) < len(payload):
+            chunk = await loop.sock_recv(theirs, 1 << 16)
+            if not chunk:
+                break
+            got.extend(chunk)
+        await loop.sock_sendall(theirs, b"done")
+
+    def step(data: bytes) -> tuple[bytes, bool]:
+        answers.append(data)
+        return b"", b"".join(answers) == b"done"
+
+    try:
+        async with asyncio.timeout(10):
+            reader = asyncio.ensure_future(peer())
+            await stream.converse(payload, step, "during the test")
+            await reader
+        assert bytes(got) == payload
+        assert not stream._conn.writing
+    finally:
+        await stream.close()
+        theirs.close()
+
+
+async def test_an_unanswered_exchange_times_out_and_takes_no_more_data() -> None:
+    loop = asyncio.get_running_loop()
+    ours, theirs = _tcp_pair()
+    conn = _Connection(loop, ours)
+    stream = _asyncio._Stream(Portal("127.0.0.1", 3260), conn)
+    fed: list[bytes] = []
+    try:
+        with pytest.raises(TimeoutError):
+            await stream.converse(b"ping", lambda d: (fed.append(d), (b"", False))[1], "x", 0.05)
+        theirs.sendall(b"late answer")
+        async with asyncio.timeout(5):
+            while not conn.chunks:
+                await conn.readable()
+        assert fed == [] and conn.take() == b"late answer"  # kept, not fed to the old step
+    finally:
+        await stream.close()
         theirs.close()

@@ -1,7 +1,7 @@
 """How many processes ``validate_many`` uses when the caller does not say.
 
 A batch is sharded only when it is large (``SHARD_MIN_REQUESTS`` per process), the
-machine has CPUs to spare (one is always left free), no other thread runs (a fork
+machine has idle CPUs (CPUs less the 1-minute load average), no other thread runs (a fork
 copies only the calling thread) and every portal is an IP address (a host name is
 resolved in asyncio's threads).
 """
@@ -29,7 +29,16 @@ IQN = "iqn.2026-01.test.eqliscsi.perf:vol"
 
 
 @pytest.fixture
-def cpus(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+def load(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    def set_load(one_minute: float) -> None:
+        monkeypatch.setattr(os, "getloadavg", lambda: (one_minute, 0.0, 0.0))
+
+    set_load(0.0)  # an idle machine unless a test says otherwise
+    return set_load
+
+
+@pytest.fixture
+def cpus(monkeypatch: pytest.MonkeyPatch, load: Callable[[float], None]) -> Callable[[int], None]:
     def set_cpus(n: int) -> None:
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(n)))
 
@@ -37,29 +46,38 @@ def cpus(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
 
 
 @pytest.mark.parametrize(
-    ("n_cpus", "requests", "expected"),
+    ("n_cpus", "busy", "requests", "expected"),
     [
-        (8, 0, 1),
-        (8, SHARD_MIN_REQUESTS - 1, 1),
-        (8, SHARD_MIN_REQUESTS, 1),
-        (8, 2 * SHARD_MIN_REQUESTS - 1, 1),
-        (8, 2 * SHARD_MIN_REQUESTS, 2),
-        (8, 3 * SHARD_MIN_REQUESTS, 3),
-        (64, 100 * SHARD_MIN_REQUESTS, 4),
-        (3, 100 * SHARD_MIN_REQUESTS, 2),
-        (2, 100 * SHARD_MIN_REQUESTS, 1),
-        (1, 100 * SHARD_MIN_REQUESTS, 1),
+        (8, 0.0, 0, 1),
+        (8, 0.0, SHARD_MIN_REQUESTS - 1, 1),
+        (8, 0.0, SHARD_MIN_REQUESTS, 1),
+        (8, 0.0, 2 * SHARD_MIN_REQUESTS - 1, 1),
+        (8, 0.0, 2 * SHARD_MIN_REQUESTS, 2),
+        (8, 0.0, 3 * SHARD_MIN_REQUESTS, 3),
+        (64, 0.0, 100 * SHARD_MIN_REQUESTS, 4),
+        (2, 0.3, 100 * SHARD_MIN_REQUESTS, 2),
+        (2, 0.7, 100 * SHARD_MIN_REQUESTS, 1),
+        (2, 5.0, 100 * SHARD_MIN_REQUESTS, 1),
+        (3, 1.2, 100 * SHARD_MIN_REQUESTS, 2),
+        (8, 5.6, 100 * SHARD_MIN_REQUESTS, 2),
+        (1, 0.0, 100 * SHARD_MIN_REQUESTS, 1),
     ],
     ids=[
         "empty", "below-one-share", "one-share", "below-two-shares", "two-shares",
-        "shares-limit", "at-most-4", "one-cpu-left-free", "two-cpus-stay-single",
-        "one-cpu",
+        "shares-limit", "at-most-4", "two-idle-cpus", "two-cpus-one-busy",
+        "two-cpus-loaded", "three-cpus-one-busy", "eight-cpus-mostly-busy", "one-cpu",
     ],
 )  # fmt: skip
-def test_processes_by_batch_size_and_cpus(
-    cpus: Callable[[int], None], n_cpus: int, requests: int, expected: int
+def test_processes_by_batch_size_cpus_and_load(
+    cpus: Callable[[int], None],
+    load: Callable[[float], None],
+    n_cpus: int,
+    busy: float,
+    requests: int,
+    expected: int,
 ) -> None:
     cpus(n_cpus)
+    load(busy)
     assert default_processes(requests) == expected
 
 
