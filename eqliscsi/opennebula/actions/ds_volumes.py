@@ -27,7 +27,6 @@ volume that another datastore or a human created is never touched.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -420,7 +419,7 @@ def cp(ctx: ActionContext) -> SourceResult:
                 f"The image {path[:200]} has a backing file; flatten it first with "
                 "qemu-img convert."
             )
-        needed = math.ceil(info.virtual_size / (1024 * 1024))
+        needed = -(-info.virtual_size // (1024 * 1024))  # ceil, in integers
         size = max(needed, image.size_mb or 0)
         if size <= 0:
             raise SizeUnknownError(
