@@ -5,8 +5,13 @@ Runs a fake EqualLogic group (rig.fake_eql) on 127.0.0.1 with no data plane; not
 is contacted.  Usage::
 
     .venv/bin/python bench/san_bench.py [--runs 30] [--json out.json]
+        [--interpreter /path/to/venv/bin/python]
 
-The overhead goal (issue 3) is a median of at most 60 ms on an idle machine.
+The overhead goal (issue 3) is a median of at most 60 ms on an idle machine.  The remote
+stand-ins run with this checkout on PYTHONPATH (the rig's editable venv), or, with
+``--interpreter``, with another interpreter and the eqliscsi installed there (a plain venv
+with the wheel, as an admin installs it); its ``-S`` rows then put that venv's
+site-packages on PYTHONPATH, which is what an install-time recorded import path does.
 """
 
 from __future__ import annotations
@@ -78,17 +83,27 @@ async def operations(ep: SanEndpoint) -> list[tuple[str, int, int]]:
 
 
 CPU: dict[str, list[float]] = {}
+# The remotes' interpreter and the PYTHONPATH of its plain and -S runs (see the docstring).
+PY = {"python": sys.executable, "path": str(ROOT), "path_S": str(ROOT)}
+
+
+def _env(flags: tuple[str, ...]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    path = PY["path_S"] if "-S" in flags else PY["path"]
+    if path:
+        env["PYTHONPATH"] = path
+    return env
 
 
 async def spawn_remote(req: bytes, *flags: str, sync: bool = False) -> float:
     t0 = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
+        PY["python"],
         *flags,
         str(ROOT / "bench" / "san_remote.py"),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=_env(flags),
     )
     body = json.loads(req)
     body["sync"] = sync
@@ -126,7 +141,7 @@ async def floor(*flags: str) -> float:
     """Interpreter start alone: the part of the overhead no client code can remove."""
     t0 = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, *flags, "-c", "import time; print(time.monotonic())",
+        PY["python"], *flags, "-c", "import time; print(time.monotonic())",
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
@@ -142,7 +157,15 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--interpreter", default="", help="the remotes' python (an installed venv)")
     args = ap.parse_args()
+    if args.interpreter:
+        proc = await asyncio.create_subprocess_exec(
+            args.interpreter, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        purelib, _ = await proc.communicate()
+        PY.update(python=args.interpreter, path="", path_S=purelib.decode().strip())
     # An installed package has byte code; a checkout run with PYTHONDONTWRITEBYTECODE=1
     # would otherwise compile every module in every child and measure the compiler.
     compileall.compile_dir(str(ROOT / "eqliscsi"), quiet=1)
@@ -203,6 +226,7 @@ async def main() -> None:
     print(
         f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; cpus={os.cpu_count()}"
     )
+    print(f"remotes' interpreter: {PY['python']}")
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -15,11 +15,10 @@ refused with one clean error instead of being expanded.  This module does no I/O
 
 from __future__ import annotations
 
-import enum
 import importlib
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -42,18 +41,6 @@ __all__ = [
     "parse_driver_action",
     "parse_vm",
 ]
-
-
-class ImageType(enum.IntEnum):
-    """IMAGE/TYPE as oned serialises it (numeric)."""
-
-    OS = 0
-    CDROM = 1
-    DATABLOCK = 2
-    KERNEL = 3
-    RAMDISK = 4
-    CONTEXT = 5
-    BACKUP = 6
 
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -121,58 +108,6 @@ def _yes(value: str | None) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class ImageSnapshot:
-    """One ``IMAGE/SNAPSHOTS/SNAPSHOT`` (5.x+)."""
-
-    id: int
-    name: str
-    parent: int
-    active: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Image:
-    """``DS_DRIVER_ACTION_DATA/IMAGE``.
-
-    ``size_mb`` is None when absent or empty (stat's document has only PATH); a
-    negative size other than oned's "unknown" marker is refused.
-    """
-
-    id: int | None
-    name: str
-    source: str
-    path: str
-    size_mb: int | None
-    type: ImageType | None
-    persistent: bool
-    fstype: str  # 4.4 only
-    format: str  # 6.x: raw, qcow2, save_as …
-    fs: str  # 6.x: filesystem for mkfs
-    state: int | None
-    datastore_id: int | None
-    cloning_id: int | None
-    target_snapshot: int | None
-    template: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    snapshots: tuple[ImageSnapshot, ...] = ()
-
-    @property
-    def is_save_as(self) -> bool:
-        """mkfs for a deferred save_as placeholder (4.4 FSTYPE, 6.x FORMAT)."""
-        return "save_as" in {self.fstype, self.format}
-
-    @property
-    def filesystem(self) -> str:
-        """The filesystem mkfs should create ('' or 'raw' = none)."""
-        if self.fs:
-            return self.fs
-        return "" if self.fstype in {"save_as", "raw"} else self.fstype
-
-    @property
-    def description(self) -> str:
-        return self.template.get("DESCRIPTION", "")
-
-
-@dataclass(frozen=True, slots=True)
 class Datastore:
     """``DS_DRIVER_ACTION_DATA/DATASTORE``; ``template`` holds EQL_* and the stock attrs."""
 
@@ -205,57 +140,6 @@ class DriverAction:
 
     image: Image | None
     datastore: Datastore
-
-
-def _parse_image(elem: ET.Element) -> Image:
-    what = "IMAGE"
-    size = _int(elem, "SIZE", what)
-    # oned writes SIZE -1 … never for images it hands to a driver except a few
-    # placeholder states; anything below -1 is corrupt.
-    if size is not None and size < 0:
-        raise BadValueError(f"The image SIZE {size} is negative; set a positive SIZE in MB.")
-    raw_type = _text(elem, "TYPE")
-    image_type: ImageType | None = None
-    if raw_type:
-        try:
-            image_type = ImageType(int(raw_type)) if raw_type.isdigit() else ImageType[raw_type]
-        except (KeyError, ValueError):
-            raise BadValueError(
-                f"The image TYPE {raw_type[:20]!r} is not one oned knows."
-            ) from None
-    snapshots: list[ImageSnapshot] = []
-    snaps = elem.find("SNAPSHOTS")
-    if snaps is not None:
-        for s in snaps.findall("SNAPSHOT"):
-            sid = _int(s, "ID", "image snapshot", required=True)
-            assert sid is not None
-            parent = _int(s, "PARENT", "image snapshot")
-            snapshots.append(
-                ImageSnapshot(
-                    id=sid,
-                    name=_text(s, "NAME") or "",
-                    parent=-1 if parent is None else parent,
-                    active=_yes(_text(s, "ACTIVE")),
-                )
-            )
-    return Image(
-        id=_int(elem, "ID", what),
-        name=_text(elem, "NAME") or "",
-        source=_text(elem, "SOURCE") or "",
-        path=_text(elem, "PATH") or "",
-        size_mb=size,
-        type=image_type,
-        persistent=_yes(_text(elem, "PERSISTENT")),
-        fstype=_text(elem, "FSTYPE") or "",
-        format=_text(elem, "FORMAT") or "",
-        fs=_text(elem, "FS") or "",
-        state=_int(elem, "STATE", what),
-        datastore_id=_int(elem, "DATASTORE_ID", what),
-        cloning_id=_int(elem, "CLONING_ID", what),
-        target_snapshot=_int(elem, "TARGET_SNAPSHOT", what),
-        template=_template(elem),
-        snapshots=tuple(snapshots),
-    )
 
 
 def _parse_datastore(elem: ET.Element) -> Datastore:
@@ -301,35 +185,45 @@ def parse_driver_action(document: bytes) -> DriverAction:
     if ds is None:
         raise BadDocumentError("The driver document has no DATASTORE; oned always sends one.")
     img = root.find("IMAGE")
-    image = _parse_image(img) if img is not None else None
+    image = None
+    if img is not None:
+        # Only image actions get here; monitor's document has no IMAGE (see _image).
+        from eqliscsi.opennebula._image import parse_image, replace_target_snapshot  # noqa: PLC0415
+
+        image = parse_image(img)
     # 5.x+ may also put TARGET_SNAPSHOT at the root for snap_* (§2.2).
     if image is not None and image.target_snapshot is None:
         root_snap = _int(root, "TARGET_SNAPSHOT", "driver document")
         if root_snap is not None:
-            image = _replace_target_snapshot(image, root_snap)
+            image = replace_target_snapshot(image, root_snap)
     return DriverAction(image=image, datastore=_parse_datastore(ds))
 
 
-def _replace_target_snapshot(image: Image, snap: int) -> Image:
-    return replace(image, target_snapshot=snap)
-
-
-# The VM document's classes live in a submodule loaded on first use (see its docstring).
-_LAZY = frozenset({"Vm", "VmDisk", "parse_vm"})
+# The image's and the VM document's classes live in submodules loaded on first use
+# (see their docstrings).
+_LAZY = {
+    "Image": "_image",
+    "ImageSnapshot": "_image",
+    "ImageType": "_image",
+    "Vm": "_vm_document",
+    "VmDisk": "_vm_document",
+    "parse_vm": "_vm_document",
+}
 
 if TYPE_CHECKING:
+    from eqliscsi.opennebula._image import Image, ImageSnapshot, ImageType
     from eqliscsi.opennebula._vm_document import Vm, VmDisk, parse_vm
 
 
 def __getattr__(name: str) -> object:
-    if name not in _LAZY:
+    sub = _LAZY.get(name)
+    if sub is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from eqliscsi.opennebula import _vm_document  # noqa: PLC0415
-
-    value = getattr(_vm_document, name)
+    module = importlib.import_module(f"eqliscsi.opennebula.{sub}")
+    value = getattr(module, name)
     globals()[name] = value  # later lookups are plain module attributes
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+    return sorted(set(globals()) | set(_LAZY))

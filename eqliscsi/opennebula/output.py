@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from eqliscsi._lazyre import LazyPattern
 from eqliscsi.opennebula.args import Convention, OneVersion
@@ -89,21 +90,6 @@ def dialect_for(version: OneVersion | None, convention: Convention | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class SourceResult:
-    """cp, mkfs and clone: the new image's SOURCE (and FORMAT for cp from 6.0)."""
-
-    source: str
-    format: str = "raw"
-
-
-@dataclass(frozen=True, slots=True)
-class SizeResult:
-    """stat: the image size in MB."""
-
-    size_mb: int
-
-
-@dataclass(frozen=True, slots=True)
 class MonitorResult:
     """monitor: the pool's USED_MB, TOTAL_MB and FREE_MB."""
 
@@ -112,26 +98,44 @@ class MonitorResult:
     free_mb: int
 
 
-@dataclass(frozen=True, slots=True)
-class NoOutput:
-    """Actions whose success oned reads from the exit status alone."""
+if TYPE_CHECKING:
+    from eqliscsi.opennebula._results import NoOutput, SizeResult, SourceResult
+
+    Result = SourceResult | SizeResult | MonitorResult | NoOutput
+
+# The other actions' results are created on first use (see _results' docstring).
+_LAZY = frozenset({"NoOutput", "SizeResult", "SourceResult"})
 
 
-Result = SourceResult | SizeResult | MonitorResult | NoOutput
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from eqliscsi.opennebula import _results  # noqa: PLC0415
+
+    value = getattr(_results, name)
+    globals()[name] = value  # later lookups are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)
+
 
 _SAFE_TOKEN = LazyPattern(r"^[A-Za-z0-9._:/\-]{1,255}$")
 
 
 def render_success(action: str, result: Result, dialect: Dialect) -> str:
     """stdout for a successful action ('' when oned expects nothing)."""
+    if isinstance(result, MonitorResult):
+        return f"USED_MB={result.used_mb}\nTOTAL_MB={result.total_mb}\nFREE_MB={result.free_mb}\n"
+    from eqliscsi.opennebula._results import NoOutput, SizeResult  # noqa: PLC0415 - see _LAZY
+
     if isinstance(result, NoOutput):
         return ""
     if isinstance(result, SizeResult):
         if result.size_mb < 0:
             raise ValueError("size must not be negative")
         return f"{result.size_mb}\n"
-    if isinstance(result, MonitorResult):
-        return f"USED_MB={result.used_mb}\nTOTAL_MB={result.total_mb}\nFREE_MB={result.free_mb}\n"
     # A SOURCE with a blank would be split by oned (first token, §6.1).
     for token in (result.source, result.format):
         if not _SAFE_TOKEN.match(token):

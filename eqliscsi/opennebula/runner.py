@@ -29,12 +29,10 @@ from typing import TYPE_CHECKING, BinaryIO, NoReturn, TextIO, cast
 from eqliscsi.errors import EqliscsiError, exit_code_for
 from eqliscsi.opennebula.args import DsCall, OneVersion, parse_ds_call, read_version
 from eqliscsi.opennebula.config import DEFAULT_CONF_NAMES, Resolved, load_conf, resolve
-from eqliscsi.opennebula.driver_action import DriverAction, Image, parse_driver_action
+from eqliscsi.opennebula.driver_action import DriverAction, parse_driver_action
 from eqliscsi.opennebula.errors import BadCallError, BadDocumentError, UnknownActionError
 from eqliscsi.opennebula.output import (
     Dialect,
-    NoOutput,
-    Result,
     dialect_for,
     render_error,
     render_log,
@@ -49,6 +47,8 @@ if TYPE_CHECKING:
     from types import ModuleType
 
     from eqliscsi.opennebula.args import MigrateCall, TmCall
+    from eqliscsi.opennebula.driver_action import Image
+    from eqliscsi.opennebula.output import Result
 
 __all__ = ["ACTIONS", "ActionContext", "conf_file", "main", "run_action"]
 
@@ -237,7 +237,11 @@ def run_action(
         module = importlib.import_module(target[0])
         func: Callable[[ActionContext], Result] = getattr(module, target[1])
         result = func(ctx)
-        text = render_success(action, result if result is not None else NoOutput(), dialect)
+        if result is None:  # an action without a result prints nothing
+            from eqliscsi.opennebula._results import NoOutput  # noqa: PLC0415 - see output
+
+            result = NoOutput()
+        text = render_success(action, result, dialect)
         _flush_logs(ctx, err, log_path, stamp, to_stderr=True)
         out.write(text)
         out.flush()

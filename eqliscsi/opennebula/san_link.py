@@ -22,13 +22,16 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from eqliscsi.errors import ConfigError
 from eqliscsi.opennebula.config import EqlConfig
 from eqliscsi.san import commands as c
 from eqliscsi.san.endpoint import HostKeyPolicy, SanEndpoint
-from eqliscsi.san.ops import CliRunner, SanOps, VolumeSpec
+from eqliscsi.san.ops import CliRunner, SanOps
+
+if TYPE_CHECKING:
+    from eqliscsi.san.ops import VolumeSpec
 
 __all__ = [
     "SessionBusy",
@@ -220,6 +223,8 @@ def access_rules(words: tuple[str, ...]) -> tuple[c.AccessRule, ...]:
 
 
 def volume_spec(cfg: EqlConfig, name: str, size_mb: int) -> VolumeSpec:
+    from eqliscsi.san.ops import VolumeSpec  # noqa: PLC0415 - created on first use (ops._LAZY)
+
     thin, reserve = thin_options(cfg.thin_provision)
     return VolumeSpec(
         name=name,

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from eqliscsi._lazyre import LazyPattern
 from eqliscsi.san import commands as c
 from eqliscsi.san import parsers
 from eqliscsi.san._lazylog import LazyLogger
@@ -48,6 +48,7 @@ from eqliscsi.san.parsers import (
 from eqliscsi.secret import Secret
 
 if TYPE_CHECKING:
+    from eqliscsi.san._specs import VolumeRef, VolumeSpec
     from eqliscsi.san.parsers import AccessRecord, VolumeInfo
 
 __all__ = [
@@ -61,7 +62,7 @@ __all__ = [
 
 log = LazyLogger(__name__)
 
-_TAG_RE = re.compile(r"^eqliscsi ds=(\d+)(?: |$)", re.ASCII)
+_TAG_RE = LazyPattern(r"^eqliscsi ds=(\d+)(?: |$)", re.ASCII)
 
 
 class CliRunner(Protocol):
@@ -82,34 +83,28 @@ def tag_owner(description: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-@dataclass(frozen=True, slots=True)
-class VolumeRef:
-    """A volume the driver made or found: its name, IQN and whether it already existed."""
-
-    name: str
-    iqn: str
-    # True when an earlier attempt's volume was adopted (oned retried): its blocks
-    # may hold that attempt's data, so a writer must not assume it reads as zeros.
-    reused: bool = field(default=False, compare=False)  # the same volume either way
+# The volume classes are created on first use (see _specs' docstring).
+_LAZY = frozenset({"VolumeRef", "VolumeSpec"})
 
 
-@dataclass(frozen=True, slots=True)
-class VolumeSpec:
-    """A volume to create.  Access rules and multihost are applied right after creation."""
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from eqliscsi.san import _specs  # noqa: PLC0415
 
-    name: str
-    size_mb: int
-    pool: str | None = None
-    thin: bool = False
-    thin_min_reserve_pct: int | None = None
-    access: tuple[c.AccessRule, ...] = ()
-    multihost: bool = True
+    value = getattr(_specs, name)
+    globals()[name] = value  # later lookups are plain module attributes
+    return value
 
-    def __post_init__(self) -> None:
-        c.validate_volume_name(self.name)
-        c.validate_size_mb(self.size_mb)
-        if self.pool is not None:
-            c.validate_pool(self.pool)
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)
+
+
+def _ref(name: str, iqn: str, *, reused: bool = False) -> VolumeRef:
+    from eqliscsi.san._specs import VolumeRef  # noqa: PLC0415 - see _LAZY
+
+    return VolumeRef(name, iqn, reused=reused)
 
 
 def _same_size(shown_mb: int, wanted_mb: int) -> bool:
@@ -209,7 +204,7 @@ class SanOps:
             return await self._adopt_existing(spec, exc)
         iqn = await self._new_iqn(res, spec.name)
         await self._finish_new_volume(spec.name, spec, undo=True)
-        return VolumeRef(spec.name, iqn)
+        return _ref(spec.name, iqn)
 
     async def clone_volume(
         self,
@@ -234,7 +229,7 @@ class SanOps:
         await self._finish_new_volume(
             spec.name, spec, undo=True, grow_from=src.size_mb, set_description=True
         )
-        return VolumeRef(spec.name, iqn)
+        return _ref(spec.name, iqn)
 
     async def snapshot_clone(self, volume: str, snapshot: str, spec: VolumeSpec) -> VolumeRef:
         await self._owned(volume)
@@ -255,7 +250,7 @@ class SanOps:
         await self._finish_new_volume(
             spec.name, spec, undo=True, grow_from=made.size_mb, set_description=True
         )
-        return VolumeRef(spec.name, iqn)
+        return _ref(spec.name, iqn)
 
     async def _new_iqn(self, res: CommandCompleted, name: str) -> str:
         """The new volume's IQN; undoes the volume when it cannot be had."""
@@ -344,7 +339,7 @@ class SanOps:
         log.info("volume %s already exists and is ours; reusing it", name)
         # Redo the idempotent steps: the earlier attempt may have stopped before them.
         await self._finish_new_volume(name, spec, undo=False, grow_from=info.size_mb)
-        return VolumeRef(name, info.iqn, reused=True)
+        return _ref(name, info.iqn, reused=True)
 
     # -- delete / resize ----------------------------------------------------------------
     async def delete_volume(self, name: str) -> bool:

@@ -48,6 +48,7 @@ __all__ = [
     "parse_tables",
     "parse_target_name",
     "parse_volume_info",
+    "size_floor_mb",
 ]
 
 _ERROR_RE = LazyPattern(r"^\s*(%\s*Error\b|Error:)", re.ASCII)
@@ -95,6 +96,28 @@ def parse_size_mb(text: str) -> Decimal:
 def _floor_mb(value: Decimal) -> int:
     # Sizes are never negative, so truncation is the floor.
     return int(value)
+
+
+# Up to this many digits, digits x 1024**2 stays below 10**28, decimal's default precision,
+# so the integer arithmetic below gives exactly what Decimal gives.
+_EXACT_DIGITS = 20
+
+
+def size_floor_mb(text: str) -> int:
+    """``_floor_mb(parse_size_mb(text))`` without importing decimal.
+
+    ``monitor``, the action oned runs most often, parses four sizes and nothing else that
+    needs decimal, whose import (libmpdec) costs each such remote ~1 ms; the same pattern
+    and error apply.
+    """
+    m = _SIZE_RE.match(text)
+    if not m:
+        return _floor_mb(parse_size_mb(text))  # raises the same SanProtocolError
+    whole, _, frac = m.group(1).partition(".")
+    if len(whole) + len(frac) > _EXACT_DIGITS:
+        return _floor_mb(parse_size_mb(text))
+    scale: int = 10 ** len(frac)
+    return int(whole + frac) * _UNIT_MB[m.group(2)] // scale
 
 
 def parse_target_name(lines: Sequence[str], volume: str | None = None) -> str:
@@ -220,12 +243,12 @@ def parse_pool_capacity(lines: Sequence[str]) -> PoolCapacity:
     what = "pool show"
 
     def opt(key: str) -> int | None:
-        return _floor_mb(parse_size_mb(kv[key])) if kv.get(key) else None
+        return size_floor_mb(kv[key]) if kv.get(key) else None
 
     tv = kv.get("TotalVolumes")
     return PoolCapacity(
-        total_mb=_floor_mb(parse_size_mb(_require(kv, "TotalCapacity", what))),
-        free_mb=_floor_mb(parse_size_mb(_require(kv, "FreeSpace", what))),
+        total_mb=size_floor_mb(_require(kv, "TotalCapacity", what)),
+        free_mb=size_floor_mb(_require(kv, "FreeSpace", what)),
         volume_reserve_mb=opt("VolumeReserve"),
         reported_mb=opt("VolumeReportedSpace"),
         total_volumes=int(tv) if tv and tv.isdigit() else None,

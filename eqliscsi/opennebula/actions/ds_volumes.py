@@ -27,7 +27,6 @@ volume that another datastore or a human created is never touched.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -36,14 +35,16 @@ from eqliscsi.errors import EqliscsiError, SanError
 from eqliscsi.opennebula.args import DsCall
 from eqliscsi.opennebula.errors import BadValueError, CopyFailedError, SizeUnknownError
 from eqliscsi.opennebula.naming import image_volume_name, snapshot_name, volume_from_source
-from eqliscsi.opennebula.output import MonitorResult, NoOutput, SourceResult
+from eqliscsi.opennebula.output import MonitorResult
 from eqliscsi.opennebula.runner import ActionContext
 from eqliscsi.opennebula.san_link import run_san, volume_spec
-from eqliscsi.san.ops import SanOps, VolumeRef
+from eqliscsi.san.ops import SanOps
 from eqliscsi.secret import Secret
 
 if TYPE_CHECKING:
+    from eqliscsi.opennebula._results import NoOutput, SourceResult
     from eqliscsi.opennebula.actions.ds import ImageInfo
+    from eqliscsi.san.ops import VolumeRef
 
 # subprocess, tempfile and the image helpers of actions.ds are imported inside the
 # functions that copy data: monitor, rm and the snapshot actions never need them, and
@@ -75,6 +76,19 @@ def _size(ctx: ActionContext) -> int:
     return size
 
 
+def _source(volume: str, fmt: str = "raw") -> SourceResult:
+    # The non-monitor results are created on first use (eqliscsi.opennebula._results).
+    from eqliscsi.opennebula._results import SourceResult  # noqa: PLC0415
+
+    return SourceResult(volume, fmt)
+
+
+def _no_output() -> NoOutput:
+    from eqliscsi.opennebula._results import NoOutput  # noqa: PLC0415
+
+    return NoOutput()
+
+
 def monitor(ctx: ActionContext) -> MonitorResult:
     cfg = ctx.config(with_image=False).config
 
@@ -97,7 +111,7 @@ def rm(ctx: ActionContext) -> NoOutput:
         ctx.info(f"deleted volume {volume}")
     else:
         ctx.info(f"volume {volume} was already gone")
-    return NoOutput()
+    return _no_output()
 
 
 def clone(ctx: ActionContext) -> SourceResult:
@@ -120,7 +134,7 @@ def clone(ctx: ActionContext) -> SourceResult:
 
     made = run_san(cfg, _ds_id(ctx), ctx.environ, op)
     ctx.info(f"cloned {source} into {made}")
-    return SourceResult(made)
+    return _source(made)
 
 
 def mkfs(ctx: ActionContext) -> SourceResult:
@@ -129,7 +143,7 @@ def mkfs(ctx: ActionContext) -> SourceResult:
     volume = image_volume_name(image.name, ctx.call.object_id)
     if image.is_save_as:
         # The volume is made later by the TM (mvds/cpds); answer its future name.
-        return SourceResult(volume)
+        return _source(volume)
     size = _size(ctx)
     cfg = ctx.config().config
     if image.filesystem not in {"", "raw"}:
@@ -150,7 +164,7 @@ def mkfs(ctx: ActionContext) -> SourceResult:
             ctx.info(f"{volume}: {how}")
             info = ImageInfo(format="raw", virtual_size=size * 1024 * 1024)
             _create_and_write(ctx, volume, size, disk, info)
-        return SourceResult(volume)
+        return _source(volume)
     spec = volume_spec(cfg, volume, size)
 
     async def op(ops: SanOps) -> str:
@@ -158,7 +172,7 @@ def mkfs(ctx: ActionContext) -> SourceResult:
 
     made = run_san(cfg, _ds_id(ctx), ctx.environ, op)
     ctx.info(f"created volume {made} ({spec.size_mb} MB)")
-    return SourceResult(made)
+    return _source(made)
 
 
 # --- cp -----------------------------------------------------------------------------
@@ -405,14 +419,14 @@ def cp(ctx: ActionContext) -> SourceResult:
                 f"The image {path[:200]} has a backing file; flatten it first with "
                 "qemu-img convert."
             )
-        needed = math.ceil(info.virtual_size / (1024 * 1024))
+        needed = -(-info.virtual_size // (1024 * 1024))  # ceil, in integers
         size = max(needed, image.size_mb or 0)
         if size <= 0:
             raise SizeUnknownError(
                 f"The image at {path[:200]} is empty; register a non-empty image."
             )
         _create_and_write(ctx, volume, size, local, info)
-    return SourceResult(volume, "raw")
+    return _source(volume, "raw")
 
 
 # --- image snapshots (4.14+) ---------------------------------------------------------------
@@ -438,7 +452,7 @@ def snap_delete(ctx: ActionContext) -> NoOutput:
 
     gone = run_san(cfg, _ds_id(ctx), ctx.environ, op)
     ctx.info(f"deleted snapshot {name}" if gone else f"snapshot {name} was already gone")
-    return NoOutput()
+    return _no_output()
 
 
 def snap_revert(ctx: ActionContext) -> NoOutput:
@@ -451,7 +465,7 @@ def snap_revert(ctx: ActionContext) -> NoOutput:
 
     run_san(cfg, _ds_id(ctx), ctx.environ, op)
     ctx.info(f"reverted {volume} to snapshot {name}")
-    return NoOutput()
+    return _no_output()
 
 
 def snap_flatten(ctx: ActionContext) -> NoOutput:
@@ -468,4 +482,4 @@ def snap_flatten(ctx: ActionContext) -> NoOutput:
 
     run_san(cfg, _ds_id(ctx), ctx.environ, op)
     ctx.info(f"flattened {volume} onto snapshot {target}")
-    return NoOutput()
+    return _no_output()

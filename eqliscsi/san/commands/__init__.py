@@ -9,9 +9,10 @@ The dataclasses are frozen but not slotted, and take ``__eq__``/``__hash__``/``_
 from :class:`Command`: every remote imports this module, and generating those methods (and
 slots) for each of ~30 classes made up most of its import time (bench/san_bench.py,
 docs/performance.md).  For the same reason the command classes live in one submodule per
-family (``_volume``, ``_access``, ``_snapshot``, ``_chap``, ``_group``, ``_session``) that
-this module imports on first use of one of their names (PEP 562 ``__getattr__``):
-``monitor`` creates the classes of ``pool select P show`` and not the two dozen others.
+family (``_volume``, ``_access``, ``_snapshot``, ``_chap``, ``_pool``, ``_group``,
+``_session``) that this module imports on first use of one of their names (PEP 562
+``__getattr__``): ``monitor`` creates the class of ``pool select P show`` and not the
+two dozen others.
 ``from eqliscsi.san.commands import VolumeCreate`` and ``commands.VolumeCreate`` work as
 before.
 
@@ -254,7 +255,7 @@ _LAZY: dict[str, str] = {
     "ChapUserCreate": "_chap",
     "ChapUserShow": "_chap",
     "ChapUserDelete": "_chap",
-    "PoolShow": "_group",
+    "PoolShow": "_pool",
     "ShowPool": "_group",
     "GrpparamsShow": "_group",
     "AccountShow": "_account",
@@ -274,8 +275,8 @@ if TYPE_CHECKING:
     from eqliscsi.san.commands._chap import ChapUserDelete as ChapUserDelete
     from eqliscsi.san.commands._chap import ChapUserShow as ChapUserShow
     from eqliscsi.san.commands._group import GrpparamsShow as GrpparamsShow
-    from eqliscsi.san.commands._group import PoolShow as PoolShow
     from eqliscsi.san.commands._group import ShowPool as ShowPool
+    from eqliscsi.san.commands._pool import PoolShow as PoolShow
     from eqliscsi.san.commands._session import CliSetting as CliSetting
     from eqliscsi.san.commands._session import Stty as Stty
     from eqliscsi.san.commands._session import session_setup as session_setup

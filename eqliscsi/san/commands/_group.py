@@ -1,4 +1,4 @@
-"""``pool select P show``, ``show pool`` and ``grpparams show``.
+"""``show pool`` and ``grpparams show``.
 
 Part of :mod:`eqliscsi.san.commands`, imported on first use of one of its names
 (see that module's docstring: a remote pays only for the commands it sends).
@@ -8,22 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eqliscsi.san.commands import Command, validate_pool
+from eqliscsi.san.commands import Command
 
-__all__ = ["GrpparamsShow", "PoolShow", "ShowPool"]
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class PoolShow(Command):
-    """``pool select P show``: one pool's capacity."""
-
-    pool: str
-
-    def __post_init__(self) -> None:
-        validate_pool(self.pool)
-
-    def words(self) -> tuple[str, ...]:
-        return ("pool", "select", self.pool, "show")
+__all__ = ["GrpparamsShow", "ShowPool"]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
