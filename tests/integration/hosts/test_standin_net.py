@@ -6,7 +6,8 @@ tests/integration/guest/test_driver_iscsiadm_net.py), so the stand-in is held to
 what was measured there:
 
 * the iface is made and bound to the host's ``eth0`` with ``iscsiadm -m iface``
-  (the admin's forms, which the stand-in implements for this), the target is tgtd
+  (the admin's forms, which the stand-in implements for this; their statuses are
+  checked in tests/unit/hosts/test_standin_iface.py), the target is tgtd
   on the rig's bridge, reached through ``eth0``;
 * for IPv6, tgtd runs inside the host's own network namespace on ``[::1]``, so the
   stand-in's libiscsi discovery and qemu-storage-daemon's login connect over IPv6.
@@ -14,7 +15,6 @@ what was measured there:
 
 from __future__ import annotations
 
-import secrets
 import socket
 from collections.abc import Iterator
 
@@ -26,7 +26,7 @@ from rig.need import need
 from tests.integration import host_net_cases as net
 
 from .conftest import Tgt, start_tgt
-from .test_rig_hosts import StandinHost, TgtExporter, ssh
+from .test_rig_hosts import StandinHost, TgtExporter
 
 pytestmark = [pytest.mark.tgt, pytest.mark.slow]
 
@@ -49,28 +49,6 @@ def test_standin_login_through_a_named_iface_bound_to_the_nic(host_rig: HostRig,
     net.case_login_through_a_named_iface(
         host, TgtExporter(host_rig, tgt), nic="eth0", portal=ia.TargetPortal(tgt.address, tgt.port)
     )
-
-
-def test_standin_iface_admin_forms_fail_as_open_iscsi_does(host_rig: HostRig) -> None:
-    """``-m iface`` statuses measured on open-iscsi 2.1.8: a second ``--op new`` 15,
-    ``update``/``delete`` of an iface that does not exist 7, ``default`` is built in."""
-    host = host_rig.hosts[0]
-    iface = f"eql{secrets.token_hex(2)}"
-
-    def status(command: str) -> int:
-        out = ssh(host_rig, host, f"{command} >/dev/null 2>&1; echo rc=$?", check=False)
-        return int(out.strip().rsplit("rc=", 1)[1])
-
-    admin = f"iscsiadm -m iface -I {iface}"
-    assert status(f"{admin} --op new") == 0
-    assert status(f"{admin} --op new") == ia.IscsiadmStatus.SESS_EXISTS
-    assert status(f"{admin} --op update -n iface.net_ifacename -v eth0") == 0
-    text = ssh(host_rig, host, f"cat /etc/iscsi/ifaces/{iface}")
-    assert "iface.net_ifacename = eth0" in text
-    assert status(f"{admin} --op delete") == 0
-    assert status(f"{admin} --op delete") == ia.IscsiadmStatus.INVAL
-    assert status(f"{admin} --op update -n iface.net_ifacename -v eth0") == ia.IscsiadmStatus.INVAL
-    assert status("iscsiadm -m iface -I default --op new") == ia.IscsiadmStatus.INVAL
 
 
 def test_standin_login_to_an_ipv6_portal(host_rig: HostRig, tgt_v6: Tgt) -> None:
