@@ -121,3 +121,25 @@ def test_iface_delete_takes_its_records_and_refuses_while_a_session_uses_it(
     assert standin.main(iface_argv("eql00", "delete")) == 0
     assert not mine.exists()
     assert other.is_file()
+
+
+@pytest.mark.parametrize(
+    ("op", "status", "error"),
+    [
+        pytest.param(ia.Op.DISCOVERY, 21, ia.IscsiadmNoRecordsError, id="discovery-21"),
+        pytest.param(ia.Op.LOGIN, S.NOMEM, ia.IscsiadmError, id="login-3"),
+        pytest.param(ia.Op.LOGOUT, S.NOMEM, ia.IscsiadmError, id="logout-3"),
+        pytest.param(ia.Op.DELETE, S.NOMEM, ia.IscsiadmError, id="delete-3"),
+    ],
+)
+def test_driver_names_eql_iface_for_the_statuses_of_an_unreadable_iface(
+    op: ia.Op, status: int, error: type[ia.IscsiadmError]
+) -> None:
+    # What the driver tells the admin when open-iscsi answers as it does for a missing
+    # iface (the statuses above): one sentence that points at EQL_IFACE.
+    with pytest.raises(error) as exc:
+        ia.check_status(op, status, host="h1", what="one-7")
+    text = str(exc.value)
+    assert "EQL_IFACE" in text and "on h1" in text and "one-7" in text
+    assert text.count(". ") == 0 and text.endswith(".")
+    assert "nomem" not in text
