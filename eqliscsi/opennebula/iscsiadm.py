@@ -640,6 +640,17 @@ def check_status(
             status=status,
             host=host,
         )
+    if status == IscsiadmStatus.NO_OBJS_FOUND and op is Op.DISCOVERY:
+        # open-iscsi 2.1.8 also exits 21 at discovery through an iface that has no
+        # file in /etc/iscsi/ifaces (measured: tests/integration/host_net_cases.py).
+        raise IscsiadmNoRecordsError(
+            f"iscsiadm discovery{subject}{where} found no target; check that the volume's "
+            "access rule admits this host and that EQL_IFACE names an iface the host "
+            "has (iscsiadm -m iface).",
+            op=op,
+            status=status,
+            host=host,
+        )
     if status == IscsiadmStatus.NO_OBJS_FOUND:
         raise IscsiadmNoRecordsError(
             f"iscsiadm {op.value}{subject}{where} found no node record; check that the "
@@ -669,6 +680,17 @@ def check_status(
         raise IscsiadmLoginError(
             f"iSCSI login{subject}{where} failed (status {status}, {name}); check the "
             "network path to the group portal and the volume's access rule.",
+            op=op,
+            status=status,
+            host=host,
+        )
+    if status == IscsiadmStatus.NOMEM and op in (Op.LOGIN, Op.LOGOUT, Op.DELETE):
+        # open-iscsi 2.1.8 exits 3 from node operations through an iface it cannot
+        # read (measured in the kernel guest), so "nomem" would mislead.
+        raise IscsiadmError(
+            f"iscsiadm {op.value}{subject}{where} failed with status 3, which open-iscsi "
+            "also gives for an iface it cannot read; check that EQL_IFACE names an iface "
+            "the host has (iscsiadm -m iface).",
             op=op,
             status=status,
             host=host,

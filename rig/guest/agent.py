@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import ipaddress
 import json
 import os
 import socketserver
@@ -193,6 +194,25 @@ class LioState:
             rts.Target(rts.FabricModule("iscsi"), iqn, mode="lookup").delete()
         with contextlib.suppress(rts.RTSLibNotInCFS):
             rts.FileIOStorageObject(self._so_name(iqn)).delete()
+        return None
+
+    def op_add_portal(self, req: dict[str, Any]) -> object:
+        """One more network portal on the target's TPG (e.g. ``::1`` for IPv6 tests).
+
+        LIO's wildcard ``0.0.0.0`` portal is IPv4 only; an IPv6 portal has to be named.
+        """
+        iqn, address = _str(req, "iqn"), _str(req, "address")
+        port = req.get("port")
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise AgentError("Field port must be an integer from 1 to 65535.")
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            raise AgentError("Field address must be an IP literal.") from None
+        self._state(iqn)
+        # rtslib names the configfs directory "<address>:<port>", IPv6 in brackets.
+        name = f"[{ip}]" if ip.version == 6 else str(ip)
+        self._rts().NetworkPortal(self._tpg(iqn), name, port, mode="create")
         return None
 
     def op_set_initiators(self, req: dict[str, Any]) -> object:

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -72,10 +73,11 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    kind: str  # discovery | login | logout | delete | session
+    kind: str  # discovery | login | logout | delete | session | iface-new|update|delete
     iqn: str = ""
     portal: TargetPortal | None = None
     iface: str = "default"
+    netdev: str = ""  # iface-update: the iface.net_ifacename value
 
 
 def _portal(text: str) -> TargetPortal:
@@ -94,6 +96,23 @@ def parse_argv(argv: Sequence[str]) -> Command:
     try:
         if a == ["-m", "session"]:
             return Command("session")
+        # The admin's side of EQL_IFACE (docs/host-iscsi.md): create an iface, bind it
+        # to a NIC, remove it.  The driver itself only names the iface with -I.
+        if (
+            len(a) == 6
+            and a[:3] == ["-m", "iface", "-I"]
+            and a[4] == "--op"
+            and a[5] in ("new", "delete")
+        ):
+            return Command(f"iface-{a[5]}", iface=_admin_iface(a[3]))
+        if (
+            len(a) == 10
+            and a[:3] == ["-m", "iface", "-I"]
+            and a[4:8] == ["--op", "update", "-n", "iface.net_ifacename"]
+            and a[8] == "-v"
+            and _NETDEV_RE.fullmatch(a[9])
+        ):
+            return Command("iface-update", iface=_admin_iface(a[3]), netdev=a[9])
         if (
             len(a) == 11
             and a[:5] == ["-m", "discoverydb", "-t", "sendtargets", "-p"]
@@ -117,6 +136,99 @@ def parse_argv(argv: Sequence[str]) -> Command:
         S.INVAL,
         "iscsiadm: the eqliscsi rig stand-in does not implement this form: " + " ".join(a),
     )
+
+
+_NETDEV_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")  # IFNAMSIZ - 1
+
+
+def _admin_iface(name: str) -> str:
+    # open-iscsi keeps "default" (and the offload transports' names) built in.
+    if name in ("default", "iser"):
+        raise Exit(S.INVAL, f"iscsiadm: {name} is a special interface and cannot be modified.")
+    return validate_iface(name)
+
+
+# --------------------------------------------------------------------------- ifaces
+
+
+def _iface_path(name: str) -> Path:
+    return ISCSI_DB / "ifaces" / name
+
+
+def _iface_record(name: str, netdev: str) -> str:
+    # The keys of open-iscsi 2.1.8's iface file that matter here, in its syntax.
+    return (
+        "# BEGIN RECORD 2.1.8 (eqliscsi rig stand-in)\n"
+        f"iface.iscsi_ifacename = {name}\n"
+        + (f"iface.net_ifacename = {netdev}\n" if netdev else "")
+        + "iface.transport_name = tcp\n# END RECORD\n"
+    )
+
+
+def _iface_netdev(name: str) -> str:
+    """The NIC an iface is bound to ("" for none); exits as open-iscsi does when the
+    iface has no file: 21 at discovery (measured), 3 for node operations."""
+    if name == "default":
+        return ""
+    path = _iface_path(name)
+    if not path.is_file():
+        raise Exit(
+            S.NOMEM,
+            f"iscsiadm: Could not read iface info for {name}.",
+        )
+    return read_record(path).get("iface.net_ifacename", "")
+
+
+def _check_bound(name: str, portal: TargetPortal) -> None:
+    """open-iscsi binds the connection to the iface's NIC (SO_BINDTODEVICE); a NIC
+    that does not exist on the host makes every connection fail, and discovery gives
+    up with 11 after its retries (measured with open-iscsi 2.1.8)."""
+    netdev = _iface_netdev(name)
+    if not netdev:
+        return
+    try:
+        socket.if_nametoindex(netdev)
+    except OSError:
+        raise Exit(
+            S.PDU_TIMEOUT,
+            f"iscsiadm: Could not bind connection 0 to {netdev}\n"
+            f"iscsiadm: cannot make connection to {portal.address}: No such device\n"
+            "iscsiadm: connection login retries (reopen_max) 5 exceeded\n"
+            "iscsiadm: Could not perform SendTargets discovery: iSCSI PDU timed out",
+        ) from None
+
+
+def iface_admin(cmd: Command) -> None:
+    """``-m iface``, with the statuses open-iscsi 2.1.8 gives (measured in the guest)."""
+    path = _iface_path(cmd.iface)
+    if cmd.kind == "iface-new":
+        if path.exists():
+            raise Exit(S.SESS_EXISTS, f"iscsiadm: Could not create new interface {cmd.iface}.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_iface_record(cmd.iface, ""))
+        print(f"New interface {cmd.iface} added")
+        return
+    if not path.is_file():
+        what = "delete iface" if cmd.kind == "iface-delete" else "update iface"
+        raise Exit(
+            S.INVAL,
+            f"iscsiadm: Could not read iface info for {cmd.iface}.\n"
+            f"iscsiadm: Could not {what} {cmd.iface}: invalid parameter",
+        )
+    if cmd.kind == "iface-update":
+        path.write_text(_iface_record(cmd.iface, cmd.netdev))
+        print(f"{cmd.iface} updated.")
+        return
+    # Deleting an iface also deletes its node records, unless a session uses one.
+    if any(sess.iface == cmd.iface for sess in _sessions()):
+        raise Exit(S.SESS_EXISTS, f"iscsiadm: Could not delete iface {cmd.iface}: session exists")
+    for rec in sorted((ISCSI_DB / "nodes").glob(f"*/*/{cmd.iface}")):
+        rec.unlink()
+        with contextlib.suppress(OSError):
+            rec.parent.rmdir()
+            rec.parent.parent.rmdir()
+    path.unlink()
+    print(f"{cmd.iface} unbound and deleted.")
 
 
 # --------------------------------------------------------------------------- node DB
@@ -146,16 +258,18 @@ def read_record(path: Path) -> dict[str, str]:
     return rec
 
 
-def _new_record(iqn: str, portal: TargetPortal, tpgt: int, iface: str) -> str:
+def _new_record(iqn: str, portal: TargetPortal, tpgt: int, iface: str, netdev: str = "") -> str:
     # The keys open-iscsi writes that this stand-in reads, in its syntax; defaults
-    # are iscsid.conf's (no CHAP, manual startup).
+    # are iscsid.conf's (no CHAP, manual startup).  The iface's settings are copied
+    # into the record, as open-iscsi does.
     return (
         "# BEGIN RECORD 2.1.8 (eqliscsi rig stand-in)\n"
         f"node.name = {iqn}\n"
         f"node.tpgt = {tpgt}\n"
         "node.startup = manual\n"
         f"iface.iscsi_ifacename = {iface}\n"
-        "iface.transport_name = tcp\n"
+        + (f"iface.net_ifacename = {netdev}\n" if netdev else "")
+        + "iface.transport_name = tcp\n"
         "node.discovery_type = send_targets\n"
         "node.session.auth.authmethod = None\n"
         f"node.conn[0].address = {portal.address}\n"
@@ -247,8 +361,17 @@ def _locked() -> Iterator[None]:
 
 def discovery(cmd: Command) -> None:
     assert cmd.portal is not None
-    if cmd.iface != "default" and not (ISCSI_DB / "ifaces" / cmd.iface).is_file():
-        raise Exit(S.NO_OBJS_FOUND, f"iscsiadm: Could not read iface {cmd.iface}")
+    # Measured with open-iscsi 2.1.8: discovery through an iface without a file
+    # exits 21 (login, logout and delete exit 3: see _iface_netdev).
+    try:
+        netdev = _iface_netdev(cmd.iface)
+    except Exit as e:
+        raise Exit(
+            S.NO_OBJS_FOUND,
+            f"{e.message} Make sure an iface config with the file name and "
+            f"iface.iscsi_ifacename {cmd.iface} is in {ISCSI_DB / 'ifaces'}.",
+        ) from None
+    _check_bound(cmd.iface, cmd.portal)
     # libiscsi's SendTargets (RFC 7143 §12.3 / Appendix C), as an independent client.
     r = subprocess.run(
         [ISCSI_LS, "-i", _initiator_name(), f"iscsi://{cmd.portal}"],
@@ -287,13 +410,14 @@ def discovery(cmd: Command) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / cmd.iface
         if not path.exists():  # -o new: never touch existing records
-            path.write_text(_new_record(iqn, portal, tpgt, cmd.iface))
+            path.write_text(_new_record(iqn, portal, tpgt, cmd.iface, netdev))
             path.chmod(0o600)
         print(f"{portal},{tpgt} {iqn}")
 
 
 def login(cmd: Command) -> None:
     assert cmd.portal is not None
+    _iface_netdev(cmd.iface)
     records = _find_records(cmd.iqn, cmd.portal, cmd.iface)
     if not records:
         raise Exit(S.NO_OBJS_FOUND, "iscsiadm: No records found")
@@ -442,6 +566,7 @@ def _rmtree(path: Path) -> None:
 
 
 def logout(cmd: Command) -> None:
+    _iface_netdev(cmd.iface)
     s = _find_session(cmd)
     if s is None:
         raise Exit(S.NO_OBJS_FOUND, "iscsiadm: No matching sessions found")
@@ -500,6 +625,7 @@ def teardown(s: Session) -> None:
 
 def delete(cmd: Command) -> None:
     assert cmd.portal is not None
+    _iface_netdev(cmd.iface)
     records = _find_records(cmd.iqn, cmd.portal, cmd.iface)
     if not records:
         raise Exit(S.NO_OBJS_FOUND, "iscsiadm: No records found")
@@ -532,6 +658,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _locked():
             if cmd.kind == "session":
                 session_list()
+            elif cmd.kind.startswith("iface-"):
+                iface_admin(cmd)
             elif cmd.kind == "discovery":
                 discovery(cmd)
             elif cmd.kind == "login":

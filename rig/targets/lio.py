@@ -91,6 +91,11 @@ class LioBackend:
     def lun_of(self, iqn: str) -> int:
         return _LUN
 
+    def add_portal(self, iqn: str, address: str, port: int = 3260) -> None:
+        """Also serve ``iqn`` on ``address:port`` in the guest (LIO's default portal,
+        0.0.0.0:3260, takes no IPv6 connection); the portal goes with the target."""
+        self._call("add_portal", iqn=iqn, address=address, port=port)
+
     def set_initiators(self, iqn: str, initiators: list[str] | None) -> None:
         self._call("set_initiators", iqn=iqn, initiators=initiators)
 

@@ -82,7 +82,8 @@ class Tgt:
 
 
 def _free_port(address: str) -> int:
-    with socket.socket() as s:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family) as s:
         s.bind((address, 0))
         return int(s.getsockname()[1])
 
@@ -99,17 +100,24 @@ def host_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostRig]:
 
 
 @contextlib.contextmanager
-def start_tgt(address: str, workdir: Path) -> Iterator[Tgt]:
-    """A tgtd of our own on ``address`` (a rig bridge address), free port, own control port."""
+def start_tgt(address: str, workdir: Path, *, netns: str | None = None) -> Iterator[Tgt]:
+    """A tgtd of our own on ``address`` (a rig bridge address), free port, own control port.
+
+    ``netns``: run it inside that network namespace (a rig host's, to serve the
+    host's own loopback, e.g. ``::1``); its control socket is a file, so ``tgtadm``
+    still reaches it from here.
+    """
     tgtd = need_executable("tgtd", "tgt")
     need_executable("tgtadm", "tgt")
     port = _free_port(address)
+    listen = f"[{address}]" if ":" in address else address
+    prefix = ["ip", "netns", "exec", netns] if netns else []
     control = 20000 + secrets.randbelow(10000)
     while Path(f"/var/run/tgtd/socket.{control}").exists():
         control = 20000 + secrets.randbelow(10000)
     with open(workdir / "tgtd.log", "wb") as log:
         proc = subprocess.Popen(
-            [tgtd, "-f", "--iscsi", f"portal={address}:{port}", "-C", str(control)],
+            [*prefix, tgtd, "-f", "--iscsi", f"portal={listen}:{port}", "-C", str(control)],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
