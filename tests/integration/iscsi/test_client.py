@@ -72,14 +72,24 @@ def mutual(tsecret: str = TSECRET, **kw: object) -> Auth:
     return Auth(chap=creds(USER, SECRET), mutual=creds(TUSER, tsecret), **kw)  # type: ignore[arg-type]
 
 
-async def sessions_drain(backend: TargetBackend, iqn: str) -> int:
-    """The session count once tgt has torn the nexus down (bounded: 5 s)."""
+async def sessions_settle(backend: TargetBackend, iqn: str, expected: int) -> int:
+    """The target's session count once it reaches ``expected`` (bounded: 5 s).
+
+    Both ways need the wait: tgt tears a nexus down after the Logout Response is sent,
+    and LIO adds a session to its TPG (iscsi_post_login_handler) only after it has
+    sent the final Login Response, so a fast client can look before either happened.
+    """
     for _ in range(250):
         count = backend.session_count(iqn)
-        if count == 0:
+        if count == expected:
             break
         await asyncio.sleep(0.02)
     return count
+
+
+async def sessions_drain(backend: TargetBackend, iqn: str) -> int:
+    """The session count once the target has torn the nexus down (bounded: 5 s)."""
+    return await sessions_settle(backend, iqn, 0)
 
 
 def as_judge(targets: list[DiscoveredTarget]) -> dict[str, list[str]]:
@@ -393,7 +403,7 @@ async def test_logout_ends_the_session(backend: TargetBackend, make_disk: MakeDi
     backend.create_target(IQN, make_disk())
     async with login(lib_portal(backend.portal), IQN) as session:
         assert session.tsih != 0
-        assert backend.session_count(IQN) == 1
+        assert await sessions_settle(backend, IQN, 1) == 1
     assert await sessions_drain(backend, IQN) == 0
 
 
@@ -440,5 +450,5 @@ async def test_concurrent_sessions_with_distinct_isids(
         login(lib_portal(backend.portal), IQN) as a,
         login(lib_portal(backend.portal), IQN) as b,
     ):
-        assert backend.session_count(IQN) == 2
+        assert await sessions_settle(backend, IQN, 2) == 2
         assert a.tsih != b.tsih
