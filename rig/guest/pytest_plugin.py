@@ -2,15 +2,19 @@
 
 One QEMU guest per pytest session, whoever asks first: the guest tier's own tests,
 the native client's backend-parametrized suite (its ``lio`` backend) and the
-real-iscsiadm host tests all use the same booted VM.  A fixture defined in two
-conftest files would be two session fixtures and two boots, so these live here and
-exactly one conftest (``tests/integration/conftest.py``) imports them.
+real-iscsiadm host tests and the TM lifecycle suite's ``rig=guest`` all use the
+same booted VM.  A fixture defined in two conftest files would be two session
+fixtures and two boots, so these live here and are registered as one plugin
+(:func:`register`, from the ``pytest_configure`` of ``tests/integration/conftest.py``
+and ``tests/e2e/conftest.py``, whichever pytest loads first): a plugin's fixtures
+are visible everywhere, once.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +23,31 @@ import pytest
 
 from rig.guest.build import GuestImage, build
 from rig.guest.fake_group import InGuestGroup, in_guest_group
+from rig.guest.lifecycle import GuestLifecycle
 from rig.guest.vm import GuestVM
 from rig.need import need, need_executable
 from rig.targets.lio import LioBackend
 
-__all__ = ["guest_eql", "guest_image", "guest_vm", "lio", "new_volume", "share_file"]
+__all__ = [
+    "guest_eql",
+    "guest_image",
+    "guest_lifecycle",
+    "guest_vm",
+    "lio",
+    "new_volume",
+    "register",
+    "share_file",
+]
 
 VOLUME_BYTES = 64 * 1024 * 1024
+
+
+def register(config: pytest.Config) -> None:
+    """Register this module's fixtures once per session, for every directory."""
+    # register(), not import_plugin(): the conftest that calls this has imported the
+    # module already, and pytest would warn that it cannot rewrite its asserts.
+    if not config.pluginmanager.has_plugin(__name__):
+        config.pluginmanager.register(sys.modules[__name__], __name__)
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +94,42 @@ def guest_eql(
     with in_guest_group(guest_vm, tmp_path_factory.mktemp("guest-eql")) as group:
         print(f"\nguest: fake group ready in {time.monotonic() - t0:.1f} s")
         yield group
+
+
+@pytest.fixture(scope="package")
+def guest_lifecycle(
+    guest_vm: GuestVM, guest_eql: InGuestGroup, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GuestLifecycle]:
+    """The guest as the TM lifecycle suite's ``rig=guest`` (rig.guest.lifecycle).
+
+    Package scope: it is undone (sessions logged out, its volumes deleted, the node
+    setup removed) when the suite's directory is done, not at the end of the
+    session, so the guest tier's other tests find the guest and group as before.
+    """
+    need(os.geteuid() == 0, "the stand-in host h2 needs root (namespaces, loop devices)")
+    for exe, pkg in (
+        ("ip", "iproute2"),
+        ("unshare", "util-linux"),
+        ("nsenter", "util-linux"),
+        ("losetup", "util-linux"),
+        ("sshd", "openssh-server"),
+        ("ssh", "openssh-client"),
+        ("qemu-storage-daemon", "qemu-system-common"),
+        ("iscsi-ls", "libiscsi-bin"),
+    ):
+        need_executable(exe, pkg)
+    need(Path("/dev/fuse").exists(), "/dev/fuse is missing (FUSE)")
+    need(Path("/dev/loop-control").exists(), "/dev/loop-control is missing (loop)")
+    t0 = time.monotonic()
+    rig = GuestLifecycle(guest_vm, guest_eql, tmp_path_factory.mktemp("guest-lifecycle")).setup()
+    print(
+        f"\nguest: lifecycle rig (stand-in h2, node setup, portal forward) "
+        f"{time.monotonic() - t0:.1f} s"
+    )
+    try:
+        yield rig
+    finally:
+        rig.close()
 
 
 @pytest.fixture
