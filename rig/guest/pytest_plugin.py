@@ -23,7 +23,6 @@ import pytest
 
 from rig.guest.build import GuestImage, build
 from rig.guest.fake_group import InGuestGroup, in_guest_group
-from rig.guest.lifecycle import GuestLifecycle
 from rig.guest.vm import GuestVM
 from rig.need import need, need_executable
 from rig.targets.lio import LioBackend
@@ -31,7 +30,6 @@ from rig.targets.lio import LioBackend
 __all__ = [
     "guest_eql",
     "guest_image",
-    "guest_lifecycle",
     "guest_vm",
     "lio",
     "new_volume",
@@ -94,42 +92,6 @@ def guest_eql(
     with in_guest_group(guest_vm, tmp_path_factory.mktemp("guest-eql")) as group:
         print(f"\nguest: fake group ready in {time.monotonic() - t0:.1f} s")
         yield group
-
-
-@pytest.fixture(scope="package")
-def guest_lifecycle(
-    guest_vm: GuestVM, guest_eql: InGuestGroup, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GuestLifecycle]:
-    """The guest as the TM lifecycle suite's ``rig=guest`` (rig.guest.lifecycle).
-
-    Package scope: it is undone (sessions logged out, its volumes deleted, the node
-    setup removed) when the suite's directory is done, not at the end of the
-    session, so the guest tier's other tests find the guest and group as before.
-    """
-    need(os.geteuid() == 0, "the stand-in host h2 needs root (namespaces, loop devices)")
-    for exe, pkg in (
-        ("ip", "iproute2"),
-        ("unshare", "util-linux"),
-        ("nsenter", "util-linux"),
-        ("losetup", "util-linux"),
-        ("sshd", "openssh-server"),
-        ("ssh", "openssh-client"),
-        ("qemu-storage-daemon", "qemu-system-common"),
-        ("iscsi-ls", "libiscsi-bin"),
-    ):
-        need_executable(exe, pkg)
-    need(Path("/dev/fuse").exists(), "/dev/fuse is missing (FUSE)")
-    need(Path("/dev/loop-control").exists(), "/dev/loop-control is missing (loop)")
-    t0 = time.monotonic()
-    rig = GuestLifecycle(guest_vm, guest_eql, tmp_path_factory.mktemp("guest-lifecycle")).setup()
-    print(
-        f"\nguest: lifecycle rig (stand-in h2, node setup, portal forward) "
-        f"{time.monotonic() - t0:.1f} s"
-    )
-    try:
-        yield rig
-    finally:
-        rig.close()
 
 
 @pytest.fixture

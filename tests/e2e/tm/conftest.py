@@ -12,6 +12,7 @@ logged out, its volumes deleted), before the guest tier's own tests use the gues
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from typing import Any
 import pytest
 
 from rig.embedded import EmbeddedRig
+from rig.guest.fake_group import InGuestGroup
+from rig.guest.lifecycle import GuestLifecycle
+from rig.guest.vm import GuestVM
 from rig.lifecycle import EmbeddedLifecycle, LifecycleRig
 from rig.need import need, need_executable
 
@@ -51,6 +55,44 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRig]:
         yield r
     finally:
         r.down()
+
+
+@pytest.fixture(scope="package")
+def guest_lifecycle(
+    guest_vm: GuestVM, guest_eql: InGuestGroup, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GuestLifecycle]:
+    """The kernel guest as ``rig=guest`` (rig.guest.lifecycle), on the session's guest.
+
+    Package scope, defined here: it is undone (sessions logged out, its volumes
+    deleted, the node setup removed) when this directory is done, so the guest
+    tier's other tests (the LIO half of the client suite lists discovery) find the
+    guest and the group as before.  A package fixture defined in a plugin would
+    live until the end of the session (pytest scopes it to the plugin's package).
+    """
+    need(os.geteuid() == 0, "the stand-in host h2 needs root (namespaces, loop devices)")
+    for exe, pkg in (
+        ("ip", "iproute2"),
+        ("unshare", "util-linux"),
+        ("nsenter", "util-linux"),
+        ("losetup", "util-linux"),
+        ("sshd", "openssh-server"),
+        ("ssh", "openssh-client"),
+        ("qemu-storage-daemon", "qemu-system-common"),
+        ("iscsi-ls", "libiscsi-bin"),
+    ):
+        need_executable(exe, pkg)
+    need(Path("/dev/fuse").exists(), "/dev/fuse is missing (FUSE)")
+    need(Path("/dev/loop-control").exists(), "/dev/loop-control is missing (loop)")
+    t0 = time.monotonic()
+    rig = GuestLifecycle(guest_vm, guest_eql, tmp_path_factory.mktemp("guest-lifecycle")).setup()
+    print(
+        f"\nguest: lifecycle rig (stand-in h2, node setup, portal forward) "
+        f"{time.monotonic() - t0:.1f} s"
+    )
+    try:
+        yield rig
+    finally:
+        rig.close()
 
 
 # The conventions the shared suite runs on the kernel guest.  Each lifecycle costs the
