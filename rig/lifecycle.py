@@ -43,6 +43,7 @@ __all__ = [
     "Frontend",
     "HostResult",
     "LifecycleRig",
+    "block_size",
     "read_block",
     "session_volumes",
     "write_marker",
@@ -164,6 +165,15 @@ def read_block(rig: LifecycleRig, host: str, path: str, offset_blocks: int = 0) 
     )
     assert r.returncode == 0, r.stderr
     return r.stdout
+
+
+def block_size(rig: LifecycleRig, host: str, path: str) -> int:
+    """Size in bytes of the block device ``path`` leads to, as the host's kernel sees it
+    (0 when ``path`` does not lead to a block device)."""
+    q = shlex.quote(path)
+    r = rig.run(host, f"if test -b {q}; then blockdev --getsize64 {q}; else echo 0; fi")
+    assert r.returncode == 0, r.stderr
+    return int(r.stdout.decode().strip())
 
 
 def link_target(rig: LifecycleRig, host: str, path: str) -> str:

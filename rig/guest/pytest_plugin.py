@@ -2,15 +2,19 @@
 
 One QEMU guest per pytest session, whoever asks first: the guest tier's own tests,
 the native client's backend-parametrized suite (its ``lio`` backend) and the
-real-iscsiadm host tests all use the same booted VM.  A fixture defined in two
-conftest files would be two session fixtures and two boots, so these live here and
-exactly one conftest (``tests/integration/conftest.py``) imports them.
+real-iscsiadm host tests and the TM lifecycle suite's ``rig=guest`` all use the
+same booted VM.  A fixture defined in two conftest files would be two session
+fixtures and two boots, so these live here and are registered as one plugin
+(:func:`register`, from the ``pytest_configure`` of ``tests/integration/conftest.py``
+and ``tests/e2e/conftest.py``, whichever pytest loads first): a plugin's fixtures
+are visible everywhere, once.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +27,25 @@ from rig.guest.vm import GuestVM
 from rig.need import need, need_executable
 from rig.targets.lio import LioBackend
 
-__all__ = ["guest_eql", "guest_image", "guest_vm", "lio", "new_volume", "share_file"]
+__all__ = [
+    "guest_eql",
+    "guest_image",
+    "guest_vm",
+    "lio",
+    "new_volume",
+    "register",
+    "share_file",
+]
 
 VOLUME_BYTES = 64 * 1024 * 1024
+
+
+def register(config: pytest.Config) -> None:
+    """Register this module's fixtures once per session, for every directory."""
+    # register(), not import_plugin(): the conftest that calls this has imported the
+    # module already, and pytest would warn that it cannot rewrite its asserts.
+    if not config.pluginmanager.has_plugin(__name__):
+        config.pluginmanager.register(sys.modules[__name__], __name__)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,9 @@
 """Session fixtures of the container tier: engine, images, and the running topology.
 
+The kernel guest's fixtures are registered here too (rig.guest.pytest_plugin, one
+plugin for the whole session, also registered by tests/integration/conftest.py): the
+TM lifecycle suite's ``rig=guest`` shares the guest tier's one booted guest.
+
 They live here, above tests/e2e/docker and tests/e2e/tm, so that every suite using the
 container rig (the docker tier itself, and the TM lifecycle on ``rig=docker``) shares
 one topology per test session.
@@ -23,10 +27,15 @@ from rig.docker.errors import DockerUnavailableError
 from rig.docker.images import RigImages, ensure_images
 from rig.docker.lifecycle import DockerLifecycle
 from rig.docker.topology import DockerRig, Topology
+from rig.guest.pytest_plugin import register
 from rig.need import need
 
 # "what: how long" lines, printed after the test summary so CI logs carry them.
 TIMINGS: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    register(config)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -1,11 +1,14 @@
 """Fixtures shared by several integration directories.
 
-The kernel guest is booted at most once per session (rig/guest/pytest_plugin.py);
-importing its fixtures here, and only here, makes them one session fixture for
-every directory below (guest tier, the native client's ``lio`` backend, the
-real-iscsiadm host tests).
+The kernel guest is booted at most once per session (rig/guest/pytest_plugin.py):
+its fixtures are registered as one plugin, here and in ``tests/e2e/conftest.py``
+(the TM lifecycle suite's ``rig=guest``), so every directory shares the one guest.
 """
 
-from rig.guest.pytest_plugin import guest_eql, guest_image, guest_vm, lio, new_volume
+import pytest
 
-__all__ = ["guest_eql", "guest_image", "guest_vm", "lio", "new_volume"]
+from rig.guest.pytest_plugin import register
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    register(config)

@@ -5,9 +5,9 @@ oned runs the image TM's ``delete`` for a persistent disk when a VM is terminate
 from a state where the disk is on a host but ``mvds`` is not run (``onevm recover
 --delete``, a failed deploy cleaned up): the driver must log the host out and
 remove ``disk.N`` without touching the volume, which is the image itself.  The
-lifecycle suite ends persistent disks with ``mvds``; this covers the stand-in cell
-that docs/interop.md §2.1 lists (the real host runs the same step in
-tests/integration/guest/test_tm_real_host.py).
+shared lifecycle suite runs that step too (on every rig, the real host included);
+this file adds what it does not judge: the bytes in the LUN file after the delete,
+a second ``delete``, and the same disk through ``EQL_IFACE``.
 
 The judges: the host's own ``iscsiadm -m session``, its ``disk.N`` and
 ``/dev/iscsi/<volume>`` links, the group's saved model, and the bytes, read back

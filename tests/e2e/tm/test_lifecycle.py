@@ -1,13 +1,16 @@
 """A VM disk's life through the TM remotes, run as each OpenNebula version runs them.
 
-One suite, two rigs (``lifecycle_rig``: ``rig=embedded`` and ``rig=docker``, see
-rig.lifecycle).  Real peers throughout: the remotes are subprocesses with each
-version's argv/stdin (rig.oned; in the frontend container on the docker rig), the
-group is rig.fake_eql over SSH with tgtd serving every volume, the hosts are
-namespaced machines or containers reached by OpenSSH whose "kernel initiator" is
-qemu-storage-daemon + loop.  Bytes are written and read through the hosts' block
-devices; the judge for sessions is each host's ``iscsiadm -m session`` and for
-volumes the group's saved model.
+One suite, three rigs (``lifecycle_rig``: ``rig=embedded``, ``rig=docker`` and
+``rig=guest``, see rig.lifecycle).  Real peers throughout: the remotes are
+subprocesses with each version's argv/stdin (rig.oned; in the frontend container on
+the docker rig), the group is rig.fake_eql over SSH with tgtd serving every volume
+(LIO in the kernel guest on rig=guest), the hosts are namespaced machines or
+containers reached by OpenSSH whose "kernel initiator" is qemu-storage-daemon + loop
+-- except h1 on rig=guest, a real OpenNebula node: open-iscsi's iscsiadm and iscsid,
+the kernel's iscsi_tcp, udev with the shipped rule.  Bytes are written and read
+through the hosts' block devices, in both directions between h1 and h2; the judge
+for sessions is each host's ``iscsiadm -m session`` and for volumes the group's
+saved model.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import pytest
 from rig.lifecycle import (
     Frontend,
     LifecycleRig,
+    block_size,
     link_target,
     read_block,
     session_volumes,
@@ -28,13 +32,23 @@ from .helpers import SYS, make_image
 
 pytestmark = [pytest.mark.tgt, pytest.mark.slow]
 
+MIB = 1024 * 1024
+
+
+def lun_bytes(size_mb: int) -> int:
+    """What a host sees of a volume: EqualLogic rounds it up to 15 MB granules."""
+    return -(-size_mb // 15) * 15 * MIB
+
+
 PROFILES = ["4.4", "5.8", "5.12", "6.6", "7.0"]
 # 6.6 runs with the driver reaching the hosts as oneadmin, as OpenNebula does: every
 # iscsiadm and CHAP-helper step passes the shipped sudoers rule
 # (remotes/tm/eqliscsi/eqliscsi.sudoers; test_sudo.py shows what it refuses).  The
 # other conventions reach the hosts as root, the path without sudo, on the embedded rig;
-# the docker rig's hosts admit oneadmin only, so there every convention goes through sudo.
+# the docker and guest rigs' hosts admit oneadmin only, so there every convention goes
+# through sudo.
 AS_ONEADMIN = {"6.6"}
+ONEADMIN_ONLY = {"docker", "guest"}
 
 
 @pytest.mark.parametrize(
@@ -46,7 +60,7 @@ def test_disk_lifecycle(lifecycle_rig: LifecycleRig, profile: str) -> None:
     oneadmin = profile in AS_ONEADMIN
     name = f"{profile}-oneadmin" if oneadmin else profile
     _lifecycle(rig, rig.simulator(profile, name=name, as_oneadmin=oneadmin), n)
-    if oneadmin:
+    if oneadmin or rig.name in ONEADMIN_ONLY:
         # The driver really was oneadmin on the hosts: the VM directories it made are
         # oneadmin's (uid 9869); the node records behind the sessions only root
         # (through sudo) could write.
@@ -66,6 +80,9 @@ def _lifecycle(rig: LifecycleRig, sim: Frontend, n: int) -> None:
     out = sim.run_tm("ln", [f"fe:{source}", f"h1:{disk_p}", str(vm_p), "0"])
     assert out.ok, out.stderr
     assert link_target(rig, "h1", disk_p.replace("//", "/")) == f"/dev/iscsi/{source}"
+    # ... to the block device the login made (udev's /dev/sdX on a real host), of the
+    # size the group gives hosts (rounded up to its 15 MB granule).
+    assert block_size(rig, "h1", disk_p) == lun_bytes(32)
     marker = write_marker(rig, "h1", disk_p)
     assert session_volumes(rig, "h1") == [source]
 
@@ -84,6 +101,18 @@ def _lifecycle(rig: LifecycleRig, sim: Frontend, n: int) -> None:
     assert session_volumes(rig, "h2") == []
     assert source in rig.volumes()
 
+    # Terminate a running persistent disk (delete, not mvds): logout on h1, the link
+    # and the disk gone, the image's volume kept.
+    out = sim.run_tm("ln", [f"fe:{source}", f"h1:{disk_p}", str(vm_p), "0"])
+    assert out.ok, out.stderr
+    assert session_volumes(rig, "h1") == [source]
+    out = sim.run_tm("delete", [f"h1:{disk_p}", str(vm_p), "100"])
+    assert out.ok, out.stderr
+    assert session_volumes(rig, "h1") == []
+    assert link_target(rig, "h1", disk_p) == ""
+    assert block_size(rig, "h1", f"/dev/iscsi/{source}") == 0
+    assert source in rig.volumes()
+
     # Non-persistent: array-side clone grown to DISK/SIZE, carrying the image's bytes.
     disk_c = f"{SYS}/{vm_c}/disk.0"
     vm = VmSpec(vm_c, disks=[DiskSpec(0, image_id, source, size_mb=96)])
@@ -100,6 +129,8 @@ def _lifecycle(rig: LifecycleRig, sim: Frontend, n: int) -> None:
     assert rig.volumes()[clone]["size_mb"] >= 96
     assert rig.volumes()[source]["size_mb"] == 32
     assert read_block(rig, "h1", disk_c)[: len(marker)] == marker
+    # The host's kernel sees the grown LUN, not the image's 32 MB.
+    assert block_size(rig, "h1", disk_c) == lun_bytes(rig.volumes()[clone]["size_mb"])
     marker2 = write_marker(rig, "h1", disk_c, offset_blocks=1)
 
     # Live migration h1 -> h2: premigrate logs in on h2, postmigrate out on h1.
@@ -111,15 +142,20 @@ def _lifecycle(rig: LifecycleRig, sim: Frontend, n: int) -> None:
     out = sim.run_migrate("postmigrate", src="h1", dst="h2", vm_dir=vm_dir, vm=vm)
     assert out.ok, out.stderr
     assert session_volumes(rig, "h1") == []
+    assert block_size(rig, "h1", f"/dev/iscsi/{clone}") == 0  # the logout took the disk
     assert session_volumes(rig, "h2") == [clone]
 
-    # A failed migration back to h1: failmigrate undoes premigrate's login.
+    # A failed migration back to h1: failmigrate undoes premigrate's login, which
+    # read what h2 wrote (bytes cross the hosts both ways).
+    marker3 = write_marker(rig, "h2", f"/dev/iscsi/{clone}", offset_blocks=2)
     out = sim.run_migrate("premigrate", src="h2", dst="h1", vm_dir=vm_dir, vm=vm)
     assert out.ok, out.stderr
     assert session_volumes(rig, "h1") == [clone]
+    assert read_block(rig, "h1", f"/dev/iscsi/{clone}", 2)[: len(marker3)] == marker3
     out = sim.run_migrate("failmigrate", src="h2", dst="h1", vm_dir=vm_dir, vm=vm)
     assert out.ok, out.stderr
     assert session_volumes(rig, "h1") == []
+    assert block_size(rig, "h1", f"/dev/iscsi/{clone}") == 0
     assert session_volumes(rig, "h2") == [clone]
 
     # Save-as while running (cpds; 4.14+ adds the snapshot id, -1 = current state).

@@ -1,8 +1,9 @@
 """Helpers of the kernel-guest tier.
 
-The session fixtures (``guest_image``, ``guest_vm``, ``lio``, ``new_volume``) live
-in :mod:`rig.guest.pytest_plugin`, imported once by ``tests/integration/conftest.py``
-so that every integration directory shares one booted guest.
+The session fixtures (``guest_image``, ``guest_vm``, ``guest_eql``, ``lio``,
+``new_volume``) live in :mod:`rig.guest.pytest_plugin`, registered once as a plugin
+(by ``tests/integration/conftest.py`` and ``tests/e2e/conftest.py``) so that every
+directory, the TM lifecycle suite's ``rig=guest`` included, shares one booted guest.
 """
 
 from __future__ import annotations
