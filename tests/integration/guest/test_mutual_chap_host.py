@@ -130,8 +130,10 @@ class Mutual:
         return self.vm.ssh(["sh", "-c", show], check=False).stdout.strip()
 
     def conf(self, target_secret: Secret) -> Path:
+        password = self.group.endpoint.password
+        assert password is not None, "the in-guest group has a password file"
         files = {
-            "password": self.group.endpoint.password,
+            "password": password,
             "chap": self.chap_secret,
             "target": target_secret,
         }

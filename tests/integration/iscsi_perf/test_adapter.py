@@ -219,9 +219,14 @@ async def test_an_unanswered_exchange_times_out_and_takes_no_more_data() -> None
     conn = _Connection(loop, ours)
     stream = _asyncio._Stream(Portal("127.0.0.1", 3260), conn)
     fed: list[bytes] = []
+
+    def step(data: bytes) -> tuple[bytes, bool]:
+        fed.append(data)
+        return b"", False
+
     try:
         with pytest.raises(TimeoutError):
-            await stream.converse(b"ping", lambda d: (fed.append(d), (b"", False))[1], "x", 0.05)
+            await stream.converse(b"ping", step, "x", 0.05)
         theirs.sendall(b"late answer")
         async with asyncio.timeout(5):
             while not conn.chunks:

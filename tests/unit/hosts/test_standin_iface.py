@@ -7,6 +7,7 @@ stand-in's ``main`` against a node database in a temporary directory, no network
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -114,7 +115,7 @@ def test_iface_delete_takes_its_records_and_refuses_while_a_session_uses_it(
     session = standin.Session(1, IQN, PORTAL.address, PORTAL.port, 1, "eql00", 0, "", "", None)
     sessions = tmp_path / "state" / "sessions"
     sessions.mkdir(parents=True)
-    (sessions / "1.json").write_text(json.dumps(standin.asdict(session)))
+    (sessions / "1.json").write_text(json.dumps(dataclasses.asdict(session)))
     assert standin.main(iface_argv("eql00", "delete")) == S.SESS_EXISTS
     assert mine.is_file()
     (sessions / "1.json").unlink()
