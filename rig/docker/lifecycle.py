@@ -35,6 +35,7 @@ from eqliscsi.secret import Secret
 from rig.docker.errors import FrontendCallError
 from rig.docker.frontend_oned import encode_request, vm_to_json
 from rig.docker.topology import FRONTEND_REMOTES, ONEADMIN_HOME, ONEADMIN_UID, DockerRig, Topology
+from rig.hosts.rig import NODE_AUTH_HELPER
 from rig.lifecycle import HOSTS, Frontend, HostResult
 from rig.oned import PROFILES, DatastoreSpec, DsOutcome, ImageSpec, OnedProfile, TmOutcome, VmSpec
 from rig.oned.documents import driver_action_xml
@@ -235,6 +236,8 @@ class DockerLifecycle:
             ),
             "EQL_CHAP_USER": CHAP_USER,
             "EQL_CHAP_SECRET_FILE": f"{FILES}/chap_secret",
+            # The hosts' root-owned copy that their sudoers names (rig/docker/host).
+            "EQL_NODE_AUTH_HELPER": NODE_AUTH_HELPER,
             "EQL_WAIT_TIME": "20",
             "EQL_MAX_SESSIONS": "4",
             "NO_ISCSI": "fe",

@@ -73,7 +73,7 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    kind: str  # discovery | login | logout | delete | session | iface-new|update|delete
+    kind: str  # discovery | login | logout | delete | session | nodes | iface-new|update|delete
     iqn: str = ""
     portal: TargetPortal | None = None
     iface: str = "default"
@@ -96,6 +96,8 @@ def parse_argv(argv: Sequence[str]) -> Command:
     try:
         if a == ["-m", "session"]:
             return Command("session")
+        if a == ["-m", "node"]:  # preflight's listing where /etc/iscsi/nodes is root-only
+            return Command("nodes")
         # The admin's side of EQL_IFACE (docs/host-iscsi.md): create an iface, bind it
         # to a NIC, remove it.  The driver itself only names the iface with -I.
         if (
@@ -246,6 +248,25 @@ def _find_records(iqn: str, portal: TargetPortal, iface: str) -> list[Path]:
     return sorted(
         d / iface for d in base.iterdir() if d.name.startswith(prefix) and (d / iface).is_file()
     )
+
+
+def node_list() -> None:
+    """``iscsiadm -m node``: one line per record, ``IP:PORT,TPGT IQN`` (an IPv6 address
+    in brackets), as open-iscsi prints them; 21 "No records found" when there is none."""
+    nodes = ISCSI_DB / "nodes"
+    lines = []
+    for target in sorted(nodes.iterdir()) if nodes.is_dir() else []:
+        for portal_dir in sorted(d for d in target.iterdir() if d.is_dir()):
+            address, port, tpgt = portal_dir.name.rsplit(",", 2)
+            host = f"[{address}]" if ":" in address else address
+            lines += [
+                f"{host}:{port},{tpgt} {target.name}"
+                for rec in portal_dir.iterdir()
+                if rec.is_file()
+            ]
+    if not lines:
+        raise Exit(S.NO_OBJS_FOUND, "iscsiadm: No records found")
+    print("\n".join(lines))
 
 
 def read_record(path: Path) -> dict[str, str]:
@@ -658,6 +679,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _locked():
             if cmd.kind == "session":
                 session_list()
+            elif cmd.kind == "nodes":
+                node_list()
             elif cmd.kind.startswith("iface-"):
                 iface_admin(cmd)
             elif cmd.kind == "discovery":

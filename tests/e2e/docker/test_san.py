@@ -42,6 +42,7 @@ from eqliscsi.san.ops import SanOps, VolumeSpec
 from eqliscsi.san.session import SanEndpoint, open_session
 from eqliscsi.secret import Secret
 from rig.docker.topology import ONEADMIN_UID, DockerRig, Topology
+from rig.hosts.rig import NODE_AUTH_HELPER
 from rig.need import need_executable
 from tests.e2e.conftest import TIMINGS
 
@@ -305,7 +306,8 @@ def test_host1_logs_in_with_the_iscsiadm_stand_in(
     group_ip = asyncio.run(_group_ip(docker_rig))
     node = ia.Node(volume, ia.TargetPortal(group_ip, 3260))
     creds = ia.ChapCredentials(CHAP_USER, Secret(CHAP_SECRET, origin="test"))
-    login = ia.login_script(node, chap=creds, sudo=True)
+    # The hosts' sudoers admit only the root-owned helper copy (rig/docker/host).
+    login = ia.login_script(node, chap=creds, helper=NODE_AUTH_HELPER, sudo=True)
     status, out = _ssh_script(docker_rig, "host1", login.stdin_bytes())
     assert status == 0, out
     host1 = topology["host1"]

@@ -44,12 +44,13 @@ def test_driver_user_is_not_root(rig: EmbeddedRig) -> None:
     "argv",
     [
         ["iscsiadm", "-m", "session"],
+        ["iscsiadm", "-m", "node"],
         ["iscsiadm", "-m", "node", "-T", IQN, "-p", "10.254.1.1:3260", "-I", "default",
          "--logout"],
         ["iscsiadm", "-m", "node", "-T", IQN, "-p", "10.254.1.1:3260", "-I", "default",
          "-o", "delete"],
     ],
-    ids=["session", "logout", "delete"],
+    ids=["session", "list-records", "logout", "delete"],
 )  # fmt: skip
 def test_driver_forms_pass_sudo(rig: EmbeddedRig, argv: list[str]) -> None:
     r = as_oneadmin(rig, "sudo -n " + shlex.join(argv))
@@ -66,6 +67,7 @@ def test_driver_forms_pass_sudo(rig: EmbeddedRig, argv: list[str]) -> None:
         "-n node.startup -v automatic",
         "sudo -n iscsiadm -m node -T {iqn} -p 10.254.1.1:3260 -I default --login -o update",
         "sudo -n iscsiadm -m session -r 1 -u",
+        "sudo -n iscsiadm -m node -o show",
         "sudo -n iscsiadm -m iface -I eql0 -o new",
         "sudo -n iscsiadm -m discovery -t st -p 10.254.1.1:3260",
         "sudo -n iscsiadm -m node -T '{iqn};id' -p 10.254.1.1:3260 -I default --login",
@@ -75,9 +77,9 @@ def test_driver_forms_pass_sudo(rig: EmbeddedRig, argv: list[str]) -> None:
         "sudo -n iscsiadm -m node -T '{iqn}\\x' -p 10.254.1.1:3260 -I default --logout",
         "sudo -n iscsiadm -m node -T {iqn} -p 10.254.1.1:3260 -I default --logout --login",
     ],
-    ids=["update", "login-plus-update", "logout-by-sid", "iface-new", "old-discovery",
-         "metachar-iqn", "shell", "helper-in-remotes", "helper-bad-iface", "backslash-iqn",
-         "two-actions"],
+    ids=["update", "login-plus-update", "logout-by-sid", "show-records", "iface-new",
+         "old-discovery", "metachar-iqn", "shell", "helper-in-remotes", "helper-bad-iface",
+         "backslash-iqn", "two-actions"],
 )  # fmt: skip
 def test_everything_else_is_refused(rig: EmbeddedRig, command: str) -> None:
     r = as_oneadmin(rig, command.format(iqn=IQN))
