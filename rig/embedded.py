@@ -41,7 +41,7 @@ from eqliscsi.san.session import CliSession, HostKeyPolicy, SanEndpoint, with_se
 from eqliscsi.secret import Secret
 from rig.hosts import HostRig
 from rig.hosts.rig import NODE_AUTH_HELPER
-from rig.oned import DatastoreSpec, OnedSimulator, VmSpec
+from rig.oned import IMAGE_DS, SYSTEM_DS, OnedSimulator, VmSpec
 
 __all__ = ["EmbeddedRig", "EmbeddedRigError"]
 
@@ -50,21 +50,6 @@ READY_TIMEOUT_S = 60.0
 ACCOUNT = "grpadmin"
 CHAP_USER = "rig-oneadmin"
 GROUP = "rig-group"
-
-
-IMAGE_DS = DatastoreSpec(
-    id=100, template={"DS_MAD": "eqliscsi", "TM_MAD": "eqliscsi", "EQL_POOL": "default"}
-)
-SYSTEM_DS = DatastoreSpec(
-    id=0,
-    name="system",
-    ds_mad="-",
-    tm_mad="shared",
-    base_path="/var/lib/one//datastores/0",
-    type=1,
-    disk_type=0,
-    template={"TM_MAD": "shared", "TYPE": "SYSTEM_DS"},
-)
 
 
 class EmbeddedRigError(RigError):

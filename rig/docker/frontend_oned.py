@@ -23,25 +23,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rig.oned import PROFILES, DatastoreSpec, DiskSpec, OnedSimulator, VmSpec
+from rig.oned import IMAGE_DS, PROFILES, SYSTEM_DS, DiskSpec, OnedSimulator, VmSpec
 
 __all__ = ["decode_request", "encode_request", "main", "vm_from_json", "vm_to_json"]
-
-# What oned's `onedatastore show -x` answers: the image datastore and the system one
-# (the same documents the embedded rig registers, rig.embedded).
-IMAGE_DS = DatastoreSpec(
-    id=100, template={"DS_MAD": "eqliscsi", "TM_MAD": "eqliscsi", "EQL_POOL": "default"}
-)
-SYSTEM_DS = DatastoreSpec(
-    id=0,
-    name="system",
-    ds_mad="-",
-    tm_mad="shared",
-    base_path="/var/lib/one//datastores/0",
-    type=1,
-    disk_type=0,
-    template={"TM_MAD": "shared", "TYPE": "SYSTEM_DS"},
-)
 
 
 def encode_request(request: Mapping[str, Any]) -> str:

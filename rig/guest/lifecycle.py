@@ -48,13 +48,12 @@ from eqliscsi.opennebula import iscsiadm as ia
 from eqliscsi.san.broker_client import run_action
 from eqliscsi.san.ops import CliRunner, SanOps
 from eqliscsi.secret import Secret
-from rig.embedded import IMAGE_DS, SYSTEM_DS
 from rig.guest.fake_group import RUN, InGuestGroup
 from rig.guest.vm import GuestVM
 from rig.hosts import HostRig
 from rig.hosts.rig import DRIVER_UID, NODE_AUTH_HELPER, REMOTES_TM
 from rig.lifecycle import HOSTS, Frontend, HostResult
-from rig.oned import OnedSimulator, VmSpec
+from rig.oned import IMAGE_DS, SYSTEM_DS, OnedSimulator, VmSpec
 
 __all__ = ["GuestLifecycle", "GuestLifecycleError"]
 

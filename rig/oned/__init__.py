@@ -6,11 +6,13 @@ See :mod:`rig.oned.simulator` for the per-version calling behaviour and
 
 from __future__ import annotations
 
-from rig.oned.documents import DatastoreSpec, DiskSpec, ImageSpec, VmSpec
+from rig.oned.documents import IMAGE_DS, SYSTEM_DS, DatastoreSpec, DiskSpec, ImageSpec, VmSpec
 from rig.oned.simulator import PROFILES, DsOutcome, OnedProfile, OnedSimulator, TmOutcome
 
 __all__ = [
+    "IMAGE_DS",
     "PROFILES",
+    "SYSTEM_DS",
     "DatastoreSpec",
     "DiskSpec",
     "DsOutcome",

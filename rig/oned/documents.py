@@ -280,3 +280,20 @@ def vm_xml(version: str, spec: VmSpec) -> str:
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+# The two datastores every rig registers, as oned's `onedatastore show -x` answers them:
+# the driver's image datastore and the shared system one.
+IMAGE_DS = DatastoreSpec(
+    id=100, template={"DS_MAD": "eqliscsi", "TM_MAD": "eqliscsi", "EQL_POOL": "default"}
+)
+SYSTEM_DS = DatastoreSpec(
+    id=0,
+    name="system",
+    ds_mad="-",
+    tm_mad="shared",
+    base_path="/var/lib/one//datastores/0",
+    type=1,
+    disk_type=0,
+    template={"TM_MAD": "shared", "TYPE": "SYSTEM_DS"},
+)

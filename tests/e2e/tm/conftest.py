@@ -27,8 +27,9 @@ from rig.lifecycle import EmbeddedLifecycle, LifecycleRig
 from rig.need import need, need_executable
 
 
-def need_embedded_rig() -> None:
-    need(os.geteuid() == 0, "the embedded rig needs root")
+def need_standin_hosts(why: str) -> None:
+    """What the rig's namespaced stand-in hosts (rig.hosts) need from this machine."""
+    need(os.geteuid() == 0, why)
     for exe, pkg in (
         ("ip", "iproute2"),
         ("unshare", "util-linux"),
@@ -38,12 +39,16 @@ def need_embedded_rig() -> None:
         ("ssh", "openssh-client"),
         ("qemu-storage-daemon", "qemu-system-common"),
         ("iscsi-ls", "libiscsi-bin"),
-        ("tgtd", "tgt"),
-        ("tgtadm", "tgt"),
     ):
         need_executable(exe, pkg)
     need(Path("/dev/fuse").exists(), "/dev/fuse is missing (FUSE)")
     need(Path("/dev/loop-control").exists(), "/dev/loop-control is missing (loop)")
+
+
+def need_embedded_rig() -> None:
+    need_standin_hosts("the embedded rig needs root")
+    need_executable("tgtd", "tgt")
+    need_executable("tgtadm", "tgt")
 
 
 @pytest.fixture(scope="session")
@@ -69,20 +74,7 @@ def guest_lifecycle(
     guest and the group as before.  A package fixture defined in a plugin would
     live until the end of the session (pytest scopes it to the plugin's package).
     """
-    need(os.geteuid() == 0, "the stand-in host h2 needs root (namespaces, loop devices)")
-    for exe, pkg in (
-        ("ip", "iproute2"),
-        ("unshare", "util-linux"),
-        ("nsenter", "util-linux"),
-        ("losetup", "util-linux"),
-        ("sshd", "openssh-server"),
-        ("ssh", "openssh-client"),
-        ("qemu-storage-daemon", "qemu-system-common"),
-        ("iscsi-ls", "libiscsi-bin"),
-    ):
-        need_executable(exe, pkg)
-    need(Path("/dev/fuse").exists(), "/dev/fuse is missing (FUSE)")
-    need(Path("/dev/loop-control").exists(), "/dev/loop-control is missing (loop)")
+    need_standin_hosts("the stand-in host h2 needs root (namespaces, loop devices)")
     t0 = time.monotonic()
     rig = GuestLifecycle(guest_vm, guest_eql, tmp_path_factory.mktemp("guest-lifecycle")).setup()
     print(

@@ -23,12 +23,8 @@ PORTAL = ia.TargetPortal("10.254.1.1", 3260)
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "iscsi"
-    (root / "ifaces").mkdir(parents=True)
-    (root / "eqliscsi-standin.conf").write_text(f"state_dir = {tmp_path / 'state'}\n")
-    monkeypatch.setattr(standin, "ISCSI_DB", root)
-    return root
+def db(standin_db: Path) -> Path:
+    return standin_db
 
 
 def iface_argv(name: str, *op: str) -> list[str]:

@@ -16,12 +16,8 @@ IQN_B = "iqn.2001-05.com.equallogic:0-8a0906-0123abcde-0123456789abcdef-one-8"
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "iscsi"
-    (root / "nodes").mkdir(parents=True)
-    (root / "eqliscsi-standin.conf").write_text(f"state_dir = {tmp_path / 'state'}\n")
-    monkeypatch.setattr(standin, "ISCSI_DB", root)
-    return root
+def db(standin_db: Path) -> Path:
+    return standin_db
 
 
 def _record(db: Path, iqn: str, portal_dir: str, iface: str = "default") -> None:
