@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from eqliscsi import _lazy
 from eqliscsi._lazyre import LazyPattern
 from eqliscsi.opennebula.errors import BadCallError
 
@@ -204,21 +205,15 @@ def _check_convention(action: str, convention: Convention, version: OneVersion) 
 
 
 # TM call parsing lives in a submodule loaded on first use (see its docstring).
-_LAZY = frozenset({"HostPath", "MigrateCall", "TmCall", "parse_tm_call"})
+_LAZY = dict.fromkeys(("HostPath", "MigrateCall", "TmCall", "parse_tm_call"), "_tm_args")
 
 if TYPE_CHECKING:
     from eqliscsi.opennebula._tm_args import HostPath, MigrateCall, TmCall, parse_tm_call
 
 
 def __getattr__(name: str) -> object:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from eqliscsi.opennebula import _tm_args  # noqa: PLC0415
-
-    value = getattr(_tm_args, name)
-    globals()[name] = value  # later lookups are plain module attributes
-    return value
+    return _lazy.load(__name__, "eqliscsi.opennebula", _LAZY, name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+    return _lazy.names(__name__, _LAZY)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from eqliscsi import _lazy
 from eqliscsi.opennebula.errors import BadDocumentError, BadValueError
 
 # defusedxml ships no type hints; importing it by name keeps mypy --strict clean with
@@ -216,14 +217,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> object:
-    sub = _LAZY.get(name)
-    if sub is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(f"eqliscsi.opennebula.{sub}")
-    value = getattr(module, name)
-    globals()[name] = value  # later lookups are plain module attributes
-    return value
+    return _lazy.load(__name__, "eqliscsi.opennebula", _LAZY, name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return _lazy.names(__name__, _LAZY)

@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from eqliscsi import _lazy
 from eqliscsi._lazyre import LazyPattern
 from eqliscsi.opennebula.args import Convention, OneVersion
 
@@ -104,21 +105,15 @@ if TYPE_CHECKING:
     Result = SourceResult | SizeResult | MonitorResult | NoOutput
 
 # The other actions' results are created on first use (see _results' docstring).
-_LAZY = frozenset({"NoOutput", "SizeResult", "SourceResult"})
+_LAZY = dict.fromkeys(("NoOutput", "SizeResult", "SourceResult"), "_results")
 
 
 def __getattr__(name: str) -> object:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from eqliscsi.opennebula import _results  # noqa: PLC0415
-
-    value = getattr(_results, name)
-    globals()[name] = value  # later lookups are plain module attributes
-    return value
+    return _lazy.load(__name__, "eqliscsi.opennebula", _LAZY, name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+    return _lazy.names(__name__, _LAZY)
 
 
 _SAFE_TOKEN = LazyPattern(r"^[A-Za-z0-9._:/\-]{1,255}$")

@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from eqliscsi import _lazy
 from eqliscsi.san.commands import Command
 from eqliscsi.san.errors import SanCommandError, SanObjectExists, SanObjectMissing
 
@@ -74,21 +75,17 @@ class CommandCompleted:
 
 
 # The state machine is loaded on first use: see eqliscsi.san._cli_machine's docstring.
-_LAZY = frozenset({"MAX_OUTPUT", "CliConversation", "Closed", "ConvState", "Event", "Ready"})
+_LAZY = dict.fromkeys(
+    ("MAX_OUTPUT", "CliConversation", "Closed", "ConvState", "Event", "Ready"), "_cli_machine"
+)
 
 
 def __getattr__(name: str) -> object:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from eqliscsi.san import _cli_machine  # noqa: PLC0415
-
-    value = getattr(_cli_machine, name)
-    globals()[name] = value  # later lookups are plain module attributes
-    return value
+    return _lazy.load(__name__, "eqliscsi.san", _LAZY, name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+    return _lazy.names(__name__, _LAZY)
 
 
 def classify_error(cmd: Command, error: str) -> SanCommandError:

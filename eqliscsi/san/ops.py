@@ -24,6 +24,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from eqliscsi import _lazy
 from eqliscsi._lazyre import LazyPattern
 from eqliscsi.san import commands as c
 from eqliscsi.san import parsers
@@ -84,21 +85,15 @@ def tag_owner(description: str) -> int | None:
 
 
 # The volume classes are created on first use (see _specs' docstring).
-_LAZY = frozenset({"VolumeRef", "VolumeSpec"})
+_LAZY = dict.fromkeys(("VolumeRef", "VolumeSpec"), "_specs")
 
 
 def __getattr__(name: str) -> object:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from eqliscsi.san import _specs  # noqa: PLC0415
-
-    value = getattr(_specs, name)
-    globals()[name] = value  # later lookups are plain module attributes
-    return value
+    return _lazy.load(__name__, "eqliscsi.san", _LAZY, name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+    return _lazy.names(__name__, _LAZY)
 
 
 def _ref(name: str, iqn: str, *, reused: bool = False) -> VolumeRef:

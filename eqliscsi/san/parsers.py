@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from eqliscsi import _lazy
 from eqliscsi._lazyre import LazyPattern
 from eqliscsi.san.errors import SanProtocolError
 
@@ -257,9 +258,8 @@ def parse_pool_capacity(lines: Sequence[str]) -> PoolCapacity:
 
 # Table parsing and account blocks live in submodules loaded on first use (see their
 # docstrings): name -> submodule of eqliscsi.san.
-_ACCOUNT_NAMES = frozenset({"AccountInfo", "AccountType", "parse_account"})
-_LAZY = _ACCOUNT_NAMES | frozenset(
-    {
+_LAZY = dict.fromkeys(("AccountInfo", "AccountType", "parse_account"), "_accounts") | dict.fromkeys(
+    (
         "AccessRecord",
         "GroupParams",
         "PoolSummary",
@@ -270,7 +270,8 @@ _LAZY = _ACCOUNT_NAMES | frozenset(
         "parse_show_pool",
         "parse_tables",
         "parse_volume_info",
-    }
+    ),
+    "_tables",
 )
 
 if TYPE_CHECKING:
@@ -290,15 +291,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> object:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib  # noqa: PLC0415
-
-    sub = "_accounts" if name in _ACCOUNT_NAMES else "_tables"
-    value = getattr(importlib.import_module(f"eqliscsi.san.{sub}"), name)
-    globals()[name] = value  # later lookups are plain module attributes
-    return value
+    return _lazy.load(__name__, "eqliscsi.san", _LAZY, name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+    return _lazy.names(__name__, _LAZY)

@@ -25,11 +25,11 @@ no backslash and no control character.  Nothing is escaped: invalid values are r
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from eqliscsi import _lazy
 from eqliscsi.san.errors import SanInvalidValue
 
 __all__ = [
@@ -297,13 +297,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> object:
-    sub = _LAZY.get(name)
-    if sub is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{sub}"), name)
-    globals()[name] = value  # later lookups are plain module attributes
-    return value
+    return _lazy.load(__name__, __name__, _LAZY, name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return _lazy.names(__name__, _LAZY)
