@@ -20,7 +20,11 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import ClassVar
+
+TYPE_CHECKING = False  # not typing's: importing typing costs a remote ~3 ms (docs/performance.md)
+
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 __all__ = [
     "ConfigError",

@@ -321,6 +321,8 @@ REFERENCE_STRUCTS: dict[type[Pdu], c.Struct] = {
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
+    """A PDU class with its construct Struct and how its fields are grouped."""
+
     cls: type[Pdu]
     struct: c.Struct
     top: tuple[str, ...]

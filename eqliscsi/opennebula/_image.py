@@ -11,13 +11,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from eqliscsi.opennebula.driver_action import _EMPTY, _int, _template, _text, _yes
 from eqliscsi.opennebula.errors import BadValueError
 
+TYPE_CHECKING = False  # not typing's: importing typing costs a remote ~3 ms (docs/performance.md)
+
 if TYPE_CHECKING:
-    import xml.etree.ElementTree as ET
+    from eqliscsi.opennebula._xml import Element
 
 __all__ = ["Image", "ImageSnapshot", "ImageType", "parse_image", "replace_target_snapshot"]
 
@@ -86,7 +87,7 @@ class Image:
         return self.template.get("DESCRIPTION", "")
 
 
-def parse_image(elem: ET.Element) -> Image:
+def parse_image(elem: Element) -> Image:
     what = "IMAGE"
     size = _int(elem, "SIZE", what)
     # oned writes SIZE -1 … never for images it hands to a driver except a few

@@ -32,7 +32,6 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from eqliscsi import _lazy
 from eqliscsi._lazyre import LazyPattern
@@ -206,6 +205,8 @@ def _check_convention(action: str, convention: Convention, version: OneVersion) 
 
 # TM call parsing lives in a submodule loaded on first use (see its docstring).
 _LAZY = dict.fromkeys(("HostPath", "MigrateCall", "TmCall", "parse_tm_call"), "_tm_args")
+
+TYPE_CHECKING = False  # not typing's: importing typing costs a remote ~3 ms (docs/performance.md)
 
 if TYPE_CHECKING:
     from eqliscsi.opennebula._tm_args import HostPath, MigrateCall, TmCall, parse_tm_call

@@ -735,6 +735,8 @@ def check_script_result(
 
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
+    """One line of ``iscsiadm -m session``."""
+
     transport: str
     sid: int
     portal: TargetPortal

@@ -28,7 +28,6 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from eqliscsi import _lazy
 from eqliscsi._lazyre import LazyPattern
@@ -98,6 +97,8 @@ class MonitorResult:
     total_mb: int
     free_mb: int
 
+
+TYPE_CHECKING = False  # not typing's: importing typing costs a remote ~3 ms (docs/performance.md)
 
 if TYPE_CHECKING:
     from eqliscsi.opennebula._results import NoOutput, SizeResult, SourceResult

@@ -82,6 +82,8 @@ class DeviceTimeoutError(DriverError):
 
 @dataclass(frozen=True, slots=True)
 class HostResult:
+    """Exit status and output of a script run on a host."""
+
     status: int
     stdout: str
     stderr: str
@@ -292,6 +294,8 @@ def inventory_script(datastores: str, base_device: str = "/dev/iscsi") -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Inventory:
+    """A host's iSCSI sessions, disk links and open device nodes, as one script reported them."""
+
     sessions: tuple[ia.SessionInfo, ...]
     links: tuple[tuple[str, str], ...]  # (disk.N path, link target)
     # /dev/iscsi/<volume> -> the device node it resolves to; None: not reported.

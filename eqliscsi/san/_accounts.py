@@ -27,6 +27,8 @@ class AccountType(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class AccountInfo:
+    """``account select NAME show``: the account's type and pools."""
+
     name: str
     type: AccountType | None  # None: a type this parser does not know
     type_text: str

@@ -127,6 +127,8 @@ class FairLimiter(Generic[H]):
 
 @dataclass
 class _Warm:
+    """A warm session the broker keeps for one endpoint."""
+
     key: str
     session: CliSession
     stack: AsyncExitStack

@@ -11,7 +11,6 @@ import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from eqliscsi.errors import SanError
 from eqliscsi.san._lazylog import LazyLogger
@@ -25,6 +24,11 @@ from eqliscsi.san.errors import (
     SanTimeout,
 )
 from eqliscsi.san.parsers import find_error
+
+TYPE_CHECKING = False  # not typing's: importing typing costs a remote ~3 ms (docs/performance.md)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "LOG_NAME",

@@ -6,10 +6,14 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from eqliscsi.san.errors import SanAuthError, SanHostKeyError, SanInvalidValue
 from eqliscsi.secret import Secret
+
+TYPE_CHECKING = False  # not typing's: importing typing costs a remote ~3 ms (docs/performance.md)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["HostKeyPolicy", "SanEndpoint"]
 

@@ -77,6 +77,8 @@ _RC_RE = re.compile(r"^@@rc (\d+)$")
 
 @dataclass(frozen=True, slots=True)
 class HostFacts:
+    """Each probe section a host reported: its text and exit status."""
+
     sections: Mapping[str, tuple[str, int]]
 
     def text(self, name: str) -> str:

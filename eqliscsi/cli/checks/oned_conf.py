@@ -21,6 +21,8 @@ _SCALAR_RE = re.compile(r'(?m)^\s*([A-Z_][A-Z0-9_]*)\s*=\s*"([^"]*)"\s*$')
 
 @dataclass(frozen=True, slots=True)
 class OnedConf:
+    """oned.conf read as its vector and scalar attributes."""
+
     vectors: tuple[tuple[str, Mapping[str, str]], ...]
     scalars: Mapping[str, str]
 

@@ -31,6 +31,8 @@ _HTTP_TIMEOUT = 30.0
 
 @dataclass(frozen=True, slots=True)
 class ImageInfo:
+    """What ``qemu-img info`` says of an image ``cp`` is given."""
+
     format: str
     virtual_size: int  # bytes
     backing: bool = False  # a qcow2/vmdk with a backing file (cp refuses it)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from eqliscsi.errors import EqliscsiError, SanError
 from eqliscsi.opennebula.args import DsCall
@@ -40,6 +39,8 @@ from eqliscsi.opennebula.runner import ActionContext
 from eqliscsi.opennebula.san_link import run_san, volume_spec
 from eqliscsi.san.ops import SanOps
 from eqliscsi.secret import Secret
+
+TYPE_CHECKING = False  # not typing's: importing typing costs a remote ~3 ms (docs/performance.md)
 
 if TYPE_CHECKING:
     from eqliscsi.opennebula._results import NoOutput, SourceResult

@@ -38,6 +38,8 @@ _MKFS_TIMEOUT = 600.0
 
 @dataclass(frozen=True, slots=True)
 class FsKind:
+    """A filesystem ``mkfs`` can make: its program and the package that ships it."""
+
     name: str
     argv: tuple[str, ...]  # the program and its options; the file path is appended
     package: str

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
 
 from eqliscsi import _lazy
 from eqliscsi.san.errors import SanInvalidValue
+
+TYPE_CHECKING = False  # not typing's: importing typing costs a remote ~3 ms (docs/performance.md)
 
 __all__ = [
     "AccessCreate",
@@ -198,7 +199,12 @@ class Command:
     line, rather than generated for every subclass (see the module docstring on cost).
     """
 
-    mutating: ClassVar[bool] = False
+    if TYPE_CHECKING:
+        mutating: ClassVar[bool] = False
+    else:
+        # Unannotated at run time: without typing imported (a remote does not import
+        # it), dataclasses would take the string "ClassVar[bool]" for a field's type.
+        mutating = False
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -263,6 +269,8 @@ _LAZY: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from typing import ClassVar
+
     from eqliscsi.san.commands._access import AccessCreate as AccessCreate
     from eqliscsi.san.commands._access import AccessDelete as AccessDelete
     from eqliscsi.san.commands._access import AccessRule as AccessRule

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import ClassVar
 
 from eqliscsi.san.commands import (
     Command,
@@ -74,7 +73,9 @@ class AccessRule:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class AccessCreate(Command):
-    mutating: ClassVar[bool] = True
+    """``volume select V access create <rule>``."""
+
+    mutating = True
     volume: str
     rule: AccessRule
 
@@ -87,6 +88,8 @@ class AccessCreate(Command):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class AccessShow(Command):
+    """``volume select V access show``."""
+
     volume: str
 
     def __post_init__(self) -> None:
@@ -98,7 +101,9 @@ class AccessShow(Command):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class AccessDelete(Command):
-    mutating: ClassVar[bool] = True
+    """``volume select V access delete ID``."""
+
+    mutating = True
     volume: str
     record_id: int
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar
 
 from eqliscsi.san.commands import Command, _invalid, validate_chap_user
 from eqliscsi.san.commands._chap import _CHAP_SECRET_RE
@@ -47,7 +46,7 @@ class GrpparamsTargetAuth(Command):
     target-authentication (mutual CHAP) account (Administrator's Guide, "Configure
     Target Authentication").  The password is typed on the channel, never logged."""
 
-    mutating: ClassVar[bool] = True
+    mutating = True
     username: str | None = None
     password: Secret | None = None
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar
 
 from eqliscsi.san.commands import Command, validate_chap_user
 from eqliscsi.san.errors import SanInvalidValue
@@ -23,7 +22,7 @@ _CHAP_SECRET_RE = re.compile(rb"[\x21-\x7e]{12,255}")
 class ChapUserCreate(Command):
     """``chapuser create U [password P]``; P is typed on the channel, never logged."""
 
-    mutating: ClassVar[bool] = True
+    mutating = True
     name: str
     password: Secret | None = None
 
@@ -60,6 +59,8 @@ class ChapUserCreate(Command):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class ChapUserShow(Command):
+    """``chapuser show NAME``."""
+
     name: str
 
     def __post_init__(self) -> None:
@@ -71,7 +72,9 @@ class ChapUserShow(Command):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class ChapUserDelete(Command):
-    mutating: ClassVar[bool] = True
+    """``chapuser delete NAME``."""
+
+    mutating = True
     name: str
 
     def __post_init__(self) -> None:

@@ -7,7 +7,6 @@ Part of :mod:`eqliscsi.san.commands`, imported on first use of one of its names
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 from eqliscsi.san.commands import (
     Command,
@@ -28,7 +27,9 @@ __all__ = [
 
 @dataclass(frozen=True, eq=False, repr=False)
 class SnapshotCreateNow(Command):
-    mutating: ClassVar[bool] = True
+    """``volume select V snapshot create-now [description D]``."""
+
+    mutating = True
     volume: str
     description: str | None = None
 
@@ -46,7 +47,9 @@ class SnapshotCreateNow(Command):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class SnapshotRename(Command):
-    mutating: ClassVar[bool] = True
+    """``volume select V snapshot rename OLD NEW``."""
+
+    mutating = True
     volume: str
     old: str
     new: str
@@ -62,7 +65,9 @@ class SnapshotRename(Command):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class SnapshotClone(Command):
-    mutating: ClassVar[bool] = True
+    """``volume select V snapshot select S clone NEW``."""
+
+    mutating = True
     volume: str
     snapshot: str
     new: str
@@ -82,7 +87,7 @@ class SnapshotClone(Command):
 class SnapshotRestore(Command):
     """Restore needs the volume offline (PVE plugin)."""
 
-    mutating: ClassVar[bool] = True
+    mutating = True
     volume: str
     snapshot: str
 
@@ -96,7 +101,9 @@ class SnapshotRestore(Command):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class SnapshotDelete(Command):
-    mutating: ClassVar[bool] = True
+    """``volume select V snapshot delete S``."""
+
+    mutating = True
     volume: str
     snapshot: str
 

@@ -7,7 +7,6 @@ Part of :mod:`eqliscsi.san.commands`, imported on first use of one of its names
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 from eqliscsi.san.commands import (
     Command,
@@ -35,7 +34,9 @@ __all__ = [
 
 @dataclass(frozen=True, eq=False, repr=False)
 class VolumeCreate(Command):
-    mutating: ClassVar[bool] = True
+    """``volume create NAME SIZE [description D] online|offline [pool P] [thin-provision ...]``."""
+
+    mutating = True
     name: str
     size_mb: int
     pool: str | None = None
@@ -78,7 +79,7 @@ class VolumeCreate(Command):
 class VolumeClone(Command):
     """``volume select SRC clone NEW``; the clone inherits the source size (Cinder 1598148)."""
 
-    mutating: ClassVar[bool] = True
+    mutating = True
     source: str
     name: str
     description: str | None = None
@@ -98,7 +99,9 @@ class VolumeClone(Command):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class VolumeDelete(Command):
-    mutating: ClassVar[bool] = True
+    """``volume delete NAME``."""
+
+    mutating = True
     name: str
 
     def __post_init__(self) -> None:
@@ -110,7 +113,9 @@ class VolumeDelete(Command):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class VolumeRename(Command):
-    mutating: ClassVar[bool] = True
+    """``volume rename OLD NEW``."""
+
+    mutating = True
     old: str
     new: str
 
@@ -126,7 +131,7 @@ class VolumeRename(Command):
 class VolumeSetStatus(Command):
     """``volume select V online|offline`` (success prints nothing)."""
 
-    mutating: ClassVar[bool] = True
+    mutating = True
     name: str
     online: bool
 
@@ -139,6 +144,8 @@ class VolumeSetStatus(Command):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class VolumeShow(Command):
+    """``volume select NAME show``."""
+
     name: str
 
     def __post_init__(self) -> None:
@@ -152,7 +159,7 @@ class VolumeShow(Command):
 class VolumeSetDescription(Command):
     """``volume select V description "<text>"`` (Cinder sets its tag this way)."""
 
-    mutating: ClassVar[bool] = True
+    mutating = True
     name: str
     description: str
 
@@ -168,7 +175,7 @@ class VolumeSetDescription(Command):
 class VolumeResize(Command):
     """Always ``no-snap``: without it the array silently snapshots first (Cinder 1720454)."""
 
-    mutating: ClassVar[bool] = True
+    mutating = True
     name: str
     size_mb: int
 
@@ -182,7 +189,9 @@ class VolumeResize(Command):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class VolumeMultihost(Command):
-    mutating: ClassVar[bool] = True
+    """``volume select NAME multihost-access enable|disable``."""
+
+    mutating = True
     name: str
     enable: bool
 

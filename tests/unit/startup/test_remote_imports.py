@@ -7,6 +7,7 @@ test cannot see because pytest has imported everything already.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -40,6 +41,14 @@ NOT_ON_THE_BROKER_PATH = (
     # The broker client uses _socket: socket's enum conversions and selectors cost ~2.5 ms.
     "socket",
     "selectors",
+    # typing (~3 ms), inspect with ast/dis/tokenize (~5 ms; dataclasses imports it, see
+    # eqliscsi/__init__.py) and ElementTree with defusedxml (~5 ms; see opennebula._xml).
+    "typing",
+    "inspect",
+    "ast",
+    "dis",
+    "xml.etree.ElementTree",
+    "defusedxml",
 )
 
 
@@ -82,8 +91,10 @@ def test_broker_path_imports_nothing_heavy(
                                          "eqliscsi.san.broker_common",
                                          "eqliscsi.san.broker_sync"]:
             importlib.import_module(name)
+        # A module eqliscsi deferred (eqliscsi._lazy.defer_import) is a stand-in until
+        # used: only a real module object counts as imported.
         print(json.dumps(sorted(m for m in {list(NOT_ON_THE_BROKER_PATH)!r}
-                                if m in sys.modules)))
+                                if type(sys.modules.get(m)) is type(sys))))
     """
     done = _child(code, tmp_path)
     assert done.returncode == 0, done.stderr
@@ -322,3 +333,83 @@ def test_importing_the_remote_path_compiles_no_pattern(tmp_path: Path) -> None:
     lazy = json.loads(done.stdout)
     assert len(lazy) >= 20  # parsers, conversation, config, args, ...
     assert [(name, attr) for name, attr, compiled in lazy if compiled] == []
+
+
+DEFERRED_CHILD = """
+    import json, sys
+    import eqliscsi  # defers inspect
+    stand_in = type(sys.modules["inspect"]).__name__
+    from dataclasses import dataclass, fields
+
+    @dataclass(frozen=True)
+    class Undocumented:
+        a: int
+
+    doc = Undocumented.__doc__  # dataclasses called inspect.signature for it
+    import inspect
+    real = type(sys.modules["inspect"]) is type(sys)
+    sig = str(inspect.signature(lambda x, y=2: None))
+    print(json.dumps([stand_in, doc, real, sig, inspect.isfunction(print)]))
+"""
+
+
+def test_a_deferred_module_loads_on_first_use(tmp_path: Path) -> None:
+    done = _child(DEFERRED_CHILD, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        "_Deferred",
+        "Undocumented(a: int)",
+        True,
+        "(x, y=2)",
+        False,
+    ]
+
+
+def test_defer_import_leaves_an_imported_module_alone() -> None:
+    import inspect  # noqa: PLC0415 - pytest imported it long ago
+
+    from eqliscsi import _lazy  # noqa: PLC0415
+
+    _lazy.defer_import("inspect")
+    assert sys.modules["inspect"] is inspect
+
+
+def test_every_dataclass_has_a_docstring() -> None:
+    # dataclasses makes a __doc__ for a class without one with inspect.signature, which
+    # would import inspect (deferred by eqliscsi/__init__.py) into whichever remote
+    # creates that class.
+    missing = []
+    for path in sorted((ROOT / "eqliscsi").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.ClassDef)
+                and any("dataclass" in ast.unparse(d) for d in node.decorator_list)
+                and not ast.get_docstring(node)
+            ):
+                missing.append(f"{path.relative_to(ROOT)}:{node.name}")
+    assert missing == []
+
+
+def test_no_classvar_becomes_a_field_without_typing(tmp_path: Path) -> None:
+    # With typing not imported, dataclasses cannot tell a string "ClassVar[...]"
+    # annotation from a field type; the broker path must not import typing, so no
+    # dataclass it creates may rely on one.
+    code = """
+        import dataclasses, json, sys
+        import eqliscsi.opennebula.runner, eqliscsi.opennebula.actions.ds_volumes
+        import eqliscsi.opennebula.actions.tm, eqliscsi.san.broker_sync
+        from eqliscsi.san import commands
+        commands.PoolShow, commands.VolumeCreate, commands.SnapshotCreateNow
+        assert "typing" not in sys.modules
+        bad = sorted(
+            f"{value.__module__}.{value.__name__}.{f.name}"
+            for name, mod in list(sys.modules.items()) if name.startswith("eqliscsi")
+            for value in vars(mod).values()
+            if isinstance(value, type) and dataclasses.is_dataclass(value)
+            for f in dataclasses.fields(value) if "ClassVar" in str(f.type)
+        )
+        print(json.dumps([bad, commands.VolumeCreate.mutating, commands.PoolShow.mutating]))
+    """
+    done = _child(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [[], True, False]
