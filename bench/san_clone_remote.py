@@ -10,7 +10,6 @@ system-wide, so the parent compares it with its own clock).
 import json
 import sys
 import time
-from pathlib import Path
 
 from eqliscsi.errors import EqliscsiError
 from eqliscsi.san.broker_common import BrokerConfig
@@ -23,7 +22,7 @@ def main() -> int:
     req = json.loads(sys.stdin.readline())
     ep = SanEndpoint.from_wire(req["endpoint"])
     cfg = BrokerConfig(
-        directory=Path(req["broker_dir"]),
+        directory=req["broker_dir"],
         max_sessions=int(req["max_sessions"]),
         fallback_direct=False,  # a fallback would open sessions behind the cap's back
         queue_timeout=float(req.get("queue_timeout", 120.0)),

@@ -9,7 +9,6 @@ imports neither asyncio nor asyncssh.
 import json
 import sys
 import time
-from pathlib import Path
 
 from eqliscsi.san.broker_common import BrokerConfig
 from eqliscsi.san.endpoint import SanEndpoint
@@ -28,7 +27,7 @@ async def action(runner, out):  # type: ignore[no-untyped-def]
 def main() -> dict[str, object]:
     req = json.loads(sys.stdin.read())
     ep = SanEndpoint.from_wire(req["endpoint"])
-    cfg = BrokerConfig(directory=Path(req["broker_dir"]), fallback_direct=False)
+    cfg = BrokerConfig(directory=req["broker_dir"], fallback_direct=False)
     out: dict[str, object] = {}
     if req.get("sync"):
         from eqliscsi.san.broker_sync import drive, sync_broker_session  # noqa: PLC0415

@@ -13,7 +13,6 @@ import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from eqliscsi.errors import ConfigError
 
@@ -59,9 +58,10 @@ class Secret:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Secret:
         """Read a secret from a file; one trailing newline is dropped (``echo`` adds one)."""
-        p = Path(path)
+        p = os.fspath(path)  # not pathlib: a remote reads its secret before its first CLI byte
         try:
-            data = p.read_bytes()
+            with open(p, "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             raise ConfigError(
                 f"Secret file {p} does not exist; create it or fix the path."

@@ -29,9 +29,9 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from eqliscsi import _lazy
 from eqliscsi._lazyre import LazyPattern
@@ -82,10 +82,12 @@ class OneVersion:
         return f"{self.major}.{self.minor}.{self.patch}"
 
 
-def read_version(remotes_dir: Path) -> OneVersion | None:
+def read_version(remotes_dir: str | os.PathLike[str]) -> OneVersion | None:
     """The version in ``<remotes_dir>/VERSION``, or None when the file is absent."""
     try:
-        text = (remotes_dir / "VERSION").read_text(encoding="ascii", errors="replace")
+        path = os.path.join(remotes_dir, "VERSION")  # not pathlib: ~3 ms of start-up
+        with open(path, encoding="ascii", errors="replace") as f:
+            text = f.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
     return OneVersion.parse(text)

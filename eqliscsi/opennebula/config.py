@@ -24,9 +24,9 @@ its origin, never the value (it may be the password).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from eqliscsi._lazyre import LazyPattern
 from eqliscsi.errors import ConfigError
@@ -206,10 +206,12 @@ def parse_conf(text: str, origin: str = "eqliscsi.conf") -> ConfFile:
     return ConfFile(values=values, notices=tuple(notices), origin=origin)
 
 
-def load_conf(path: Path) -> ConfFile:
+def load_conf(path: str | os.PathLike[str]) -> ConfFile:
     """Read and parse a conf file; a missing file is an empty configuration."""
+    path = os.fspath(path)  # not pathlib: its import costs a remote ~3 ms at start-up
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         return ConfFile(values={}, notices=(), origin=str(path))
     except PermissionError:
@@ -265,7 +267,7 @@ class EqlConfig:
     no_iscsi: tuple[str, ...] = ()
     portal: str = ""  # iSCSI portal HOST[:PORT]; the group IP when empty
     ssh_port: int = 22
-    known_hosts: Path | None = None
+    known_hosts: str | None = None
     host_fingerprint: str | None = None
     max_sessions: int = 7
     chap_user: str = ""
@@ -329,7 +331,7 @@ def resolve(
     ds_template: Mapping[str, str] | None = None,
     image_template: Mapping[str, str] | None = None,
     *,
-    read_secret_file: Callable[[Path], Secret] = Secret.from_file,
+    read_secret_file: Callable[[str], Secret] = Secret.from_file,
     template_password_usable: bool = True,
 ) -> Resolved:
     """Merge the three layers and validate every value.
@@ -419,21 +421,19 @@ def resolve(
             "EQL_HOST_FINGERPRINT", *it, _FINGERPRINT_RE, "an OpenSSH SHA256:… fingerprint"
         )
     if (it := get("EQL_KNOWN_HOSTS")) is not None:
-        kwargs["known_hosts"] = Path(
-            _check("EQL_KNOWN_HOSTS", *it, _DEV_DIR_RE, "an absolute path")
-        )
+        kwargs["known_hosts"] = _check("EQL_KNOWN_HOSTS", *it, _DEV_DIR_RE, "an absolute path")
     if (it := get("EQL_CHAP_USER")) is not None:
         kwargs["chap_user"] = _check("EQL_CHAP_USER", *it, _CLI_WORD_RE, "a CHAP user name")
     if (it := get("EQL_CHAP_SECRET_FILE")) is not None:
         path = _check("EQL_CHAP_SECRET_FILE", *it, _DEV_DIR_RE, "an absolute path")
-        kwargs["chap_secret"] = read_secret_file(Path(path))
+        kwargs["chap_secret"] = read_secret_file(path)
     if (it := get("EQL_CHAP_TARGET_USER")) is not None:
         kwargs["chap_target_user"] = _check(
             "EQL_CHAP_TARGET_USER", *it, _CLI_WORD_RE, "a CHAP user name"
         )
     if (it := get("EQL_CHAP_TARGET_SECRET_FILE")) is not None:
         path = _check("EQL_CHAP_TARGET_SECRET_FILE", *it, _DEV_DIR_RE, "an absolute path")
-        kwargs["chap_target_secret"] = read_secret_file(Path(path))
+        kwargs["chap_target_secret"] = read_secret_file(path)
     _check_mutual(kwargs)
     # Password: an inline EQL_PASS (conf or template, by precedence) wins over the
     # conf's EQL_PASS_FILE, like every other key; docs steer to the file.
@@ -457,7 +457,7 @@ def resolve(
         kwargs["password"] = Secret(it[0].encode("utf-8"), origin=f"EQL_PASS in {it[1]}")
     elif (it := get("EQL_PASS_FILE")) is not None:
         path = _check("EQL_PASS_FILE", *it, _DEV_DIR_RE, "an absolute path")
-        kwargs["password"] = read_secret_file(Path(path))
+        kwargs["password"] = read_secret_file(path)
     return Resolved(config=EqlConfig(**kwargs), notices=tuple(notices))  # type: ignore[arg-type]
 
 

@@ -23,7 +23,6 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from eqliscsi.errors import EqliscsiError, exit_code_for
 from eqliscsi.opennebula.args import DsCall, OneVersion, parse_ds_call, read_version
@@ -89,7 +88,7 @@ class ActionContext:
     name: str
     call: DsCall | TmCall | MigrateCall
     dialect: Dialect
-    remotes_dir: Path
+    remotes_dir: str
     environ: Mapping[str, str]
     driver_action: DriverAction | None = None
     logs: list[tuple[str, str]] = field(default_factory=list)
@@ -131,31 +130,35 @@ class ActionContext:
         return resolved
 
 
-def conf_file(ctx: ActionContext) -> Path:
+# Paths here are str, not pathlib.Path: pathlib (with urllib.parse, ipaddress, fnmatch)
+# costs a remote ~3 ms of its start-up budget (docs/performance.md).
+
+
+def conf_file(ctx: ActionContext) -> str:
     """``$EQLISCSI_CONF``, else ``remotes/datastore/eqliscsi/eqliscsi.conf`` (or the
     ``eqlscsi.conf`` spelling when only that one exists)."""
     explicit = ctx.environ.get("EQLISCSI_CONF")
     if explicit:
-        return Path(explicit)
-    base = ctx.remotes_dir / "datastore" / "eqliscsi"
-    first = base / DEFAULT_CONF_NAMES[0]
-    second = base / DEFAULT_CONF_NAMES[1]
-    return second if (not first.exists() and second.exists()) else first
+        return explicit
+    base = os.path.join(ctx.remotes_dir, "datastore", "eqliscsi")
+    first = os.path.join(base, DEFAULT_CONF_NAMES[0])
+    second = os.path.join(base, DEFAULT_CONF_NAMES[1])
+    return second if (not os.path.exists(first) and os.path.exists(second)) else first
 
 
-def _log_file(environ: Mapping[str, str]) -> Path:
+def _log_file(environ: Mapping[str, str]) -> str:
     explicit = environ.get("EQLISCSI_LOG_FILE")
     if explicit:
-        return Path(explicit)
-    one_log = Path("/var/log/one")
+        return explicit
+    one_log = "/var/log/one"
     if os.access(one_log, os.W_OK):
-        return one_log / "eqliscsi.log"
+        return os.path.join(one_log, "eqliscsi.log")
     import tempfile  # noqa: PLC0415 - only off a front-end; start-up is paid per oned call
 
-    return Path(tempfile.gettempdir()) / "eqliscsi.log"
+    return os.path.join(tempfile.gettempdir(), "eqliscsi.log")
 
 
-def _append_log(path: Path, text: str) -> bool:
+def _append_log(path: str, text: str) -> bool:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         with os.fdopen(fd, "a", encoding="utf-8") as fh:
@@ -165,12 +168,13 @@ def _append_log(path: Path, text: str) -> bool:
     return True
 
 
-def _remotes_dir(argv0: str, environ: Mapping[str, str]) -> Path:
+def _remotes_dir(argv0: str, environ: Mapping[str, str]) -> str:
     explicit = environ.get("EQLISCSI_REMOTES_DIR")
     if explicit:
-        return Path(explicit)
+        return explicit
     # remotes/<datastore|tm>/eqliscsi/<action>
-    return Path(os.path.abspath(argv0)).parents[2]
+    d = os.path.dirname
+    return d(d(d(os.path.abspath(argv0))))
 
 
 def _stdin_reader(stdin: BinaryIO) -> Callable[[int], bytes]:
@@ -384,7 +388,7 @@ def _capture_library_logs(ctx: ActionContext) -> Callable[[], None]:
 
 
 def _flush_logs(
-    ctx: ActionContext, err: TextIO, log_path: Path, stamp: str, *, to_stderr: bool
+    ctx: ActionContext, err: TextIO, log_path: str, stamp: str, *, to_stderr: bool
 ) -> None:
     if not ctx.logs:
         return

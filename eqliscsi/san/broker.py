@@ -194,13 +194,13 @@ def _error(exc: BaseException) -> dict[str, Any]:
 class Broker:
     def __init__(
         self,
-        directory: Path,
+        directory: str | os.PathLike[str],
         *,
         max_sessions: int = 4,
         idle_exit: float = 120.0,
         session_idle: float = 60.0,
     ) -> None:
-        self.directory = directory
+        self.directory = Path(directory)
         self.max_sessions = max_sessions
         self.idle_exit = idle_exit
         self.session_idle = session_idle

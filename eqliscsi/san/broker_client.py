@@ -165,7 +165,7 @@ async def _exchange(
 async def _open(cfg: BrokerConfig) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to a live broker and check it answers ``ping``; raise OSError/TimeoutError."""
     async with asyncio.timeout(cfg.ping_timeout):
-        reader, writer = await asyncio.open_unix_connection(str(cfg.socket), limit=MAX_MESSAGE)
+        reader, writer = await asyncio.open_unix_connection(cfg.socket, limit=MAX_MESSAGE)
     try:
         reply = await _exchange(
             reader, writer, {"op": "ping"}, limit=cfg.ping_timeout, what="ping", mutating_sent=False
@@ -188,7 +188,7 @@ async def _connect_or_start(
     except (OSError, TimeoutError, SanError) as exc:
         stuck = isinstance(exc, TimeoutError | SanTimeout | SanProtocolError)
     deadline = time.monotonic() + cfg.start_timeout
-    lock_fd = os.open(cfg.directory / SPAWN_LOCK, os.O_WRONLY | os.O_CREAT, 0o600)
+    lock_fd = os.open(cfg.file(SPAWN_LOCK), os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         # One spawner at a time; the others wait for its broker.  Bounded by the deadline.
         while True:
@@ -199,7 +199,7 @@ async def _connect_or_start(
                 if time.monotonic() > deadline:
                     raise SanTimeout(
                         "Another action is starting the SAN session broker and it did not "
-                        f"come up within {cfg.start_timeout:g} s; see {cfg.directory / LOG_NAME}."
+                        f"come up within {cfg.start_timeout:g} s; see {cfg.file(LOG_NAME)}."
                     ) from None
                 await asyncio.sleep(0.02)
         with contextlib.suppress(OSError, TimeoutError, SanError):
@@ -213,7 +213,7 @@ async def _connect_or_start(
                 return await _open(cfg)
         raise SanTimeout(
             f"The SAN session broker did not start within {cfg.start_timeout:g} s; "
-            f"see {cfg.directory / LOG_NAME}."
+            f"see {cfg.file(LOG_NAME)}."
         )
     finally:
         os.close(lock_fd)

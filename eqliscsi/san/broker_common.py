@@ -10,7 +10,6 @@ import os
 import stat
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from eqliscsi.errors import SanError
 from eqliscsi.san._lazylog import LazyLogger
@@ -58,21 +57,25 @@ MAX_MESSAGE = 32 * 1024 * 1024
 PROTOCOL_VERSION = 1
 
 
-def default_broker_dir() -> Path:
+# Paths here are str, not pathlib.Path: pathlib (with urllib.parse, ipaddress, fnmatch)
+# costs each remote ~3 ms of its start-up budget (docs/performance.md).
+
+
+def default_broker_dir() -> str:
     env = os.environ.get("EQLISCSI_BROKER_DIR")
     if env:
-        return Path(env)
+        return env
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and Path(runtime).is_dir():
-        return Path(runtime) / "eqliscsi"
-    return Path(f"/tmp/eqliscsi-{os.getuid()}")  # noqa: S108 - checked to be ours and 0700
+    if runtime and os.path.isdir(runtime):
+        return os.path.join(runtime, "eqliscsi")
+    return f"/tmp/eqliscsi-{os.getuid()}"  # noqa: S108 - checked to be ours and 0700
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
     """How to find (and, when needed, start) the broker."""
 
-    directory: Path = field(default_factory=default_broker_dir)
+    directory: str = field(default_factory=default_broker_dir)
     max_sessions: int = 4  # warm + busy CLI sessions per group
     idle_exit: float = 120.0  # the broker exits after this long without work
     session_idle: float = 60.0  # a warm session is closed after this long unused
@@ -82,15 +85,19 @@ class BrokerConfig:
     fallback_direct: bool = True  # connect directly when no broker can be had
 
     @property
-    def socket(self) -> Path:
-        return self.directory / SOCKET_NAME
+    def socket(self) -> str:
+        return os.path.join(self.directory, SOCKET_NAME)
+
+    def file(self, name: str) -> str:
+        """``name`` in the broker's directory."""
+        return os.path.join(self.directory, name)
 
 
-def ensure_private_dir(path: Path) -> None:
+def ensure_private_dir(path: str | os.PathLike[str]) -> None:
     """Create ``path`` 0700, or check that an existing one is ours and private."""
     with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=0o700, parents=True)
-    st = path.lstat()
+        os.makedirs(path, mode=0o700)
+    st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
         raise SanConnectionError(
             f"The SAN session broker directory {path} is not a private directory of this user; "
@@ -115,12 +122,14 @@ def raise_remote(error: dict[str, Any], mutating_sent: bool) -> None:
 
 def _broker_pid(cfg: BrokerConfig) -> int | None:
     try:
-        pid = int((cfg.directory / PID_NAME).read_text().strip())
+        with open(cfg.file(PID_NAME)) as f:
+            pid = int(f.read().strip())
     except (OSError, ValueError):
         return None
     try:
         st = os.stat(f"/proc/{pid}")
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
     except OSError:
         return None
     # Only ever signal our own broker, never a process that reused the pid.
@@ -138,7 +147,7 @@ def kill_stuck(cfg: BrokerConfig) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(FileNotFoundError):
-        cfg.socket.unlink()
+        os.unlink(cfg.socket)
 
 
 def spawn(cfg: BrokerConfig) -> None:
@@ -149,7 +158,7 @@ def spawn(cfg: BrokerConfig) -> None:
         "-m",
         "eqliscsi.san.broker",
         "--dir",
-        str(cfg.directory),
+        cfg.directory,
         "--max-sessions",
         str(cfg.max_sessions),
         "--idle-exit",
@@ -157,7 +166,7 @@ def spawn(cfg: BrokerConfig) -> None:
         "--session-idle",
         str(cfg.session_idle),
     ]
-    log_fd = os.open(cfg.directory / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    log_fd = os.open(cfg.file(LOG_NAME), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         # A new session: the broker must outlive this remote and not get its signals.
         subprocess.Popen(

@@ -167,7 +167,7 @@ def _open(cfg: BrokerConfig) -> _Channel:
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(cfg.ping_timeout)
-        sock.connect(str(cfg.socket))
+        sock.connect(cfg.socket)
         ch = _Channel(sock)
         reply = ch.exchange(
             {"op": "ping"}, limit=cfg.ping_timeout, what="ping", mutating_sent=False
@@ -188,7 +188,7 @@ def _connect_or_start(cfg: BrokerConfig) -> _Channel:
     except (OSError, SanError) as exc:
         stuck = isinstance(exc, SanTimeout | SanProtocolError)
     deadline = time.monotonic() + cfg.start_timeout
-    lock_fd = os.open(cfg.directory / SPAWN_LOCK, os.O_WRONLY | os.O_CREAT, 0o600)
+    lock_fd = os.open(cfg.file(SPAWN_LOCK), os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         while True:
             try:
@@ -198,7 +198,7 @@ def _connect_or_start(cfg: BrokerConfig) -> _Channel:
                 if time.monotonic() > deadline:
                     raise SanTimeout(
                         "Another action is starting the SAN session broker and it did not "
-                        f"come up within {cfg.start_timeout:g} s; see {cfg.directory / LOG_NAME}."
+                        f"come up within {cfg.start_timeout:g} s; see {cfg.file(LOG_NAME)}."
                     ) from None
                 time.sleep(0.02)
         with contextlib.suppress(OSError, SanError):
@@ -212,7 +212,7 @@ def _connect_or_start(cfg: BrokerConfig) -> _Channel:
                 return _open(cfg)
         raise SanTimeout(
             f"The SAN session broker did not start within {cfg.start_timeout:g} s; "
-            f"see {cfg.directory / LOG_NAME}."
+            f"see {cfg.file(LOG_NAME)}."
         )
     finally:
         os.close(lock_fd)

@@ -291,7 +291,7 @@ async def check_host_key(ctx: Context, _: str) -> Finding:
             f"the group's host key is {fingerprint}, not EQL_HOST_FINGERPRINT",
             "Verify the key on the array's console, then correct EQL_HOST_FINGERPRINT.",
         )
-    path = cfg.known_hosts or Path("~/.ssh/known_hosts").expanduser()
+    path = Path(cfg.known_hosts) if cfg.known_hosts else Path("~/.ssh/known_hosts").expanduser()
     known: list[object] = []
     if path.is_file():
         try:

@@ -12,7 +12,6 @@ import time
 
 T0 = time.monotonic()
 
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from eqliscsi.san.broker_common import BrokerConfig  # noqa: E402
@@ -34,7 +33,7 @@ def main() -> dict[str, object]:
 async def _main(req: dict[str, Any]) -> dict[str, object]:
     ep = SanEndpoint.from_wire(req["endpoint"])
     cfg = BrokerConfig(
-        directory=Path(req["broker_dir"]),
+        directory=req["broker_dir"],
         max_sessions=int(req.get("max_sessions", 4)),
         queue_timeout=float(req.get("queue_timeout", 60)),
         fallback_direct=bool(req.get("fallback_direct", False)),

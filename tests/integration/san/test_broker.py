@@ -99,7 +99,7 @@ def _pythonpath(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def cfg(d: Path, **kw: object) -> BrokerConfig:
-    base: dict[str, object] = {"directory": d, "fallback_direct": False, "start_timeout": 15.0}
+    base: dict[str, object] = {"directory": str(d), "fallback_direct": False, "start_timeout": 15.0}
     base.update(kw)
     return BrokerConfig(**base)  # type: ignore[arg-type]
 

@@ -137,7 +137,7 @@ CONF = ConfFile(
 )
 
 
-def fake_secret(path: Path) -> Secret:
+def fake_secret(path: str) -> Secret:
     return Secret(b"from-file", origin=f"file {path}")
 
 

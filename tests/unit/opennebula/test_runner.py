@@ -106,7 +106,7 @@ def test_success_paths(
     ctx = fake_actions["ctx"]
     assert isinstance(ctx, ActionContext)
     assert ctx.driver_action is not None and ctx.image().path == "/tmp/ttylinux.img"
-    assert ctx.remotes_dir == remotes
+    assert ctx.remotes_dir == str(remotes)
     log = (remotes.parent / "eqliscsi.log").read_text()
     assert "INFO: ds.fake: measured the image" in log
 
