@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import base64
+import binascii
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eqliscsi.opennebula.args import (
     MAX_DOCUMENT_BYTES,
@@ -12,6 +15,7 @@ from eqliscsi.opennebula.args import (
     MigrateCall,
     OneVersion,
     TmCall,
+    decode_base64,
     parse_ds_call,
     parse_tm_call,
     read_version,
@@ -354,3 +358,30 @@ def test_migrate(
 def test_migrate_rejects(argv: list[str], version: OneVersion | None) -> None:
     with pytest.raises((BadCallError, BadValueError)):
         parse_tm_call("postmigrate", argv, stdin_of(VM_B64.encode()), version)
+
+
+def _reference_b64(data: bytes) -> bytes | None:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+@settings(max_examples=500)
+@given(
+    st.one_of(
+        st.binary(max_size=16),
+        st.text(alphabet="AQgw=+/a-_ ", max_size=16).map(str.encode),
+        st.binary(max_size=12).map(base64.b64encode),
+    )
+)
+def test_decode_base64_accepts_what_b64decode_validate_accepts(data: bytes) -> None:
+    # decode_base64 strips whitespace (oned wraps lines) and then must agree with
+    # base64.b64decode(validate=True), which it replaces to keep base64 off start-up.
+    compact = b"".join(data.split())
+    expected = _reference_b64(compact) if compact else None
+    try:
+        got: bytes | None = decode_base64(data, "document")
+    except BadCallError:
+        got = None
+    assert got == expected
