@@ -14,6 +14,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from eqliscsi._record import Record
 from eqliscsi.errors import ConfigError
 
 __all__ = ["REDACTED", "Secret", "redact"]
@@ -25,8 +26,8 @@ REDACTED = "***"
 _MAX_SECRET_BYTES = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class Secret:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Secret(Record):
     """An opaque secret value.  ``origin`` names where it came from, never what it is."""
 
     _value: bytes = field(repr=False)

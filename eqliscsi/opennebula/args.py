@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import binascii
 import enum
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from eqliscsi import _lazy
 from eqliscsi._lazyre import LazyPattern
+from eqliscsi._record import Record
 from eqliscsi.opennebula.errors import BadCallError
 
 __all__ = [
@@ -56,8 +58,9 @@ __all__ = [
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class OneVersion:
+@functools.total_ordering
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class OneVersion(Record):
     """An OpenNebula release, as written in ``remotes/VERSION`` (``6.10.0``)."""
 
     major: int
@@ -79,6 +82,14 @@ class OneVersion:
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}.{self.patch}"
+
+    # Written out (with total_ordering) rather than dataclass(order=True), which would
+    # compile four more methods at every remote's start-up (see eqliscsi._record).
+    def __lt__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, OneVersion)
+        return (self.major, self.minor, self.patch) < (other.major, other.minor, other.patch)
 
 
 def read_version(remotes_dir: str | os.PathLike[str]) -> OneVersion | None:
@@ -138,8 +149,8 @@ def _parse_id(word: str, what: str) -> int:
     return int(word)
 
 
-@dataclass(frozen=True, slots=True)
-class DsCall:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class DsCall(Record):
     """A parsed DS action call: the decoded document and the id that came with it.
 
     ``object_id`` is the image id (cp, mkfs, rm, snap_*), the *new* image id (clone),

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from eqliscsi._lazyre import LazyPattern
+from eqliscsi._record import Record
 from eqliscsi.errors import ConfigError
 from eqliscsi.opennebula.errors import ConfFileError
 from eqliscsi.secret import Secret
@@ -100,8 +101,8 @@ _NAME_RE = LazyPattern(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_CONF_BYTES = 256 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class ConfFile:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class ConfFile(Record):
     """The assignments of one conf file, with notices about ignored keys."""
 
     values: Mapping[str, str]
@@ -247,8 +248,8 @@ _IFACE_RE = LazyPattern(r"^[A-Za-z0-9._:\-]{1,64}$")
 _FINGERPRINT_RE = LazyPattern(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
 
 
-@dataclass(frozen=True, slots=True)
-class EqlConfig:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class EqlConfig(Record):
     """The settings one action runs with.  Defaults follow the original add-on."""
 
     host: str = ""
@@ -312,8 +313,8 @@ class EqlConfig:
         return self
 
 
-@dataclass(frozen=True, slots=True)
-class Resolved:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Resolved(Record):
     """The merged, validated configuration and the notices for the action's log."""
 
     config: EqlConfig

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from eqliscsi import _lazy
+from eqliscsi._record import Record
 from eqliscsi.opennebula import _xml
 from eqliscsi.opennebula._xml import Element
 from eqliscsi.opennebula.errors import BadDocumentError, BadValueError
@@ -92,8 +93,8 @@ def _yes(value: str | None) -> bool:
     return (value or "").strip().upper() in {"1", "YES", "TRUE"}
 
 
-@dataclass(frozen=True, slots=True)
-class Datastore:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Datastore(Record):
     """``DS_DRIVER_ACTION_DATA/DATASTORE``; ``template`` holds EQL_* and the stock attrs."""
 
     id: int
@@ -119,8 +120,8 @@ class Datastore:
         return tuple(self.template.get("SAFE_DIRS", "").split())
 
 
-@dataclass(frozen=True, slots=True)
-class DriverAction:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class DriverAction(Record):
     """``DS_DRIVER_ACTION_DATA``: the image (absent for monitor) and the datastore."""
 
     image: Image | None

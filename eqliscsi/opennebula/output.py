@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from eqliscsi import _lazy
 from eqliscsi._lazyre import LazyPattern
+from eqliscsi._record import Record
 from eqliscsi.opennebula.args import Convention, OneVersion
 
 __all__ = [
@@ -57,8 +58,8 @@ class ErrorFraming(enum.Enum):
     TAGGED = "tagged"  # 7.0+
 
 
-@dataclass(frozen=True, slots=True)
-class Dialect:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Dialect(Record):
     """The stdout/stderr conventions of the calling oned."""
 
     version: OneVersion | None
@@ -89,8 +90,8 @@ def dialect_for(version: OneVersion | None, convention: Convention | None = None
     return Dialect(None, ErrorFraming.MARKERS, cp_prints_format=True)
 
 
-@dataclass(frozen=True, slots=True)
-class MonitorResult:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class MonitorResult(Record):
     """monitor: the pool's USED_MB, TOTAL_MB and FREE_MB."""
 
     used_mb: int

@@ -81,7 +81,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity; a generated __eq__ costs start-up (eqliscsi._record)
 class ActionContext:
     """Everything an action function gets; it does no argv/stdin/version work itself."""
 

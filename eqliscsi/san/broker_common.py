@@ -11,6 +11,7 @@ import stat
 import sys
 from dataclasses import dataclass, field
 
+from eqliscsi._record import Record
 from eqliscsi.errors import SanError
 from eqliscsi.san._lazylog import LazyLogger
 from eqliscsi.san.commands import Command
@@ -71,8 +72,8 @@ def default_broker_dir() -> str:
     return f"/tmp/eqliscsi-{os.getuid()}"  # noqa: S108 - checked to be ours and 0700
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerConfig:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class BrokerConfig(Record):
     """How to find (and, when needed, start) the broker."""
 
     directory: str = field(default_factory=default_broker_dir)

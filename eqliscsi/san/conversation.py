@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eqliscsi import _lazy
+from eqliscsi._record import Record
 from eqliscsi.san.commands import Command
 from eqliscsi.san.errors import SanCommandError, SanObjectExists, SanObjectMissing
 
@@ -63,8 +64,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class CommandCompleted:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class CommandCompleted(Record):
     """A command's output lines, once the prompt came back."""
 
     command: Command

@@ -7,6 +7,7 @@ import enum
 import math
 from dataclasses import dataclass
 
+from eqliscsi._record import Record
 from eqliscsi.san.errors import SanAuthError, SanHostKeyError, SanInvalidValue
 from eqliscsi.secret import Secret
 
@@ -24,8 +25,8 @@ class HostKeyPolicy(enum.Enum):
     TRUST_ON_FIRST_USE = "trust-on-first-use"
 
 
-@dataclass(frozen=True, slots=True)
-class SanEndpoint:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class SanEndpoint(Record):
     """Where and how to log in to a group.  ``group`` is the expected prompt name, if known."""
 
     host: str

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from eqliscsi import _lazy
 from eqliscsi._lazyre import LazyPattern
+from eqliscsi._record import Record
 from eqliscsi.san.errors import SanProtocolError
 
 TYPE_CHECKING = False  # not typing's: importing typing costs a remote ~3 ms (docs/performance.md)
@@ -224,8 +225,8 @@ def _require(kv: dict[str, str], key: str, what: str) -> str:
     return kv[key]
 
 
-@dataclass(frozen=True, slots=True)
-class PoolCapacity:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class PoolCapacity(Record):
     """Whole MB, rounded down so that free space is never overstated (Cinder 1421843)."""
 
     total_mb: int
