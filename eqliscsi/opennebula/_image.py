@@ -18,7 +18,7 @@ from eqliscsi.opennebula.errors import BadValueError
 TYPE_CHECKING = False  # not typing's: importing typing costs a remote ~3 ms (docs/performance.md)
 
 if TYPE_CHECKING:
-    from eqliscsi.opennebula._xml import Element
+    import xml.etree.ElementTree as ET
 
 __all__ = ["Image", "ImageSnapshot", "ImageType", "parse_image", "replace_target_snapshot"]
 
@@ -87,7 +87,7 @@ class Image:
         return self.template.get("DESCRIPTION", "")
 
 
-def parse_image(elem: Element) -> Image:
+def parse_image(elem: ET.Element) -> Image:
     what = "IMAGE"
     size = _int(elem, "SIZE", what)
     # oned writes SIZE -1 … never for images it hands to a driver except a few

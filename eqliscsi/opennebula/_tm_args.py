@@ -7,7 +7,6 @@ never parses a TM call, and every remote pays its imports on each oned call
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from collections.abc import Callable, Sequence
@@ -212,7 +211,8 @@ def _looks_like_b64_xml(word: str) -> bool:
     # A TM name ("shared", "ssh", "ceph") is never base64 of a document starting with
     # '<': that is how argv 6 (template, 4.4 … 5.10) is told from argv 6 (sys TM, 5.12+).
     try:
-        return base64.b64decode(word[:8], validate=True).lstrip().startswith(b"<")
+        # binascii's strict mode accepts what b64decode(validate=True) does (see args).
+        return binascii.a2b_base64(word[:8], strict_mode=True).lstrip().startswith(b"<")
     except (binascii.Error, ValueError):
         return False
 

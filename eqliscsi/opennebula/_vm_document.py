@@ -17,7 +17,7 @@ from eqliscsi.opennebula.errors import BadDocumentError
 TYPE_CHECKING = False  # not typing's: importing typing costs a remote ~3 ms (docs/performance.md)
 
 if TYPE_CHECKING:
-    from eqliscsi.opennebula._xml import Element
+    import xml.etree.ElementTree as ET
 
 __all__ = ["LCM_STATE_RUNNING", "VM_STATE_ACTIVE", "VM_STATE_DONE", "Vm", "VmDisk", "parse_vm"]
 
@@ -127,7 +127,7 @@ def parse_vm(document: bytes) -> Vm:
     )
 
 
-def _history_hosts(root: Element) -> tuple[str, ...]:
+def _history_hosts(root: ET.Element) -> tuple[str, ...]:
     records: list[tuple[int, str]] = []
     for h in root.findall("HISTORY_RECORDS/HISTORY"):
         seq = _int(h, "SEQ", "VM history")

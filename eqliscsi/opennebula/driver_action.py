@@ -8,23 +8,32 @@ pre/post/failmigrate receive (§6.3).  The element set differs per version:
 * 5.12: CDATA everywhere, ``TARGET_SNAPSHOT``, ``SNAPSHOTS``, ``STATE``.
 * 6.x/7.x: ``FORMAT`` + ``FS`` replace ``FSTYPE``.
 
-Parsing (:mod:`._xml`, on pyexpat) refuses DTDs, entities and external references, as
-defusedxml's strict settings do: oned never sends any, so a document that has them (an
-entity-expansion bomb, say) is refused with one clean error instead of being expanded.
-This module does no I/O.
+Parsing uses defusedxml with DTDs, entities and external references forbidden: oned
+never sends any, so a document that has them (an entity-expansion bomb, say) is
+refused with one clean error instead of being expanded.  This module does no I/O.
 """
 
 from __future__ import annotations
 
+import importlib
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from eqliscsi import _lazy
 from eqliscsi._record import Record
-from eqliscsi.opennebula import _xml
-from eqliscsi.opennebula._xml import Element
 from eqliscsi.opennebula.errors import BadDocumentError, BadValueError
+
+TYPE_CHECKING = False  # not typing's: importing typing costs a remote ~3 ms (docs/performance.md)
+
+if TYPE_CHECKING:
+    from typing import Any
+
+# defusedxml ships no type hints; importing it by name keeps mypy --strict clean with
+# or without the types-defusedxml stubs installed.
+_defused: Any = importlib.import_module("defusedxml")
+_DET: Any = importlib.import_module("defusedxml.ElementTree")
 
 __all__ = [
     "Datastore",
@@ -43,13 +52,24 @@ __all__ = [
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
-def _parse(document: bytes, what: str) -> Element:
+def _parse(document: bytes, what: str) -> ET.Element:
     if not document.strip():
         raise BadDocumentError(f"The {what} document oned passed is empty.")
-    return _xml.parse(document, what)
+    try:
+        root = _DET.fromstring(
+            document, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
+    except _defused.DefusedXmlException:
+        raise BadDocumentError(
+            f"The {what} document declares a DTD or entities, which oned never sends; refusing it."
+        ) from None
+    except ET.ParseError as exc:
+        raise BadDocumentError(f"The {what} document is not well-formed XML ({exc}).") from None
+    assert isinstance(root, ET.Element)
+    return root
 
 
-def _text(elem: Element | None, tag: str) -> str | None:
+def _text(elem: ET.Element | None, tag: str) -> str | None:
     if elem is None:
         return None
     child = elem.find(tag)
@@ -58,7 +78,7 @@ def _text(elem: Element | None, tag: str) -> str | None:
     return (child.text or "").strip()
 
 
-def _int(elem: Element | None, tag: str, what: str, *, required: bool = False) -> int | None:
+def _int(elem: ET.Element | None, tag: str, what: str, *, required: bool = False) -> int | None:
     raw = _text(elem, tag)
     if raw is None or raw == "":
         if required:
@@ -70,7 +90,7 @@ def _int(elem: Element | None, tag: str, what: str, *, required: bool = False) -
         raise BadValueError(f"The {what} {tag} {raw[:40]!r} is not an integer.") from None
 
 
-def _template(elem: Element | None) -> Mapping[str, str]:
+def _template(elem: ET.Element | None) -> Mapping[str, str]:
     """Single-valued TEMPLATE attributes; vector attributes (nested) are skipped.
 
     oned orders attributes by name and may repeat one; the first occurrence wins,
@@ -128,7 +148,7 @@ class DriverAction(Record):
     datastore: Datastore
 
 
-def _parse_datastore(elem: Element) -> Datastore:
+def _parse_datastore(elem: ET.Element) -> Datastore:
     what = "DATASTORE"
     ds_id = _int(elem, "ID", what, required=True)
     assert ds_id is not None
@@ -195,8 +215,6 @@ _LAZY = {
     "VmDisk": "_vm_document",
     "parse_vm": "_vm_document",
 }
-
-TYPE_CHECKING = False  # not typing's: importing typing costs a remote ~3 ms (docs/performance.md)
 
 if TYPE_CHECKING:
     from eqliscsi.opennebula._image import Image, ImageSnapshot, ImageType

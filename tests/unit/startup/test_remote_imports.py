@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from pathlib import Path
 
@@ -41,24 +42,28 @@ NOT_ON_THE_BROKER_PATH = (
     # The broker client uses _socket: socket's enum conversions and selectors cost ~2.5 ms.
     "socket",
     "selectors",
-    # typing (~3 ms), inspect with ast/dis/tokenize (~5 ms; dataclasses imports it, see
-    # eqliscsi/__init__.py) and ElementTree with defusedxml (~5 ms; see opennebula._xml).
+    # typing (~3 ms) and inspect with ast/dis/tokenize (~5 ms; dataclasses imports it,
+    # see eqliscsi/__init__.py).  pathlib (~3 ms) and base64 go with them.
     "typing",
     "inspect",
     "ast",
     "dis",
-    "xml.etree.ElementTree",
-    "defusedxml",
+    "pathlib",
+    "base64",
 )
 
 
 def _child(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    # -S, with the checkout and site-packages on PYTHONPATH instead: in a development
+    # venv, site runs the editable install's .pth finder, which imports pathlib and more
+    # before any remote code; an installed remote's interpreter does not.
+    path = f"{ROOT}:{sysconfig.get_paths()['purelib']}"
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-S", "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": path, "HOME": str(tmp_path)},
         timeout=60,
         check=False,
     )
