@@ -778,20 +778,30 @@ def premigrate(ctx: ActionContext) -> NoOutput:
     return NoOutput()
 
 
+# System TMs whose hosts each keep their own copy of the VM directory (reference §6.2:
+# "ssh" places running VMs on the hosts' local storage; SHARED="NO").
+HOST_LOCAL_SYSTEM_TMS = frozenset({"ssh"})
+
+
 def _log_out_migrated(ctx: ActionContext, *, on_source: bool) -> NoOutput:
     """postmigrate (the source) and failmigrate (the destination): log this VM's disks
     out on one host, sweep it, then report the first failure where an admin looks.
 
-    No link removal: on a shared system datastore the link is the other host's too.
+    The ``disk.N`` links stay on a shared system datastore, where the link is the other
+    host's too, and when the system TM is unknown (4.4 calls without it).  failmigrate
+    removes them from a destination with its own VM directory (``ssh``), where
+    premigrate made them for a VM that now stays on the source.
     """
     call, env, disks = _migrate_disks(ctx)
     host = call.src_host if on_source else call.dst_host
     if call.src_host == call.dst_host or not env.wants_iscsi(host):
         return NoOutput()
+    own_dir = not on_source and call.sys_tm in HOST_LOCAL_SYSTEM_TMS
     failures = []
-    for _disk, volume, iqn in disks:
+    for disk, volume, iqn in disks:
+        link = f"{call.vm_dir}/disk.{disk.disk_id}" if own_dir else None
         try:
-            detach(env, host, iqn, volume, None)
+            detach(env, host, iqn, volume, link)
         except EqliscsiError as exc:
             failures.append(exc)
     sweep_stale(env, host, _datastores_dir(call.vm_dir))

@@ -197,3 +197,39 @@ def test_failmigrate_through_installed_system_tm_hook(rig: EmbeddedRig, image: s
     assert stock.read_text() == "#!/bin/sh\nexit 0\n"
     assert sim.run_tm("delete", [f"h1:{SYS}/407/disk.0", "407", "100"]).ok
     _assert_clean(rig, f"{image}-407-0", "h1", "h2")
+
+
+@pytest.mark.parametrize(
+    ("sys_tm", "link_left_on_h2"),
+    [
+        # ssh: h2 has its own VM directory, where premigrate made disk.0 for a VM that
+        # stays on h1 after the failure: failmigrate takes it away with the login.
+        pytest.param("ssh", False, id="host-local-system-ds"),
+        # shared: disk.0 is the same file for both hosts (the rig's hosts keep separate
+        # directories, so it shows on h2 as it would there): it must stay.
+        pytest.param("shared", True, id="shared-system-ds"),
+    ],
+)
+def test_failmigrate_removes_the_link_only_where_the_directory_is_the_hosts_own(
+    rig: EmbeddedRig, image: str, sys_tm: str, link_left_on_h2: bool
+) -> None:
+    sim = rig.simulator("7.0")
+    vm_id = 408 if sys_tm == "ssh" else 409
+    vm = VmSpec(vm_id, disks=[DiskSpec(0, 60, image, size_mb=32)])
+    rig.put_vm(sim, vm)
+    clone, disk = f"{image}-{vm_id}-0", f"{SYS}/{vm_id}/disk.0"
+    assert sim.run_tm("clone", _clone_args(image, "h1", vm_id)).ok
+    vm_dir = f"{SYS}/{vm_id}"
+    out = sim.run_migrate("premigrate", src="h1", dst="h2", vm_dir=vm_dir, vm=vm, sys_tm=sys_tm)
+    assert out.ok, out.stderr
+    assert link_target(rig, "h2", disk) == f"/dev/iscsi/{clone}"
+    out = sim.run_migrate("failmigrate", src="h1", dst="h2", vm_dir=vm_dir, vm=vm, sys_tm=sys_tm)
+    assert out.ok, out.stderr
+    assert clone not in session_volumes(rig, "h2")
+    assert link_target(rig, "h2", disk) == (f"/dev/iscsi/{clone}" if link_left_on_h2 else "")
+    # The source keeps running the VM: its login and link are untouched.
+    assert clone in session_volumes(rig, "h1")
+    assert link_target(rig, "h1", disk) == f"/dev/iscsi/{clone}"
+    assert len(read_block(rig, "h1", disk)) == 4096
+    assert sim.run_tm("delete", [f"h1:{disk}", str(vm_id), "100"]).ok
+    _assert_clean(rig, clone, "h1", "h2")
