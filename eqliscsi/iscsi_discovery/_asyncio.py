@@ -852,6 +852,48 @@ class IscsiSession:
         identifiers = parse_device_identifiers(ids_data) if ids_data else ()
         return lun_info(lun, inquiry, capacity, serial, identifiers)
 
+    async def lun_capacity(self, lun: int) -> LunInfo:
+        """READ CAPACITY(16) of one LUN, with TEST UNIT READY ahead of it; no INQUIRY.
+
+        What validation asks for is the login and the size, so this reads only that:
+        both commands go out at once and fit tgt's opening CmdSN window of two, so
+        this is one round trip and two commands on the target, where
+        :meth:`lun_info` without VPD pages is two round trips and three commands.
+        TEST UNIT READY leads so that it takes the unit attention a target queues
+        after login (tgt: 06/29/00, reference §8); a READ CAPACITY(16) hit by one
+        anyway is re-run alone, with :meth:`scsi`'s retries.
+
+        Without INQUIRY the returned :class:`LunInfo` has empty ``vendor``,
+        ``product``, ``serial`` and ``identifiers``, and ``device_type`` is
+        ``DeviceType.DISK``: READ CAPACITY(16) is an SBC command (SBC-3 §5.16), so a
+        LUN that answers it GOOD with a block size is a block device.  A LUN that is
+        not there answers CHECK CONDITION 05/25/00 (LOGICAL UNIT NOT SUPPORTED,
+        SPC-4 §4.5.1; tgt and LIO both do) to either command, read as
+        :class:`LunNotPresent`; any other failure of READ CAPACITY(16) (a LUN that
+        is no disk: 05/20/00) is a :class:`ScsiCommandFailed` naming it.
+        """
+        name = "READ CAPACITY(16)"
+        ready, done = await self.scsi_batch(
+            lun, [("TEST UNIT READY", cdb_test_unit_ready(), 0), (name, cdb_read_capacity16(), 32)]
+        )
+        for event in (ready, done):
+            if event.sense is not None and _lun_not_supported(event.sense):
+                raise LunNotPresent(self.target or "", lun)
+        if done.unit_attention:
+            try:
+                data = await self.scsi(lun, cdb_read_capacity16(), read_length=32, command=name)
+            except ScsiCommandFailed as exc:
+                if exc.sense_key == SenseKey.ILLEGAL_REQUEST and exc.asc == 0x25:
+                    raise LunNotPresent(self.target or "", lun) from None
+                raise
+        else:
+            data = done.check(name, self.target or "")
+        blocks, block_size = parse_read_capacity16(data)
+        return LunInfo(
+            lun=lun, size_bytes=blocks * block_size, block_size=block_size, vendor="",
+            product="", serial="", device_type=DeviceType.DISK, identifiers=(),
+        )  # fmt: skip
+
 
 _VPD83_ALLOCATION = 1024
 
@@ -950,13 +992,16 @@ async def _probe(
     timeout: float,  # noqa: ASYNC109 - passed through from the public API
     max_redirects: int,
     vpd: bool,
+    capacity_only: bool = False,
 ) -> ProbeResult:
     async with login(
         start, target, auth=auth, initiator_name=initiator_name, timeout=timeout,
         max_redirects=max_redirects,
     ) as s:  # fmt: skip
         luns: tuple[LunInfo, ...]
-        if lun is not None:
+        if lun is not None and capacity_only:
+            luns = (await s.lun_capacity(lun),)
+        elif lun is not None:
             luns = (await s.lun_info(lun, vpd=vpd),)
         else:
             infos = [await s.lun_info(n, vpd=vpd) for n in await s.report_luns()]
@@ -1007,10 +1052,21 @@ async def validate_many(
     """Probe every request, at most ``concurrency`` at once; results in request order.
 
     An iSCSI failure of one request becomes that item's ``error``; it never stops the
-    others.  Each probe is the lean one: login, then TEST UNIT READY, standard INQUIRY
-    and READ CAPACITY(16) pipelined, then logout.  Validation needs the login and the
-    size, so the VPD pages are skipped and each ``LunInfo`` has an empty ``serial``
-    and ``identifiers``; :func:`probe` reads them.
+    others.  Validation needs the login and the size, so each probe is a lean one:
+
+    * a request with a ``lun`` (the issue's "CHAP login + READ CAPACITY"): login,
+      then TEST UNIT READY and READ CAPACITY(16) pipelined (one round trip, see
+      :meth:`IscsiSession.lun_capacity`), then logout.  No INQUIRY is sent, so its
+      ``LunInfo`` has empty ``vendor``, ``product``, ``serial`` and ``identifiers``,
+      and ``device_type`` is 0 (direct access), inferred from READ CAPACITY(16)
+      answering GOOD; an absent LUN is still :class:`LunNotPresent` (05/25/00),
+      a LUN that is no disk a :class:`ScsiCommandFailed` for READ CAPACITY(16);
+    * a request without a ``lun``: REPORT LUNS, then per LUN TEST UNIT READY,
+      standard INQUIRY and READ CAPACITY(16) (INQUIRY picks the disk LUNs), so
+      ``vendor`` and ``product`` are filled and only ``serial`` and ``identifiers``
+      are empty.
+
+    :func:`probe` reads everything, VPD pages included.
 
     The client's CPU limits a batch (see :mod:`._shard`), so by default a large batch
     is split over forked processes on a machine with CPUs to spare
@@ -1042,7 +1098,7 @@ async def validate_many(
                     result = await _probe(
                         req.portal, req.target, lun=req.lun, auth=req.auth,
                         initiator_name=initiator_name, timeout=timeout, max_redirects=3,
-                        vpd=False,
+                        vpd=False, capacity_only=True,
                     )  # fmt: skip
                 except IscsiError as exc:
                     out[i] = (False, None, exc)
