@@ -51,6 +51,7 @@ from eqliscsi.iscsi_discovery.errors import (
     PduRejected,
     RemoteProtocolError,
     ScsiCommandFailed,
+    TargetNotListed,
 )
 from eqliscsi.iscsi_discovery.sansio import (
     AsyncEvent,
@@ -58,6 +59,7 @@ from eqliscsi.iscsi_discovery.sansio import (
     LoginConfig,
     LoginMachine,
     LoginRedirected,
+    LoginState,
     LoginSucceeded,
     LoginWarning,
     LogoutCompleted,
@@ -93,6 +95,7 @@ __all__ = [
     "LunNotPresent",
     "default_processes",
     "discover",
+    "discover_and_login",
     "login",
     "probe",
     "validate_many",
@@ -536,13 +539,25 @@ class _Stream:
 
 async def _login_attempt(
     config: LoginConfig,
+    stream: _Stream | None = None,
+    gate: asyncio.Future[None] | None = None,
 ) -> tuple[_Stream, LoginMachine, LoginSucceeded | LoginRedirected | RetryWithMd5]:
-    stream = await _Stream.connect(config.portal)
+    """One login attempt: on ``stream`` when given (already connecting), else a new one.
+
+    With a ``gate``, the Login Request that asks for full feature phase (T=1 NSG=3:
+    the first operational one, or the only one without CHAP) waits for the gate:
+    the security stage runs at once, but the target creates no session (RFC 7143
+    §6.3: the leading login's final response creates it) until the gate is open.
+    See :func:`discover_and_login`.
+    """
+    if stream is None:
+        stream = await _Stream.connect(config.portal)
     try:
         machine = LoginMachine(config)
         for event in machine.start():
             _warn(event)
         outcome: list[LoginSucceeded | LoginRedirected | RetryWithMd5] = []
+        held: list[bytes] = []
 
         def step(data: bytes) -> tuple[bytes, bool]:
             for event in machine.receive_data(data):
@@ -550,9 +565,20 @@ async def _login_attempt(
                     _warn(event)
                 else:
                     outcome.append(event)
-            return machine.data_to_send(), bool(outcome)
+            out = machine.data_to_send()
+            if gate is not None and not gate.done() and _asks_full_feature(machine, outcome):
+                held.append(out)
+                return b"", True
+            return out, bool(outcome)
 
-        await stream.converse(machine.data_to_send(), step, "during login")
+        first = machine.data_to_send()
+        if gate is not None and _asks_full_feature(machine, outcome):
+            await gate  # no security stage: the first request is the final one
+        await stream.converse(first, step, "during login")
+        if held:
+            assert gate is not None  # only a gate holds a request
+            await gate
+            await stream.converse(held[0], step, "during login")
         return stream, machine, outcome[0]
     except RemoteProtocolError as exc:
         _name_portal(exc, config.portal, "during login")
@@ -563,20 +589,34 @@ async def _login_attempt(
         raise
 
 
+def _asks_full_feature(machine: LoginMachine, outcome: Sequence[object]) -> bool:
+    """The machine's next request is an operational one, which asks for NSG=3."""
+    return not outcome and machine.state is LoginState.OPERATIONAL
+
+
 def _warn(event: object) -> None:
     if isinstance(event, LoginWarning):
         log.warning("%s", event.message)
 
 
-async def _establish(config: LoginConfig) -> tuple[_Stream, Session, Portal | None]:
-    """Log in, following redirects and the one MD5 retry; returns a full-feature session."""
+async def _establish(
+    config: LoginConfig,
+    stream: _Stream | None = None,
+    gate: asyncio.Future[None] | None = None,
+) -> tuple[_Stream, Session, Portal | None]:
+    """Log in, following redirects and the one MD5 retry; returns a full-feature session.
+
+    ``stream`` (a connection already under way) serves the first attempt; ``gate``
+    holds every attempt's final request (:func:`_login_attempt`).
+    """
     redirected_to: Portal | None = None
     retried_md5 = False
     while True:
-        stream, machine, outcome = await _login_attempt(config)
+        stream, machine, outcome = await _login_attempt(config, stream, gate)
         if isinstance(outcome, LoginSucceeded):
             return stream, Session(config, outcome, machine.take_remaining()), redirected_to
         await stream.close()
+        stream = None
         if isinstance(outcome, LoginRedirected):
             # RFC 7143 §11.13.5: restart from scratch at the new portal, same ISID.
             log.info("login to %s redirected to %s", config.portal, outcome.portal)
@@ -625,6 +665,8 @@ class IscsiSession:
         self.target = target
         self.redirected_to = redirected_to
         self.timeout = timeout
+        # What SendTargets listed for this target (set by discover_and_login).
+        self.discovered: tuple[DiscoveredTarget, ...] = ()
 
     @property
     def params(self) -> SessionParams:
@@ -946,6 +988,121 @@ async def login(
         stream, session, portal=start, target=target, redirected_to=redirected_to,
         timeout=timeout,
     )  # fmt: skip
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def discover_and_login(
+    portal: Portal | str,
+    target: str,
+    *,
+    auth: Auth = Auth(),  # noqa: B008 - frozen, hence a safe default
+    discovery_auth: Auth | None = None,
+    initiator_name: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - as login()'s
+    max_redirects: int = 3,
+    offer: OperationalOffer | None = None,
+) -> AsyncIterator[IscsiSession]:
+    """Find ``target`` at a discovery portal and log in to it there, overlapped.
+
+    For a caller that wants "is this target listed to me, and can I log in to it":
+    a Discovery session at ``portal`` asks ``SendTargets=<target>`` (with
+    ``discovery_auth``, by default ``auth``), and a Normal session to ``target``
+    at the same ``portal`` (redirects followed, as :func:`login`) is yielded;
+    its ``discovered`` attribute holds what SendTargets listed for the target.
+    The result is what :func:`discover` then :func:`login` would give; the two
+    run on two TCP connections at once, so the wall time is less than their sum:
+
+    * both connections are opened together;
+    * the target login runs its security stage (AuthMethod, CHAP_A, CHAP_N/CHAP_R:
+      the credentials are checked) while discovery runs, but its final request (the
+      operational one asking for full feature phase, T=1 NSG=3) is held until
+      SendTargets has listed the target: the target creates the session only with
+      that request's answer (RFC 7143 §6.3), so none exists unless discovery
+      found the target;
+    * the Discovery session's Logout (RFC 7143 §11.14) runs while that last
+      login request is answered, and is complete before this returns the session.
+
+    A failed or empty discovery closes the held login connection mid-login (a
+    connection may be dropped during login, RFC 7143 §6.3.6: no session was made)
+    and raises; a failed login still completes the discovery Logout first.
+
+    Raises:
+        TargetNotListed: SendTargets did not list ``target``; everything
+            :func:`login` raises, for either session.
+    """
+    start = _portal(portal)
+    check_iscsi_name(target, "target name")
+    initiator = check_iscsi_name(initiator_name or DEFAULT_INITIATOR_NAME, "initiator name")
+    ops = offer or OperationalOffer()
+    discovery_config = LoginConfig(
+        portal=start, initiator_name=initiator, target_name=None,
+        auth=auth if discovery_auth is None else discovery_auth,
+        max_redirects=max_redirects, offer=ops, start_operational=True,
+    )  # fmt: skip
+    login_config = LoginConfig(
+        portal=start, initiator_name=initiator, target_name=target, auth=auth,
+        max_redirects=max_redirects, offer=ops, start_operational=True,
+    )  # fmt: skip
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[None] = loop.create_future()
+    logout: asyncio.Task[None] | None = None
+    found: list[DiscoveredTarget] = []
+
+    async def find() -> None:
+        nonlocal logout
+        stream, session, redirected_to = await _establish(discovery_config)
+        discovery = IscsiSession(
+            stream, session, portal=start, target=None, redirected_to=redirected_to,
+            timeout=timeout,
+        )  # fmt: skip
+        try:
+            found.extend(t for t in await discovery.send_targets(target) if t.name == target)
+        except BaseException:
+            await discovery.close()
+            raise
+        # The listing is in: the held login may finish while the Logout is answered.
+        logout = loop.create_task(discovery.close())
+        if not found:
+            raise TargetNotListed(start, target)
+        gate.set_result(None)
+
+    # Connect at once: the first attempt's socket is connecting while discovery runs.
+    try:
+        first = await _Stream.connect(start)
+    except IscsiConnectionError:
+        first = None  # the discovery attempt below reports the same failure
+    joining = loop.create_task(_establish(login_config, first, gate))
+    try:
+        async with asyncio.timeout(timeout):
+            await find()
+            stream, session, redirected_to = await joining
+    except BaseException as exc:
+        joining.cancel()
+        with contextlib.suppress(BaseException):
+            done = await joining
+            await IscsiSession(done[0], done[1], portal=start, target=target,
+                               redirected_to=None, timeout=timeout).close()  # fmt: skip
+        if first is not None:
+            await first.close()
+        if logout is not None:
+            await logout
+        if isinstance(exc, TimeoutError):
+            raise IscsiTimeout(
+                f"The target at portal {start} did not complete discovery and login "
+                f"within {timeout:g} s; check that the portal is an iSCSI target and reachable."
+            ) from None
+        raise
+    if logout is not None:
+        await logout
+    client = IscsiSession(
+        stream, session, portal=start, target=target, redirected_to=redirected_to,
+        timeout=timeout,
+    )  # fmt: skip
+    client.discovered = tuple(found)
     try:
         yield client
     finally:
