@@ -544,11 +544,11 @@ async def _login_attempt(
 ) -> tuple[_Stream, LoginMachine, LoginSucceeded | LoginRedirected | RetryWithMd5]:
     """One login attempt: on ``stream`` when given (already connecting), else a new one.
 
-    With a ``gate``, the Login Request that asks for full feature phase (T=1 NSG=3:
-    the first operational one, or the only one without CHAP) waits for the gate:
-    the security stage runs at once, but the target creates no session (RFC 7143
-    §6.3: the leading login's final response creates it) until the gate is open.
-    See :func:`discover_and_login`.
+    With a ``gate``, the first operational Login Request (T=1 NSG=3, whose answer
+    creates the session: RFC 7143 §6.3) waits for the gate, while the security stage
+    runs at once.  The *first* request is never held: LIO reads a new connection's
+    first Login Request before it accepts the next connection, so an idle connection
+    would stall every other login at that portal.  See :func:`discover_and_login`.
     """
     if stream is None:
         stream = await _Stream.connect(config.portal)
@@ -571,10 +571,7 @@ async def _login_attempt(
                 return b"", True
             return out, bool(outcome)
 
-        first = machine.data_to_send()
-        if gate is not None and _asks_full_feature(machine, outcome):
-            await gate  # no security stage: the first request is the final one
-        await stream.converse(first, step, "during login")
+        await stream.converse(machine.data_to_send(), step, "during login")
         if held:
             assert gate is not None  # only a gate holds a request
             await gate
@@ -1016,15 +1013,19 @@ async def discover_and_login(
     The result is what :func:`discover` then :func:`login` would give; the two
     run on two TCP connections at once, so the wall time is less than their sum:
 
-    * both connections are opened together;
-    * the target login runs its security stage (AuthMethod, CHAP_A, CHAP_N/CHAP_R:
-      the credentials are checked) while discovery runs, but its final request (the
+    * with CHAP (``auth``), both connections are opened together, and the target
+      login runs its security stage (AuthMethod, CHAP_A, CHAP_N/CHAP_R: the
+      credentials are checked) while discovery runs; its final request (the
       operational one asking for full feature phase, T=1 NSG=3) is held until
       SendTargets has listed the target: the target creates the session only with
       that request's answer (RFC 7143 §6.3), so none exists unless discovery
       found the target;
-    * the Discovery session's Logout (RFC 7143 §11.14) runs while that last
-      login request is answered, and is complete before this returns the session.
+    * without CHAP the login's first request is already that final one, and a
+      connection may not sit idle before it (LIO reads a new connection's first
+      Login Request before accepting the next connection: an idle one would stall
+      the discovery login), so that login starts once the listing is in;
+    * either way the Discovery session's Logout (RFC 7143 §11.14) runs while the
+      login completes, and is complete before this returns the session.
 
     A failed or empty discovery closes the held login connection mid-login (a
     connection may be dropped during login, RFC 7143 §6.3.6: no session was made)
@@ -1070,22 +1071,26 @@ async def discover_and_login(
             raise TargetNotListed(start, target)
         gate.set_result(None)
 
-    # Connect at once: the first attempt's socket is connecting while discovery runs.
-    try:
-        first = await _Stream.connect(start)
-    except IscsiConnectionError:
-        first = None  # the discovery attempt below reports the same failure
-    joining = loop.create_task(_establish(login_config, first, gate))
+    first: _Stream | None = None
+    joining: asyncio.Task[tuple[_Stream, Session, Portal | None]] | None = None
+    if login_config.auth.uses_chap:
+        # Connect at once: the login's first request goes out as discovery starts.
+        with contextlib.suppress(IscsiConnectionError):  # discovery reports it too
+            first = await _Stream.connect(start)
+        joining = loop.create_task(_establish(login_config, first, gate))
     try:
         async with asyncio.timeout(timeout):
             await find()
+            if joining is None:
+                joining = loop.create_task(_establish(login_config))
             stream, session, redirected_to = await joining
     except BaseException as exc:
-        joining.cancel()
-        with contextlib.suppress(BaseException):
-            done = await joining
-            await IscsiSession(done[0], done[1], portal=start, target=target,
-                               redirected_to=None, timeout=timeout).close()  # fmt: skip
+        if joining is not None:
+            joining.cancel()
+            with contextlib.suppress(BaseException):
+                done = await joining
+                await IscsiSession(done[0], done[1], portal=start, target=target,
+                                   redirected_to=None, timeout=timeout).close()  # fmt: skip
         if first is not None:
             await first.close()
         if logout is not None:
