@@ -52,23 +52,28 @@ def _stages(pdus: list[Pdu]) -> list[tuple[int, int, bool]]:
 
 
 @pytest.mark.parametrize(
-    ("target", "discovery_auth", "error", "normal_stages"),
+    ("target", "login_secret", "discovery_auth", "error", "normal_stages"),
     [
         # Both sessions exactly as discover() and login() send them.
-        (IQN, None, None, [(0, 0, False), (0, 0, False), (0, 1, True), (1, 3, True)]),
+        (IQN, SECRET, None, None, [(0, 0, False), (0, 0, False), (0, 1, True), (1, 3, True)]),
         # Discovery fails its CHAP: the login may have passed security, but its
         # final request was never sent, so tgt made no session.
-        (IQN, _auth("wrong-secret-00001"), AuthenticationFailed, None),
+        (IQN, SECRET, _auth("wrong-secret-00001"), AuthenticationFailed, None),
         # tgt answers SendTargets=<name> with nothing for a name it does not serve.
-        (IQN + "-other", None, TargetNotListed, None),
+        (IQN + "-other", SECRET, None, TargetNotListed, None),
+        # The login fails its CHAP after discovery listed the target: the Discovery
+        # session still ends with its Logout.
+        (IQN, "wrong-secret-00001", _auth(), AuthenticationFailed,
+         [(0, 0, False), (0, 0, False), (0, 1, True)]),
     ],
-    ids=["found", "discovery-chap-fails", "not-listed"],
-)
+    ids=["found", "discovery-chap-fails", "not-listed", "login-chap-fails"],
+)  # fmt: skip
 async def test_final_login_request_waits_for_the_listing(
     tgt: TgtBackend,
     disk: Path,
     relay: Relay,
     target: str,
+    login_secret: str,
     discovery_auth: Auth | None,
     error: type[Exception] | None,
     normal_stages: list[tuple[int, int, bool]] | None,
@@ -81,18 +86,18 @@ async def test_final_login_request_waits_for_the_listing(
     tgt.set_initiators(IQN + "-other", ["iqn.2026-01.test.eqliscsi.join:someone-else"])
     if error is None:
         async with discover_and_login(
-            relay.portal, target, auth=_auth(), discovery_auth=discovery_auth
+            relay.portal, target, auth=_auth(login_secret), discovery_auth=discovery_auth
         ) as session:
             assert session.discovered[0].name == target
     else:
         with pytest.raises(error):
             async with discover_and_login(
-                relay.portal, target, auth=_auth(), discovery_auth=discovery_auth
+                relay.portal, target, auth=_auth(login_secret), discovery_auth=discovery_auth
             ):
                 raise AssertionError("unreachable")
     sessions = _sessions(relay)
     discovery = sessions["Discovery"]
-    if error is not AuthenticationFailed:
+    if discovery_auth is None or discovery_auth == _auth():
         # The Discovery session ran to its Logout in every case it logged in.
         assert [type(p) for p in discovery if not isinstance(p, LoginRequest)] == [
             TextRequest,
@@ -101,7 +106,7 @@ async def test_final_login_request_waits_for_the_listing(
     normal = sessions.get("Normal", [])
     if normal_stages is not None:
         assert _stages(normal) == normal_stages
-        assert isinstance(normal[-1], LogoutRequest)
+        assert isinstance(normal[-1], LogoutRequest if error is None else LoginRequest)
     else:
         # The login ran alongside discovery (its security stage started: the first
         # request always goes out while discovery waits for its first answer) ...
