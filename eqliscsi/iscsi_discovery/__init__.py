@@ -3,7 +3,8 @@
 Sans-IO core (RFC 7143): PDU codec and framing, text keys, CHAP, the login state
 machine and the full-feature session, published for adapters in
 :mod:`eqliscsi.iscsi_discovery.sansio`.  The asyncio adapter (``discover``,
-``probe``, ``login``, ``validate_many``) drives these with sockets and timeouts.
+``probe``, ``login``, ``discover_and_login``, ``validate_many``) drives these with
+sockets and timeouts.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from eqliscsi.iscsi_discovery._asyncio import (
     IscsiSession,
     default_processes,
     discover,
+    discover_and_login,
     login,
     probe,
     validate_many,
@@ -51,6 +53,7 @@ from eqliscsi.iscsi_discovery.errors import (
     ScsiCommandFailed,
     TargetError,
     TargetNotFound,
+    TargetNotListed,
     TargetRemoved,
     TooManyConnections,
 )
@@ -87,12 +90,14 @@ __all__ = [
     "ScsiCommandFailed",
     "TargetError",
     "TargetNotFound",
+    "TargetNotListed",
     "TargetRemoved",
     "TooManyConnections",
     "ValidationRequest",
     "ValidationResult",
     "default_processes",
     "discover",
+    "discover_and_login",
     "login",
     "probe",
     "validate_many",

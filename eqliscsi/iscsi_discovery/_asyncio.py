@@ -51,6 +51,7 @@ from eqliscsi.iscsi_discovery.errors import (
     PduRejected,
     RemoteProtocolError,
     ScsiCommandFailed,
+    TargetNotListed,
 )
 from eqliscsi.iscsi_discovery.sansio import (
     AsyncEvent,
@@ -58,6 +59,7 @@ from eqliscsi.iscsi_discovery.sansio import (
     LoginConfig,
     LoginMachine,
     LoginRedirected,
+    LoginState,
     LoginSucceeded,
     LoginWarning,
     LogoutCompleted,
@@ -93,6 +95,7 @@ __all__ = [
     "LunNotPresent",
     "default_processes",
     "discover",
+    "discover_and_login",
     "login",
     "probe",
     "validate_many",
@@ -536,13 +539,25 @@ class _Stream:
 
 async def _login_attempt(
     config: LoginConfig,
+    stream: _Stream | None = None,
+    gate: asyncio.Future[None] | None = None,
 ) -> tuple[_Stream, LoginMachine, LoginSucceeded | LoginRedirected | RetryWithMd5]:
-    stream = await _Stream.connect(config.portal)
+    """One login attempt: on ``stream`` when given (already connecting), else a new one.
+
+    With a ``gate``, the first operational Login Request (T=1 NSG=3, whose answer
+    creates the session: RFC 7143 §6.3) waits for the gate, while the security stage
+    runs at once.  The *first* request is never held: LIO reads a new connection's
+    first Login Request before it accepts the next connection, so an idle connection
+    would stall every other login at that portal.  See :func:`discover_and_login`.
+    """
+    if stream is None:
+        stream = await _Stream.connect(config.portal)
     try:
         machine = LoginMachine(config)
         for event in machine.start():
             _warn(event)
         outcome: list[LoginSucceeded | LoginRedirected | RetryWithMd5] = []
+        held: list[bytes] = []
 
         def step(data: bytes) -> tuple[bytes, bool]:
             for event in machine.receive_data(data):
@@ -550,9 +565,17 @@ async def _login_attempt(
                     _warn(event)
                 else:
                     outcome.append(event)
-            return machine.data_to_send(), bool(outcome)
+            out = machine.data_to_send()
+            if gate is not None and not gate.done() and _asks_full_feature(machine, outcome):
+                held.append(out)
+                return b"", True
+            return out, bool(outcome)
 
         await stream.converse(machine.data_to_send(), step, "during login")
+        if held:
+            assert gate is not None  # only a gate holds a request
+            await gate
+            await stream.converse(held[0], step, "during login")
         return stream, machine, outcome[0]
     except RemoteProtocolError as exc:
         _name_portal(exc, config.portal, "during login")
@@ -563,20 +586,34 @@ async def _login_attempt(
         raise
 
 
+def _asks_full_feature(machine: LoginMachine, outcome: Sequence[object]) -> bool:
+    """The machine's next request is an operational one, which asks for NSG=3."""
+    return not outcome and machine.state is LoginState.OPERATIONAL
+
+
 def _warn(event: object) -> None:
     if isinstance(event, LoginWarning):
         log.warning("%s", event.message)
 
 
-async def _establish(config: LoginConfig) -> tuple[_Stream, Session, Portal | None]:
-    """Log in, following redirects and the one MD5 retry; returns a full-feature session."""
+async def _establish(
+    config: LoginConfig,
+    stream: _Stream | None = None,
+    gate: asyncio.Future[None] | None = None,
+) -> tuple[_Stream, Session, Portal | None]:
+    """Log in, following redirects and the one MD5 retry; returns a full-feature session.
+
+    ``stream`` (a connection already under way) serves the first attempt; ``gate``
+    holds every attempt's final request (:func:`_login_attempt`).
+    """
     redirected_to: Portal | None = None
     retried_md5 = False
     while True:
-        stream, machine, outcome = await _login_attempt(config)
+        stream, machine, outcome = await _login_attempt(config, stream, gate)
         if isinstance(outcome, LoginSucceeded):
             return stream, Session(config, outcome, machine.take_remaining()), redirected_to
         await stream.close()
+        stream = None
         if isinstance(outcome, LoginRedirected):
             # RFC 7143 §11.13.5: restart from scratch at the new portal, same ISID.
             log.info("login to %s redirected to %s", config.portal, outcome.portal)
@@ -625,6 +662,8 @@ class IscsiSession:
         self.target = target
         self.redirected_to = redirected_to
         self.timeout = timeout
+        # What SendTargets listed for this target (set by discover_and_login).
+        self.discovered: tuple[DiscoveredTarget, ...] = ()
 
     @property
     def params(self) -> SessionParams:
@@ -852,6 +891,48 @@ class IscsiSession:
         identifiers = parse_device_identifiers(ids_data) if ids_data else ()
         return lun_info(lun, inquiry, capacity, serial, identifiers)
 
+    async def lun_capacity(self, lun: int) -> LunInfo:
+        """READ CAPACITY(16) of one LUN, with TEST UNIT READY ahead of it; no INQUIRY.
+
+        What validation asks for is the login and the size, so this reads only that:
+        both commands go out at once and fit tgt's opening CmdSN window of two, so
+        this is one round trip and two commands on the target, where
+        :meth:`lun_info` without VPD pages is two round trips and three commands.
+        TEST UNIT READY leads so that it takes the unit attention a target queues
+        after login (tgt: 06/29/00, reference §8); a READ CAPACITY(16) hit by one
+        anyway is re-run alone, with :meth:`scsi`'s retries.
+
+        Without INQUIRY the returned :class:`LunInfo` has empty ``vendor``,
+        ``product``, ``serial`` and ``identifiers``, and ``device_type`` is
+        ``DeviceType.DISK``: READ CAPACITY(16) is an SBC command (SBC-3 §5.16), so a
+        LUN that answers it GOOD with a block size is a block device.  A LUN that is
+        not there answers CHECK CONDITION 05/25/00 (LOGICAL UNIT NOT SUPPORTED,
+        SPC-4 §4.5.1; tgt and LIO both do) to either command, read as
+        :class:`LunNotPresent`; any other failure of READ CAPACITY(16) (a LUN that
+        is no disk: 05/20/00) is a :class:`ScsiCommandFailed` naming it.
+        """
+        name = "READ CAPACITY(16)"
+        ready, done = await self.scsi_batch(
+            lun, [("TEST UNIT READY", cdb_test_unit_ready(), 0), (name, cdb_read_capacity16(), 32)]
+        )
+        for event in (ready, done):
+            if event.sense is not None and _lun_not_supported(event.sense):
+                raise LunNotPresent(self.target or "", lun)
+        if done.unit_attention:
+            try:
+                data = await self.scsi(lun, cdb_read_capacity16(), read_length=32, command=name)
+            except ScsiCommandFailed as exc:
+                if exc.sense_key == SenseKey.ILLEGAL_REQUEST and exc.asc == 0x25:
+                    raise LunNotPresent(self.target or "", lun) from None
+                raise
+        else:
+            data = done.check(name, self.target or "")
+        blocks, block_size = parse_read_capacity16(data)
+        return LunInfo(
+            lun=lun, size_bytes=blocks * block_size, block_size=block_size, vendor="",
+            product="", serial="", device_type=DeviceType.DISK, identifiers=(),
+        )  # fmt: skip
+
 
 _VPD83_ALLOCATION = 1024
 
@@ -910,6 +991,129 @@ async def login(
         await client.close()
 
 
+@contextlib.asynccontextmanager
+async def discover_and_login(
+    portal: Portal | str,
+    target: str,
+    *,
+    auth: Auth = Auth(),  # noqa: B008 - frozen, hence a safe default
+    discovery_auth: Auth | None = None,
+    initiator_name: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - as login()'s
+    max_redirects: int = 3,
+    offer: OperationalOffer | None = None,
+) -> AsyncIterator[IscsiSession]:
+    """Find ``target`` at a discovery portal and log in to it there, overlapped.
+
+    For a caller that wants "is this target listed to me, and can I log in to it":
+    a Discovery session at ``portal`` asks ``SendTargets=<target>`` (with
+    ``discovery_auth``, by default ``auth``), and a Normal session to ``target``
+    at the same ``portal`` (redirects followed, as :func:`login`) is yielded;
+    its ``discovered`` attribute holds what SendTargets listed for the target.
+    The result is what :func:`discover` then :func:`login` would give; the two
+    run on two TCP connections at once, so the wall time is less than their sum:
+
+    * with CHAP (``auth``), both connections are opened together, and the target
+      login runs its security stage (AuthMethod, CHAP_A, CHAP_N/CHAP_R: the
+      credentials are checked) while discovery runs; its final request (the
+      operational one asking for full feature phase, T=1 NSG=3) is held until
+      SendTargets has listed the target: the target creates the session only with
+      that request's answer (RFC 7143 §6.3), so none exists unless discovery
+      found the target;
+    * without CHAP the login's first request is already that final one, and a
+      connection may not sit idle before it (LIO reads a new connection's first
+      Login Request before accepting the next connection: an idle one would stall
+      the discovery login), so that login starts once the listing is in;
+    * either way the Discovery session's Logout (RFC 7143 §11.14) runs while the
+      login completes, and is complete before this returns the session.
+
+    A failed or empty discovery closes the held login connection mid-login (a
+    connection may be dropped during login, RFC 7143 §6.3.6: no session was made)
+    and raises; a failed login still completes the discovery Logout first.
+
+    Raises:
+        TargetNotListed: SendTargets did not list ``target``; everything
+            :func:`login` raises, for either session.
+    """
+    start = _portal(portal)
+    check_iscsi_name(target, "target name")
+    initiator = check_iscsi_name(initiator_name or DEFAULT_INITIATOR_NAME, "initiator name")
+    ops = offer or OperationalOffer()
+    discovery_config = LoginConfig(
+        portal=start, initiator_name=initiator, target_name=None,
+        auth=auth if discovery_auth is None else discovery_auth,
+        max_redirects=max_redirects, offer=ops, start_operational=True,
+    )  # fmt: skip
+    login_config = LoginConfig(
+        portal=start, initiator_name=initiator, target_name=target, auth=auth,
+        max_redirects=max_redirects, offer=ops, start_operational=True,
+    )  # fmt: skip
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[None] = loop.create_future()
+    logout: asyncio.Task[None] | None = None
+    found: list[DiscoveredTarget] = []
+
+    async def find() -> None:
+        nonlocal logout
+        stream, session, redirected_to = await _establish(discovery_config)
+        discovery = IscsiSession(
+            stream, session, portal=start, target=None, redirected_to=redirected_to,
+            timeout=timeout,
+        )  # fmt: skip
+        try:
+            found.extend(t for t in await discovery.send_targets(target) if t.name == target)
+        except BaseException:
+            await discovery.close()
+            raise
+        # The listing is in: the held login may finish while the Logout is answered.
+        logout = loop.create_task(discovery.close())
+        if not found:
+            raise TargetNotListed(start, target)
+        gate.set_result(None)
+
+    first: _Stream | None = None
+    joining: asyncio.Task[tuple[_Stream, Session, Portal | None]] | None = None
+    if login_config.auth.uses_chap:
+        # Connect at once: the login's first request goes out as discovery starts.
+        with contextlib.suppress(IscsiConnectionError):  # discovery reports it too
+            first = await _Stream.connect(start)
+        joining = loop.create_task(_establish(login_config, first, gate))
+    try:
+        async with asyncio.timeout(timeout):
+            await find()
+            if joining is None:
+                joining = loop.create_task(_establish(login_config))
+            stream, session, redirected_to = await joining
+    except BaseException as exc:
+        if joining is not None:
+            joining.cancel()
+            with contextlib.suppress(BaseException):
+                done = await joining
+                await IscsiSession(done[0], done[1], portal=start, target=target,
+                                   redirected_to=None, timeout=timeout).close()  # fmt: skip
+        if first is not None:
+            await first.close()
+        if logout is not None:
+            await logout
+        if isinstance(exc, TimeoutError):
+            raise IscsiTimeout(
+                f"The target at portal {start} did not complete discovery and login "
+                f"within {timeout:g} s; check that the portal is an iSCSI target and reachable."
+            ) from None
+        raise
+    if logout is not None:
+        await logout
+    client = IscsiSession(
+        stream, session, portal=start, target=target, redirected_to=redirected_to,
+        timeout=timeout,
+    )  # fmt: skip
+    client.discovered = tuple(found)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
 async def discover(
     portal: Portal | str,
     *,
@@ -950,13 +1154,16 @@ async def _probe(
     timeout: float,  # noqa: ASYNC109 - passed through from the public API
     max_redirects: int,
     vpd: bool,
+    capacity_only: bool = False,
 ) -> ProbeResult:
     async with login(
         start, target, auth=auth, initiator_name=initiator_name, timeout=timeout,
         max_redirects=max_redirects,
     ) as s:  # fmt: skip
         luns: tuple[LunInfo, ...]
-        if lun is not None:
+        if lun is not None and capacity_only:
+            luns = (await s.lun_capacity(lun),)
+        elif lun is not None:
             luns = (await s.lun_info(lun, vpd=vpd),)
         else:
             infos = [await s.lun_info(n, vpd=vpd) for n in await s.report_luns()]
@@ -1007,10 +1214,21 @@ async def validate_many(
     """Probe every request, at most ``concurrency`` at once; results in request order.
 
     An iSCSI failure of one request becomes that item's ``error``; it never stops the
-    others.  Each probe is the lean one: login, then TEST UNIT READY, standard INQUIRY
-    and READ CAPACITY(16) pipelined, then logout.  Validation needs the login and the
-    size, so the VPD pages are skipped and each ``LunInfo`` has an empty ``serial``
-    and ``identifiers``; :func:`probe` reads them.
+    others.  Validation needs the login and the size, so each probe is a lean one:
+
+    * a request with a ``lun`` (the issue's "CHAP login + READ CAPACITY"): login,
+      then TEST UNIT READY and READ CAPACITY(16) pipelined (one round trip, see
+      :meth:`IscsiSession.lun_capacity`), then logout.  No INQUIRY is sent, so its
+      ``LunInfo`` has empty ``vendor``, ``product``, ``serial`` and ``identifiers``,
+      and ``device_type`` is 0 (direct access), inferred from READ CAPACITY(16)
+      answering GOOD; an absent LUN is still :class:`LunNotPresent` (05/25/00),
+      a LUN that is no disk a :class:`ScsiCommandFailed` for READ CAPACITY(16);
+    * a request without a ``lun``: REPORT LUNS, then per LUN TEST UNIT READY,
+      standard INQUIRY and READ CAPACITY(16) (INQUIRY picks the disk LUNs), so
+      ``vendor`` and ``product`` are filled and only ``serial`` and ``identifiers``
+      are empty.
+
+    :func:`probe` reads everything, VPD pages included.
 
     The client's CPU limits a batch (see :mod:`._shard`), so by default a large batch
     is split over forked processes on a machine with CPUs to spare
@@ -1042,7 +1260,7 @@ async def validate_many(
                     result = await _probe(
                         req.portal, req.target, lun=req.lun, auth=req.auth,
                         initiator_name=initiator_name, timeout=timeout, max_redirects=3,
-                        vpd=False,
+                        vpd=False, capacity_only=True,
                     )  # fmt: skip
                 except IscsiError as exc:
                     out[i] = (False, None, exc)

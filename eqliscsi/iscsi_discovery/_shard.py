@@ -1,6 +1,6 @@
 """Run one asyncio batch over several processes: the client's CPU, not the network, limits it.
 
-``validate_many`` spends ~0.45-0.6 ms of client CPU per target (login, three SCSI
+``validate_many`` spends ~0.45-0.55 ms of client CPU per target (login, two SCSI
 commands, logout; much of it the kernel's loopback TCP work) while tgt needs ~0.3 ms,
 so one Python process keeps one core busy and the batch waits on it
 (docs/performance.md, "iSCSI client").  Here a batch

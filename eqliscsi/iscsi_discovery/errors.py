@@ -46,6 +46,7 @@ __all__ = [
     "SessionTypeNotSupported",
     "TargetError",
     "TargetNotFound",
+    "TargetNotListed",
     "TargetRemoved",
     "TooManyConnections",
     "UnsupportedVersion",
@@ -158,6 +159,20 @@ class RedirectLoop(IscsiError):
         )
         self.portal = str(portal)
         self.hops = hops
+
+
+class TargetNotListed(IscsiError):
+    """A Discovery session's SendTargets did not list the target asked for."""
+
+    reference = "iscsi-target-not-listed"
+
+    def __init__(self, portal: object, target: str) -> None:
+        super().__init__(
+            f"The discovery portal {portal} does not list target {target} to this "
+            "initiator; check the target name and the volume's access list."
+        )
+        self.portal = str(portal)
+        self.target = target
 
 
 class IscsiTimeout(IscsiError):

@@ -3,8 +3,9 @@
 * a login without CHAP opens at CSG=1: one Login Request (reference §4);
 * with CHAP it still goes through security: three security PDUs, one operational;
 * a target that requires CHAP still reads as "give the CHAP user and secret";
-* ``validate_many`` sends the lean set (TEST UNIT READY, INQUIRY, READ CAPACITY(16))
-  while ``probe`` keeps the VPD pages, and both agree on the size.
+* ``validate_many`` with a LUN number sends TEST UNIT READY and READ CAPACITY(16) only
+  (no INQUIRY), while ``probe`` keeps INQUIRY and the VPD pages, and both agree on
+  the size.
 """
 
 from __future__ import annotations
@@ -94,10 +95,13 @@ async def test_validate_many_is_lean_and_probe_is_full(
         assert res.ok and res.result is not None, res.error
         (info,) = res.result.luns
         assert info.size_bytes == sizes[req.target]
-        assert info.vendor and info.serial == "" and info.identifiers == ()
+        # No INQUIRY: what it would have told stays empty; READ CAPACITY(16) answering
+        # GOOD is what makes the LUN a block device (type 0).
+        assert (info.vendor, info.product, info.serial, info.identifiers) == ("", "", "", ())
+        assert info.device_type == 0
     for connection in range(3):
         cdbs = [p.cdb[0] for p in relay.pdus(connection) if isinstance(p, ScsiCommand)]
-        assert cdbs == [0x00, 0x12, 0x9E]  # TEST UNIT READY, INQUIRY, READ CAPACITY(16)
+        assert cdbs == [0x00, 0x9E]  # TEST UNIT READY, READ CAPACITY(16)
     full = await probe(relay.portal, f"{IQN}0", lun=lun)
     (info,) = full.luns
     assert info.size_bytes == sizes[f"{IQN}0"]
