@@ -32,6 +32,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 from eqliscsi.errors import IscsiError
@@ -1174,20 +1175,56 @@ async def _probe(
 # Below this many requests per process a batch is not worth a fork (each child
 # costs a few ms of page-table copy and copy-on-write faults; docs/performance.md).
 SHARD_MIN_REQUESTS = 200
+# Probes in flight.  More of them let each event-loop wake-up serve more ready
+# connections: on 2 idle CPUs with tgtd, 500 CHAP validations in one process took
+# 0.45-0.46 ms per target at 32 and 0.42-0.43 ms at 64 (128: no better); two
+# processes get half each (docs/performance.md, session 4).
+DEFAULT_CONCURRENCY = 64
 _SHARD_MAX_PROCESSES = 4  # one tgtd or array answers them all; more only add forks
 
 
-def default_processes(requests: int) -> int:
+_LOADAVG = "/proc/loadavg"
+
+
+def _busy_cpus() -> float:
+    """How many CPUs other work is using now.
+
+    The runnable tasks that ``/proc/loadavg`` counts (its fourth field: runnable /
+    all, this process included), less this one, the most of three readings 1 ms
+    apart.  Not the 1-minute load average: it lags, and right after this very
+    process (or the caller's earlier steps, or the target it just discovered) kept a
+    CPU busy it reads ~1 on a machine that is idle now, which kept batches in one
+    process that two would have finished 1.3x sooner (docs/performance.md, session 4).
+    The load average is the fallback where the file is missing.
+    """
+    try:
+        most = 0
+        for reading in range(3):
+            if reading:
+                time.sleep(0.001)
+            with open(_LOADAVG, "rb") as f:
+                runnable = int(f.read().split()[3].split(b"/")[0])
+            most = max(most, runnable - 1)
+        return float(most)
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0]
+        except (AttributeError, OSError):  # pragma: no cover - no load average here
+            return 1.0
+
+
+def default_processes(requests: int, *, local_target: bool = False) -> int:
     """The ``processes`` that :func:`validate_many` uses by default for ``requests``.
 
     One per CPU that nothing else is using (the CPUs this process may run on, less
-    the 1-minute load average, rounded), at most 4, and never fewer than
+    :func:`_busy_cpus`, rounded, less one more for a ``local_target``: a target
+    behind a loopback portal answers on these CPUs too), at most 4, and never fewer than
     ``SHARD_MIN_REQUESTS`` requests per process; 1 without ``os.fork`` or with other
     threads running (a fork copies only the calling thread, see :mod:`._shard`).
     Measured on 2 CPUs with a local tgtd (docs/performance.md): idle, two processes
-    finished 500 CHAP validations in 0.30 s against 0.43 s for one; with other jobs
-    on the CPUs they were no faster and spent 25-50 % more CPU, so a busy machine
-    keeps the batch in one process.
+    finished 500 CHAP validations in 0.24-0.30 s against 0.32-0.43 s for one; with
+    other jobs on the CPUs they were no faster and spent 25-50 % more CPU, so a busy
+    machine keeps the batch in one process.
     """
     if not hasattr(os, "fork") or threading.active_count() > 1:
         return 1
@@ -1195,18 +1232,14 @@ def default_processes(requests: int) -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cpus = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - no load average here
-        busy = 1.0
-    idle = int(cpus - busy + 0.5)
+    idle = int(cpus - _busy_cpus() - (1 if local_target else 0) + 0.5)
     return max(1, min(idle, _SHARD_MAX_PROCESSES, requests // SHARD_MIN_REQUESTS))
 
 
 async def validate_many(
     requests: Iterable[ValidationRequest],
     *,
-    concurrency: int = 32,
+    concurrency: int = DEFAULT_CONCURRENCY,
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the agreed public API
     initiator_name: str | None = None,
     processes: int | None = None,
@@ -1235,6 +1268,8 @@ async def validate_many(
     (:func:`default_processes`: one per idle CPU; all its portals must be IP
     addresses, as a host name would be resolved in a thread).
     ``processes=1`` keeps it in this process; ``concurrency`` is shared out among them.
+    Against an array close to its iSCSI connection limit, pass a smaller
+    ``concurrency``: each probe in flight is one connection.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
@@ -1243,7 +1278,14 @@ async def validate_many(
     items = list(requests)
     if processes is None:
         ip_only = all(_is_ip(req.portal.address) for req in items)
-        processes = default_processes(len(items)) if ip_only else 1
+        # With the target on this machine (tgtd on 2 CPUs: 0.30 ms of its CPU per
+        # target beside our 0.45), a second shard only competes with it: 500 CHAP
+        # validations took 0.45-0.47 ms per target in one process and 0.51 in two
+        # (docs/performance.md, session 4).
+        processes = 1
+        if ip_only:
+            local = any(ipaddress.ip_address(req.portal.address).is_loopback for req in items)
+            processes = default_processes(len(items), local_target=local)
     shards = max(1, min(processes, len(items)))
     per_shard = max(1, concurrency // shards)
 

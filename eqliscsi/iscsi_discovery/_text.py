@@ -201,6 +201,9 @@ def parse_send_targets(
     """
     order: list[str] = []
     portals: dict[str, list[Portal]] = {}
+    # A group lists every volume at the same one or two portals: parse each text once
+    # (Portal is frozen, so sharing it is safe; its address check is most of the cost).
+    parsed: dict[str, Portal] = {}
     current: str | None = None
     for key, value in pairs:
         if key == "TargetName":
@@ -217,12 +220,14 @@ def parse_send_targets(
         elif key == "TargetAddress":
             if current is None:
                 raise PduDecodeError("The target sent a TargetAddress before any TargetName.")
-            try:
-                portal = Portal.parse(value)
-            except InvalidPortal:
-                raise PduDecodeError(
-                    f"The target sent an unusable TargetAddress {value[:80]!r} for {current}."
-                ) from None
+            portal = parsed.get(value)
+            if portal is None:
+                try:
+                    portal = parsed[value] = Portal.parse(value)
+                except InvalidPortal:
+                    raise PduDecodeError(
+                        f"The target sent an unusable TargetAddress {value[:80]!r} for {current}."
+                    ) from None
             if portal not in portals[current]:
                 portals[current].append(portal)
     return [DiscoveredTarget(name, tuple(portals[name]) or (discovery_portal,)) for name in order]

@@ -1,9 +1,9 @@
 """How many processes ``validate_many`` uses when the caller does not say.
 
 A batch is sharded only when it is large (``SHARD_MIN_REQUESTS`` per process), the
-machine has idle CPUs (CPUs less the 1-minute load average), no other thread runs (a fork
-copies only the calling thread) and every portal is an IP address (a host name is
-resolved in asyncio's threads).
+machine has idle CPUs (CPUs less the tasks other work keeps runnable now), no other
+thread runs (a fork copies only the calling thread) and every portal is an IP address
+(a host name is resolved in asyncio's threads).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,11 +31,41 @@ IQN = "iqn.2026-01.test.eqliscsi.perf:vol"
 
 @pytest.fixture
 def load(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
-    def set_load(one_minute: float) -> None:
-        monkeypatch.setattr(os, "getloadavg", lambda: (one_minute, 0.0, 0.0))
+    def set_load(busy: float) -> None:
+        monkeypatch.setattr(_asyncio, "_busy_cpus", lambda: busy)
 
     set_load(0.0)  # an idle machine unless a test says otherwise
     return set_load
+
+
+@pytest.mark.parametrize(
+    ("content", "one_minute", "expected"),
+    [
+        pytest.param(b"0.98 0.60 0.40 1/150 4242\n", 0.98, 0.0, id="only-this-process"),
+        pytest.param(b"2.10 1.50 1.00 3/150 4242\n", 2.10, 2.0, id="two-others-running"),
+        pytest.param(b"0.10 0.10 0.10 1/150 4242\n", 0.10, 0.0, id="idle"),
+        pytest.param(b"garbage\n", 0.7, 0.7, id="unreadable-falls-back"),
+        pytest.param(None, 1.3, 1.3, id="no-file-falls-back"),
+    ],
+)
+def test_busy_cpus_reads_the_runnable_tasks_now_not_the_lagging_average(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    content: bytes | None,
+    one_minute: float,
+    expected: float,
+) -> None:
+    path = tmp_path / "loadavg"
+    if content is not None:
+        path.write_bytes(content)
+    monkeypatch.setattr(_asyncio, "_LOADAVG", str(path))
+    monkeypatch.setattr(os, "getloadavg", lambda: (one_minute, 0.0, 0.0))
+    assert _asyncio._busy_cpus() == expected
+
+
+def test_busy_cpus_on_this_machine_is_a_count() -> None:
+    busy = _asyncio._busy_cpus()
+    assert busy == int(busy) and 0 <= busy < 10_000
 
 
 @pytest.fixture
@@ -81,6 +112,23 @@ def test_processes_by_batch_size_cpus_and_load(
     assert default_processes(requests) == expected
 
 
+@pytest.mark.parametrize(
+    ("n_cpus", "busy", "expected"),
+    [(2, 0.0, 1), (4, 0.0, 3), (4, 1.0, 2), (1, 0.0, 1)],
+    ids=["two-cpus", "four-cpus", "four-cpus-one-busy", "one-cpu"],
+)
+def test_a_local_target_keeps_a_cpu(
+    cpus: Callable[[int], None],
+    load: Callable[[float], None],
+    n_cpus: int,
+    busy: float,
+    expected: int,
+) -> None:
+    cpus(n_cpus)
+    load(busy)
+    assert default_processes(100 * SHARD_MIN_REQUESTS, local_target=True) == expected
+
+
 @pytest.fixture
 def other_thread() -> Iterator[None]:
     stop = threading.Event()
@@ -124,14 +172,20 @@ def _capture(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 @pytest.mark.parametrize(
     ("address", "processes", "expected"),
     [
+        ("192.0.2.10", None, 3),
+        ("2001:db8::10", None, 3),
         ("127.0.0.1", None, 2),
         ("::1", None, 2),
         ("localhost", None, 1),
         ("127.0.0.1", 1, 1),
         ("127.0.0.1", 3, 3),
     ],
-    ids=["ipv4-default", "ipv6-default", "host-name-stays-in-process", "explicit-1", "explicit-3"],
-)
+    ids=[
+        "ipv4-default", "ipv6-default", "loopback-target-keeps-a-cpu",
+        "ipv6-loopback-target-keeps-a-cpu", "host-name-stays-in-process", "explicit-1",
+        "explicit-3",
+    ],
+)  # fmt: skip
 def test_validate_many_default_shards_ip_portals_only(
     cpus: Callable[[int], None],
     monkeypatch: pytest.MonkeyPatch,
@@ -141,7 +195,7 @@ def test_validate_many_default_shards_ip_portals_only(
 ) -> None:
     cpus(3)
     chosen = _capture(monkeypatch)
-    requests = [ValidationRequest(Portal(address, 3260), IQN)] * (2 * SHARD_MIN_REQUESTS)
+    requests = [ValidationRequest(Portal(address, 3260), IQN)] * (3 * SHARD_MIN_REQUESTS)
     results = asyncio.run(validate_many(requests, processes=processes))
     assert len(results) == len(requests) and all(r.ok for r in results)
     assert chosen == [expected]
