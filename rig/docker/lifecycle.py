@@ -30,7 +30,7 @@ from typing import Any
 from docker.models.containers import Container
 
 from eqliscsi.san.ops import SanOps
-from eqliscsi.san.session import CliSession, SanEndpoint, with_session
+from eqliscsi.san.session import CliSession, with_session
 from eqliscsi.secret import Secret
 from rig.docker.errors import FrontendCallError
 from rig.docker.frontend_oned import encode_request, vm_to_json
@@ -188,25 +188,13 @@ class DockerLifecycle:
             fe.put_file(f"{FILES}/{name}", content, owner=ONEADMIN_UID)
         return self
 
-    def _endpoint(self) -> SanEndpoint:
-        r = self.docker_rig
-        return SanEndpoint(
-            host=r.san_ssh[0],
-            port=r.san_ssh[1],
-            username=r.account,
-            password=Secret.from_file(r.password_file),
-            known_hosts=str(r.known_hosts),
-            group=r.group,
-            command_timeout=30.0,
-        )
-
     async def _make_chap_user(self) -> None:
         secret = Secret.from_file(self.chap_file)
 
         async def go(session: CliSession) -> None:
             await SanOps(session, 0).ensure_chap_user(CHAP_USER, secret)
 
-        await with_session(self._endpoint(), go)
+        await with_session(self.docker_rig.san_endpoint(), go)
 
     def san_address(self) -> str:
         """The san's address on the private network (the group IP the hosts log in to)."""

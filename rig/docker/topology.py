@@ -49,6 +49,8 @@ import docker.errors
 import docker.models.containers
 import docker.models.networks
 
+from eqliscsi.san.endpoint import SanEndpoint
+from eqliscsi.secret import Secret
 from rig.docker.cache import cache_dir
 from rig.docker.errors import ContainerNotReadyError
 from rig.docker.images import RigImages
@@ -227,6 +229,18 @@ class DockerRig:
     def lun_path(self, uid: str) -> str:
         """The backing file of a volume (by its model uid) inside the san container."""
         return f"{self.state_dir}/luns/{uid}.img"
+
+    def san_endpoint(self, *, command_timeout: float = 30.0) -> SanEndpoint:
+        """The group's CLI as the SAN client reaches it from the Docker host."""
+        return SanEndpoint(
+            host=self.san_ssh[0],
+            port=self.san_ssh[1],
+            username=self.account,
+            password=Secret.from_file(self.password_file),
+            known_hosts=str(self.known_hosts),
+            group=self.group,
+            command_timeout=command_timeout,
+        )
 
     def save(self, path: Path) -> None:
         """Write this description as JSON (no secrets: the password stays in its file)."""

@@ -28,8 +28,7 @@ import pytest
 
 from eqliscsi.san.commands import AccessRule
 from eqliscsi.san.ops import SanOps, VolumeSpec
-from eqliscsi.san.session import CliSession, SanEndpoint, with_session
-from eqliscsi.secret import Secret
+from eqliscsi.san.session import CliSession, with_session
 from rig.docker.lifecycle import CHAP_USER, FILES, DockerLifecycle
 from rig.docker.topology import ONEADMIN_UID, DockerRig, Node, Topology
 
@@ -98,15 +97,7 @@ def by_key(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 async def _san(rig: DockerRig, create: bool) -> None:
-    endpoint = SanEndpoint(
-        host=rig.san_ssh[0],
-        port=rig.san_ssh[1],
-        username=rig.account,
-        password=Secret.from_file(rig.password_file),
-        known_hosts=str(rig.known_hosts),
-        group=rig.group,
-        command_timeout=30.0,
-    )
+    endpoint = rig.san_endpoint()
 
     async def go(session: CliSession) -> None:
         ops = SanOps(session, DS_ID)
