@@ -26,24 +26,17 @@ from pathlib import Path
 from eqliscsi.errors import RigError
 from eqliscsi.secret import redact
 from rig.guest.vm import GuestAgentError, GuestVM
+from rig.targets._lio_common import LioRequests
 from rig.targets.base import ChapAccount, Portal, ScsiIdentity
 
 __all__ = ["LioBackend", "LioError"]
-
-_LUN = 0
 
 
 class LioError(RigError):
     reference = "lio-backend-failed"
 
 
-def _chap(acct: ChapAccount | None) -> dict[str, str] | None:
-    if acct is None:
-        return None
-    return {"user": acct.user, "secret": acct.secret.reveal_str()}
-
-
-class LioBackend:
+class LioBackend(LioRequests):
     """A LIO target in a running :class:`GuestVM` (which the caller owns)."""
 
     def __init__(self, vm: GuestVM) -> None:
@@ -62,7 +55,7 @@ class LioBackend:
     def vm(self) -> GuestVM:
         return self._vm
 
-    def _call(
+    def _request(
         self, op: str, *, secrets: tuple[ChapAccount | None, ...] = (), **fields: object
     ) -> object:
         try:
@@ -81,44 +74,17 @@ class LioBackend:
         # rtslib-fb has no API for them and the guest tier has not been checked with them;
         # INQUIRY-identity tests run against tgt (docs/fake-eql.md).
         del identity
-        self._call("create_target", iqn=iqn, path=str(self._vm.guest_path(backing_file)))
+        self._request("create_target", iqn=iqn, path=str(self._vm.guest_path(backing_file)))
         self._iqns.add(iqn)
 
     def delete_target(self, iqn: str) -> None:
-        self._call("delete_target", iqn=iqn)
+        self._request("delete_target", iqn=iqn)
         self._iqns.discard(iqn)
-
-    def lun_of(self, iqn: str) -> int:
-        return _LUN
 
     def add_portal(self, iqn: str, address: str, port: int = 3260) -> None:
         """Also serve ``iqn`` on ``address:port`` in the guest (LIO's default portal,
         0.0.0.0:3260, takes no IPv6 connection); the portal goes with the target."""
-        self._call("add_portal", iqn=iqn, address=address, port=port)
-
-    def set_initiators(self, iqn: str, initiators: list[str] | None) -> None:
-        self._call("set_initiators", iqn=iqn, initiators=initiators)
-
-    def set_chap(
-        self, iqn: str, incoming: ChapAccount | None, outgoing: ChapAccount | None
-    ) -> None:
-        self._call(
-            "set_chap",
-            secrets=(incoming, outgoing),
-            iqn=iqn,
-            incoming=_chap(incoming),
-            outgoing=_chap(outgoing),
-        )
-
-    def set_discovery_chap(
-        self, incoming: ChapAccount | None, outgoing: ChapAccount | None
-    ) -> None:
-        self._call(
-            "set_discovery_chap",
-            secrets=(incoming, outgoing),
-            incoming=_chap(incoming),
-            outgoing=_chap(outgoing),
-        )
+        self._request("add_portal", iqn=iqn, address=address, port=port)
 
     def set_redirect(self, iqn: str, to: Portal | None) -> None:
         if to is None:
@@ -129,14 +95,14 @@ class LioBackend:
 
     def set_tpg_attribute(self, iqn: str, name: str, value: str) -> None:
         """A TPG attribute, e.g. ``demo_mode_discovery`` (LIO-only quirk tests)."""
-        self._call("set_attribute", iqn=iqn, kind="attribute", name=name, value=value)
+        self._request("set_attribute", iqn=iqn, kind="attribute", name=name, value=value)
 
     def set_tpg_parameter(self, iqn: str, name: str, value: str) -> None:
         """A TPG login parameter, e.g. ``HeaderDigest`` (LIO-only quirk tests)."""
-        self._call("set_attribute", iqn=iqn, kind="parameter", name=name, value=value)
+        self._request("set_attribute", iqn=iqn, kind="parameter", name=name, value=value)
 
     def session_count(self, iqn: str) -> int:
-        n = self._call("session_count", iqn=iqn)
+        n = self._request("session_count", iqn=iqn)
         if not isinstance(n, int):
             raise LioError(f"The guest agent answered {n!r} for a session count; fix the agent.")
         return n
@@ -145,4 +111,4 @@ class LioBackend:
         """Delete the targets this backend created (the VM stays up for the next user)."""
         for iqn in sorted(self._iqns):
             self.delete_target(iqn)
-        self._call("set_discovery_chap", incoming=None, outgoing=None)
+        self._request("set_discovery_chap", incoming=None, outgoing=None)

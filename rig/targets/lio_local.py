@@ -24,23 +24,19 @@ from typing import Any
 from eqliscsi.errors import RigError
 from eqliscsi.secret import redact
 from rig.guest.agent import AgentError, LioState
+from rig.targets._lio_common import LioRequests
 from rig.targets.base import ChapAccount, Portal, ScsiIdentity
 
 __all__ = ["LocalLioBackend"]
 
 _LIO_PORT = 3260
-_LUN = 0
 
 
 class LocalLioError(RigError):
     reference = "lio-local-failed"
 
 
-def _chap(acct: ChapAccount | None) -> dict[str, str] | None:
-    return None if acct is None else {"user": acct.user, "secret": acct.secret.reveal_str()}
-
-
-class LocalLioBackend:
+class LocalLioBackend(LioRequests):
     """LIO in this kernel, configured in-process through rtslib-fb."""
 
     def __init__(self, portal: Portal) -> None:
@@ -62,16 +58,18 @@ class LocalLioBackend:
     def portal(self) -> Portal:
         return self._portal
 
-    def _op(self, name: str, *, secrets: tuple[ChapAccount | None, ...] = (), **req: Any) -> Any:
+    def _request(
+        self, op: str, *, secrets: tuple[ChapAccount | None, ...] = (), **req: Any
+    ) -> Any:
         try:
-            return getattr(self._state, "op_" + name)(req)
+            return getattr(self._state, "op_" + op)(req)
         except AgentError as exc:
             msg = redact(str(exc), [a.secret for a in secrets if a is not None])
             raise LocalLioError(msg) from None
         except Exception as exc:  # rtslib raises plain exceptions
             msg = redact(f"{type(exc).__name__}: {exc}", [a.secret for a in secrets if a])
             raise LocalLioError(
-                f"LIO refused {name} ({msg}); read the guest's kernel log."
+                f"LIO refused {op} ({msg}); read the guest's kernel log."
             ) from None
 
     def create_target(
@@ -80,37 +78,10 @@ class LocalLioBackend:
         # ``identity`` is not applied, as in rig/targets/lio.py: rtslib-fb has no API
         # for the INQUIRY vendor/product, so LIO volumes answer "LIO-ORG".
         del identity
-        self._op("create_target", iqn=iqn, path=str(backing_file))
+        self._request("create_target", iqn=iqn, path=str(backing_file))
 
     def delete_target(self, iqn: str) -> None:
-        self._op("delete_target", iqn=iqn)
-
-    def lun_of(self, iqn: str) -> int:
-        return _LUN
-
-    def set_initiators(self, iqn: str, initiators: list[str] | None) -> None:
-        self._op("set_initiators", iqn=iqn, initiators=initiators)
-
-    def set_chap(
-        self, iqn: str, incoming: ChapAccount | None, outgoing: ChapAccount | None
-    ) -> None:
-        self._op(
-            "set_chap",
-            secrets=(incoming, outgoing),
-            iqn=iqn,
-            incoming=_chap(incoming),
-            outgoing=_chap(outgoing),
-        )
-
-    def set_discovery_chap(
-        self, incoming: ChapAccount | None, outgoing: ChapAccount | None
-    ) -> None:
-        self._op(
-            "set_discovery_chap",
-            secrets=(incoming, outgoing),
-            incoming=_chap(incoming),
-            outgoing=_chap(outgoing),
-        )
+        self._request("delete_target", iqn=iqn)
 
     def set_redirect(self, iqn: str, to: Portal | None) -> None:
         if to is not None:
@@ -120,7 +91,7 @@ class LocalLioBackend:
             )
 
     def session_count(self, iqn: str) -> int:
-        n = self._op("session_count", iqn=iqn)
+        n = self._request("session_count", iqn=iqn)
         return int(n)
 
     def close(self) -> None:
