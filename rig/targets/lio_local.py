@@ -58,9 +58,7 @@ class LocalLioBackend(LioRequests):
     def portal(self) -> Portal:
         return self._portal
 
-    def _request(
-        self, op: str, *, secrets: tuple[ChapAccount | None, ...] = (), **req: Any
-    ) -> Any:
+    def _request(self, op: str, *, secrets: tuple[ChapAccount | None, ...] = (), **req: Any) -> Any:
         try:
             return getattr(self._state, "op_" + op)(req)
         except AgentError as exc:
@@ -68,9 +66,7 @@ class LocalLioBackend(LioRequests):
             raise LocalLioError(msg) from None
         except Exception as exc:  # rtslib raises plain exceptions
             msg = redact(f"{type(exc).__name__}: {exc}", [a.secret for a in secrets if a])
-            raise LocalLioError(
-                f"LIO refused {op} ({msg}); read the guest's kernel log."
-            ) from None
+            raise LocalLioError(f"LIO refused {op} ({msg}); read the guest's kernel log.") from None
 
     def create_target(
         self, iqn: str, backing_file: Path, identity: ScsiIdentity | None = None
