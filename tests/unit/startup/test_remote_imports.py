@@ -10,17 +10,14 @@ from __future__ import annotations
 import ast
 import json
 import re
-import subprocess
 import sys
-import sysconfig
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from eqliscsi._lazyre import LazyPattern
 
-ROOT = Path(__file__).resolve().parents[3]
+from .child import ROOT, run_child
 
 # Modules the broker path must not load: each costs ms of the per-action budget
 # (docs/performance.md, "Remote start-up"), or drags in the SSH stack.
@@ -51,22 +48,6 @@ NOT_ON_THE_BROKER_PATH = (
     "pathlib",
     "base64",
 )
-
-
-def _child(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    # -S, with the checkout and site-packages on PYTHONPATH instead: in a development
-    # venv, site runs the editable install's .pth finder, which imports pathlib and more
-    # before any remote code; an installed remote's interpreter does not.
-    path = f"{ROOT}:{sysconfig.get_paths()['purelib']}"
-    return subprocess.run(
-        [sys.executable, "-S", "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": path, "HOME": str(tmp_path)},
-        timeout=60,
-        check=False,
-    )
 
 
 # (remote, modules it imports before its first CLI command, modules it may also import)
@@ -101,7 +82,7 @@ def test_broker_path_imports_nothing_heavy(
         print(json.dumps(sorted(m for m in {list(NOT_ON_THE_BROKER_PATH)!r}
                                 if type(sys.modules.get(m)) is type(sys))))
     """
-    done = _child(code, tmp_path)
+    done = run_child(code, tmp_path)
     assert done.returncode == 0, done.stderr
     assert [m for m in json.loads(done.stdout) if m not in allowed] == []
 
@@ -163,15 +144,7 @@ LOGGING_CHILD = """
 def test_records_reach_the_action_log_without_eager_logging(
     action: str, line: str, tmp_path: Path
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(LOGGING_CHILD), action],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
-        timeout=60,
-        check=False,
-    )
+    done = run_child(LOGGING_CHILD, tmp_path, action)
     assert done.returncode == 0, done.stderr
     # Python's last-resort handler would have written the bare message to stderr.
     assert done.stderr == ""
@@ -185,15 +158,7 @@ def test_records_reach_the_action_log_without_eager_logging(
 
 
 def test_an_action_that_logs_nothing_never_imports_logging(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(LOGGING_CHILD), "nothing", "lazy"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
-        timeout=60,
-        check=False,
-    )
+    done = run_child(LOGGING_CHILD, tmp_path, "nothing", "lazy")
     assert done.returncode == 0, done.stderr
     res = json.loads(done.stdout)
     assert res["nothing"] == [0, "3\n", "", False]
@@ -219,7 +184,7 @@ def test_monitor_path_creates_only_its_own_command_classes(tmp_path: Path) -> No
         )
         print(json.dumps([loaded, classes]))
     """
-    done = _child(code, tmp_path)
+    done = run_child(code, tmp_path)
     assert done.returncode == 0, done.stderr
     loaded, classes = json.loads(done.stdout)
     assert loaded == ["eqliscsi.san.commands._pool"]
@@ -333,7 +298,7 @@ def test_importing_the_remote_path_compiles_no_pattern(tmp_path: Path) -> None:
         ]
         print(json.dumps(lazy))
     """
-    done = _child(code, tmp_path)
+    done = run_child(code, tmp_path)
     assert done.returncode == 0, done.stderr
     lazy = json.loads(done.stdout)
     assert len(lazy) >= 20  # parsers, conversation, config, args, ...
@@ -359,7 +324,7 @@ DEFERRED_CHILD = """
 
 
 def test_a_deferred_module_loads_on_first_use(tmp_path: Path) -> None:
-    done = _child(DEFERRED_CHILD, tmp_path)
+    done = run_child(DEFERRED_CHILD, tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [
         "_Deferred",
@@ -415,6 +380,6 @@ def test_no_classvar_becomes_a_field_without_typing(tmp_path: Path) -> None:
         )
         print(json.dumps([bad, commands.VolumeCreate.mutating, commands.PoolShow.mutating]))
     """
-    done = _child(code, tmp_path)
+    done = run_child(code, tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [[], True, False]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,8 @@ from hypothesis import strategies as st
 from eqliscsi.san.errors import SanProtocolError
 from eqliscsi.san.parsers import _floor_mb, parse_size_mb, size_floor_mb
 
-ROOT = Path(__file__).resolve().parents[3]
+from .child import run_child
+
 DIGITS = st.text("0123456789", min_size=1, max_size=30)
 
 
@@ -60,14 +59,6 @@ def test_pool_capacity_needs_no_decimal(tmp_path: Path) -> None:
         "                           'VolumeReserve: 500.5MB', 'TotalVolumes: 3'])\n"
         "print(cap.total_mb, cap.free_mb, cap.volume_reserve_mb, 'decimal' in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
-        timeout=60,
-        check=False,
-    )
+    done = run_child(code, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["9919528", "1034", "500", "False"]
