@@ -36,6 +36,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 from eqliscsi.errors import IscsiError
+from eqliscsi.iscsi_discovery._probe import (
+    UA_RETRIES,
+    CapacityAnswers,
+    CapacityProbe,
+    ProbePhase,
+    absent,
+)
 from eqliscsi.iscsi_discovery._shard import run_sharded
 from eqliscsi.iscsi_discovery._types import (
     Auth,
@@ -68,8 +75,6 @@ from eqliscsi.iscsi_discovery.sansio import (
     RetryWithMd5,
     ScsiCompleted,
     SendTargetsCompleted,
-    Sense,
-    SenseKey,
     Session,
     SessionEvent,
     SessionParams,
@@ -489,13 +494,15 @@ class _Stream:
         self,
         data: bytes,
         step: _Step,
-        during: str,
+        during: str | Callable[[], str],
         timeout: float | None = None,  # noqa: ASYNC109 - a loop timer, see below
     ) -> None:
         """Write ``data``, then run ``step`` on every chunk received until it is done.
 
         ``timeout`` is a plain loop timer on the exchange's future: the same clock as
         ``asyncio.timeout`` without its per-use context manager and task bookkeeping.
+        ``during`` says what was going on, for a lost connection's message; a callable
+        is asked only then (the capacity probe's phase changes within one exchange).
 
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
@@ -504,7 +511,7 @@ class _Stream:
         """
         conn = self._conn
         if conn.eof:
-            raise self._lost(during)
+            raise self._lost(during if isinstance(during, str) else during())
         timer = None
         try:
             if data:
@@ -518,7 +525,7 @@ class _Stream:
         except EOFError:
             if self._connecting and not conn.received and conn.error is not None:
                 raise self._cannot_connect(self.portal, conn.error) from None
-            raise self._lost(during) from None
+            raise self._lost(during if isinstance(during, str) else during()) from None
         except OSError as exc:
             if self._connecting and not conn.received:
                 raise self._cannot_connect(self.portal, exc) from None
@@ -615,26 +622,34 @@ async def _establish(
             return stream, Session(config, outcome, machine.take_remaining()), redirected_to
         await stream.close()
         stream = None
+        config = _next_attempt(config, outcome, retried_md5)
         if isinstance(outcome, LoginRedirected):
-            # RFC 7143 §11.13.5: restart from scratch at the new portal, same ISID.
-            log.info("login to %s redirected to %s", config.portal, outcome.portal)
             redirected_to = outcome.portal
-            config = config.redirected(outcome.portal)
-        elif not retried_md5:
-            log.warning(
-                "The target at portal %s failed CHAP with algorithm %s (status 0x%04x); "
-                "retrying with MD5 only.",
-                config.portal,
-                outcome.algorithm.name if outcome.algorithm else "(none chosen)",
-                outcome.status,
-            )
+        else:
             retried_md5 = True
-            config = config.md5_only()
-        else:  # pragma: no cover - md5_only() offers only MD5, which never retries
-            raise RemoteProtocolError(
-                f"The target at portal {config.portal} asked for a second MD5 retry; "
-                "check the target's CHAP settings."
-            )
+
+
+def _next_attempt(
+    config: LoginConfig, outcome: LoginRedirected | RetryWithMd5, retried_md5: bool
+) -> LoginConfig:
+    """The login to try after a redirect or a request for the MD5 retry."""
+    if isinstance(outcome, LoginRedirected):
+        # RFC 7143 §11.13.5: restart from scratch at the new portal, same ISID.
+        log.info("login to %s redirected to %s", config.portal, outcome.portal)
+        return config.redirected(outcome.portal)
+    if retried_md5:  # pragma: no cover - md5_only() offers only MD5, which never retries
+        raise RemoteProtocolError(
+            f"The target at portal {config.portal} asked for a second MD5 retry; "
+            "check the target's CHAP settings."
+        )
+    log.warning(
+        "The target at portal %s failed CHAP with algorithm %s (status 0x%04x); "
+        "retrying with MD5 only.",
+        config.portal,
+        outcome.algorithm.name if outcome.algorithm else "(none chosen)",
+        outcome.status,
+    )
+    return config.md5_only()
 
 
 class IscsiSession:
@@ -867,7 +882,7 @@ class IscsiSession:
                 data[name] = done.data if done.good else None
         inquiry_data = data["INQUIRY"]
         failed = results[1].sense
-        if inquiry_data is None and failed is not None and _lun_not_supported(failed):
+        if inquiry_data is None and failed is not None and failed.lun_not_supported:
             # LIO answers INQUIRY to an absent LUN with CHECK CONDITION 05/25/00
             # (LOGICAL UNIT NOT SUPPORTED, SPC-4 §6.6.1) instead of qualifier 3.
             raise LunNotPresent(self.target or "", lun)
@@ -901,7 +916,8 @@ class IscsiSession:
         :meth:`lun_info` without VPD pages is two round trips and three commands.
         TEST UNIT READY leads so that it takes the unit attention a target queues
         after login (tgt: 06/29/00, reference §8); a READ CAPACITY(16) hit by one
-        anyway is re-run alone, with :meth:`scsi`'s retries.
+        anyway is re-run alone, up to ``UA_RETRIES`` times.  ``validate_many`` sends
+        the same commands through :class:`._probe.CapacityProbe`.
 
         Without INQUIRY the returned :class:`LunInfo` has empty ``vendor``,
         ``product``, ``serial`` and ``identifiers``, and ``device_type`` is
@@ -916,30 +932,31 @@ class IscsiSession:
         ready, done = await self.scsi_batch(
             lun, [("TEST UNIT READY", cdb_test_unit_ready(), 0), (name, cdb_read_capacity16(), 32)]
         )
-        for event in (ready, done):
-            if event.sense is not None and _lun_not_supported(event.sense):
-                raise LunNotPresent(self.target or "", lun)
-        if done.unit_attention:
-            try:
-                data = await self.scsi(lun, cdb_read_capacity16(), read_length=32, command=name)
-            except ScsiCommandFailed as exc:
-                if exc.sense_key == SenseKey.ILLEGAL_REQUEST and exc.asc == 0x25:
-                    raise LunNotPresent(self.target or "", lun) from None
-                raise
-        else:
-            data = done.check(name, self.target or "")
-        blocks, block_size = parse_read_capacity16(data)
-        return LunInfo(
-            lun=lun, size_bytes=blocks * block_size, block_size=block_size, vendor="",
-            product="", serial="", device_type=DeviceType.DISK, identifiers=(),
-        )  # fmt: skip
+        retries = 0  # the same rule as validate_many's CapacityProbe
+        while done.unit_attention and retries < UA_RETRIES and not absent(ready):
+            retries += 1
+            (done,) = await self.scsi_batch(lun, [(name, cdb_read_capacity16(), 32)])
+        return _capacity_info(lun, self.target or "", ready, done)
 
 
 _VPD83_ALLOCATION = 1024
 
 
-def _lun_not_supported(sense: Sense) -> bool:
-    return sense.sense_key == SenseKey.ILLEGAL_REQUEST and sense.asc == 0x25
+def _capacity_info(lun: int, target: str, ready: ScsiCompleted, capacity: ScsiCompleted) -> LunInfo:
+    """What the last answers to TEST UNIT READY and READ CAPACITY(16) say about ``lun``.
+
+    Raises:
+        LunNotPresent: either answered 05/25/00 (LOGICAL UNIT NOT SUPPORTED).
+        ScsiCommandFailed: READ CAPACITY(16) failed otherwise (a LUN that is no disk:
+            05/20/00; a unit attention that never cleared).
+    """
+    if absent(ready) or absent(capacity):
+        raise LunNotPresent(target, lun)
+    blocks, block_size = parse_read_capacity16(capacity.check("READ CAPACITY(16)", target))
+    return LunInfo(
+        lun=lun, size_bytes=blocks * block_size, block_size=block_size, vendor="",
+        product="", serial="", device_type=DeviceType.DISK, identifiers=(),
+    )  # fmt: skip
 
 
 @contextlib.asynccontextmanager
@@ -1155,21 +1172,134 @@ async def _probe(
     timeout: float,  # noqa: ASYNC109 - passed through from the public API
     max_redirects: int,
     vpd: bool,
-    capacity_only: bool = False,
 ) -> ProbeResult:
     async with login(
         start, target, auth=auth, initiator_name=initiator_name, timeout=timeout,
         max_redirects=max_redirects,
     ) as s:  # fmt: skip
         luns: tuple[LunInfo, ...]
-        if lun is not None and capacity_only:
-            luns = (await s.lun_capacity(lun),)
-        elif lun is not None:
+        if lun is not None:
             luns = (await s.lun_info(lun, vpd=vpd),)
         else:
             infos = [await s.lun_info(n, vpd=vpd) for n in await s.report_luns()]
             luns = tuple(i for i in infos if i.device_type == DeviceType.DISK)
     return ProbeResult(target=target, portal=start, luns=luns, redirected_to=s.redirected_to)
+
+
+async def _probe_capacity(
+    start: Portal,
+    target: str,
+    lun: int,
+    *,
+    auth: Auth,
+    initiator_name: str | None,
+    timeout: float,  # noqa: ASYNC109 - passed through from the public API
+    max_redirects: int,
+) -> ProbeResult:
+    """``validate_many``'s probe of one LUN: what ``login()`` and
+    :meth:`IscsiSession.lun_capacity` do, as one exchange per connection
+    (:class:`._probe.CapacityProbe`).
+
+    Same PDUs, same errors and messages; the differences are in the clock and the
+    cost.  ``timeout`` bounds the whole probe (login with its redirects, the
+    commands, Logout) where ``login()`` gives each phase its own, and the task wakes
+    once per connection instead of once per phase.  As with ``login()``, a Logout
+    that fails or goes unanswered does not spoil the answers read before it.
+    """
+    config = LoginConfig(
+        portal=start,
+        initiator_name=initiator_name or DEFAULT_INITIATOR_NAME,
+        target_name=target,
+        auth=auth,
+        max_redirects=max_redirects,
+        start_operational=True,
+    )
+    deadline = asyncio.get_running_loop().time() + timeout
+    redirected_to: Portal | None = None
+    retried_md5 = False
+    while True:
+        outcome = await _capacity_attempt(config, lun, deadline, timeout)
+        if isinstance(outcome, CapacityAnswers):
+            if outcome.logout is not None and outcome.logout.response != 0:
+                log.info("logout from %s answered %d", start, outcome.logout.response)
+            info = _capacity_info(lun, target, outcome.ready, outcome.capacity)
+            return ProbeResult(target, start, (info,), redirected_to)
+        config = _next_attempt(config, outcome, retried_md5)
+        if isinstance(outcome, LoginRedirected):
+            redirected_to = outcome.portal
+        else:
+            retried_md5 = True
+
+
+async def _capacity_attempt(
+    config: LoginConfig,
+    lun: int,
+    deadline: float,
+    timeout: float,  # noqa: ASYNC109 - for the message; the clock is ``deadline``
+) -> CapacityAnswers | LoginRedirected | RetryWithMd5:
+    """One connection of :func:`_probe_capacity`: its answers, or where to log in next."""
+    loop = asyncio.get_running_loop()
+    if _ip_family(config.portal.address) == socket.AF_INET:
+        stream = await _Stream.connect(config.portal)  # returns at once (_start_connect)
+    else:  # a host name or IPv6: the connect itself is waited for
+        try:
+            async with asyncio.timeout_at(deadline):
+                stream = await _Stream.connect(config.portal)
+        except TimeoutError:
+            raise _probe_timeout(ProbePhase.LOGIN, config.portal, timeout) from None
+    probe = CapacityProbe(config, lun)
+
+    def step(data: bytes) -> tuple[bytes, bool]:
+        for event in probe.receive_data(data):
+            if isinstance(event, AsyncEvent):
+                log.info("target at %s sent async event %d", config.portal, event.event)
+            else:
+                _warn(event)
+        return probe.data_to_send(), probe.outcome is not None
+
+    try:
+        for event in probe.start():
+            _warn(event)
+        await stream.converse(
+            probe.data_to_send(), step, lambda: probe.phase.value, deadline - loop.time()
+        )
+    except TimeoutError:
+        if probe.answers is None:
+            raise _probe_timeout(probe.phase, stream.portal, timeout) from None
+    except RemoteProtocolError as exc:
+        if probe.answers is None:
+            _name_portal(exc, stream.portal, _PROTOCOL_DURING[probe.phase])
+            raise
+    except IscsiError:
+        if probe.answers is None:
+            raise
+    finally:
+        await stream.close()
+    # Once the answers are in, a Logout that failed or timed out leaves them standing.
+    outcome = probe.outcome if probe.answers is None else probe.answers
+    assert outcome is not None  # the exchange ends only with an outcome
+    return outcome
+
+
+# What ``_name_portal`` says the target was doing when it broke the protocol.
+_PROTOCOL_DURING = {
+    ProbePhase.LOGIN: "during login",
+    ProbePhase.COMMANDS: "answering SCSI TEST UNIT READY, READ CAPACITY(16)",
+    ProbePhase.LOGOUT: "answering Logout",
+    ProbePhase.DONE: "after Logout",
+}
+
+
+def _probe_timeout(phase: ProbePhase, portal: Portal, timeout: float) -> IscsiTimeout:
+    if phase is ProbePhase.LOGIN:
+        return IscsiTimeout(
+            f"The target at portal {portal} did not complete the login within {timeout:g} s; "
+            "check that the portal is an iSCSI target and reachable."
+        )
+    return IscsiTimeout(
+        f"The target at portal {portal} did not answer SCSI TEST UNIT READY, "
+        f"READ CAPACITY(16) within {timeout:g} s; check that the target is healthy."
+    )
 
 
 # Below this many requests per process a batch is not worth a fork (each child
@@ -1299,11 +1429,17 @@ async def validate_many(
             # wake-up per request (docs/performance.md, 2026-11-24).
             for i, req in todo:
                 try:
-                    result = await _probe(
-                        req.portal, req.target, lun=req.lun, auth=req.auth,
-                        initiator_name=initiator_name, timeout=timeout, max_redirects=3,
-                        vpd=False, capacity_only=True,
-                    )  # fmt: skip
+                    if req.lun is not None:
+                        result = await _probe_capacity(
+                            req.portal, req.target, req.lun, auth=req.auth,
+                            initiator_name=initiator_name, timeout=timeout, max_redirects=3,
+                        )  # fmt: skip
+                    else:
+                        result = await _probe(
+                            req.portal, req.target, lun=None, auth=req.auth,
+                            initiator_name=initiator_name, timeout=timeout, max_redirects=3,
+                            vpd=False,
+                        )  # fmt: skip
                 except IscsiError as exc:
                     out[i] = (False, None, exc)
                 else:

@@ -141,6 +141,14 @@ class Sense:
     def is_unit_attention(self) -> bool:
         return self.sense_key == SenseKey.UNIT_ATTENTION
 
+    @property
+    def lun_not_supported(self) -> bool:
+        """05/25/00, LOGICAL UNIT NOT SUPPORTED (SPC-4 §4.5.1): no LUN at that number.
+
+        LIO answers any command to an absent LUN so, tgt every command but INQUIRY.
+        """
+        return self.sense_key == SenseKey.ILLEGAL_REQUEST and self.asc == 0x25
+
 
 def parse_sense(segment: bytes) -> Sense | None:
     """Sense data from a SCSI Response data segment (``u16 SenseLength`` + sense).

@@ -17,6 +17,9 @@ How an adapter drives one login and session (compare h11's ``Connection``)::
     itt = session.send_targets(); write(session.data_to_send())
     ... session.receive_data(await read()) -> [SendTargetsCompleted(...)] ...
 
+``validate_many`` drives :class:`CapacityProbe` instead: the same login, TEST UNIT
+READY + READ CAPACITY(16) and Logout as one machine, fed until its ``outcome`` is set.
+
 Failures are raised as :mod:`eqliscsi.iscsi_discovery.errors` exceptions; after one,
 close the connection (error recovery level 0).
 """
@@ -36,6 +39,7 @@ from eqliscsi.iscsi_discovery._login import (
     new_isid,
 )
 from eqliscsi.iscsi_discovery._negotiation import OperationalOffer, SessionParams, SessionType
+from eqliscsi.iscsi_discovery._probe import CapacityAnswers, CapacityProbe, ProbePhase
 from eqliscsi.iscsi_discovery._scsi import (
     DeviceType,
     ScsiStatus,
@@ -72,6 +76,8 @@ from eqliscsi.iscsi_discovery._types import check_iscsi_name
 
 __all__ = [
     "AsyncEvent",
+    "CapacityAnswers",
+    "CapacityProbe",
     "DeviceType",
     "LoginConfig",
     "LoginEvent",
@@ -83,6 +89,7 @@ __all__ = [
     "LogoutCompleted",
     "NopCompleted",
     "OperationalOffer",
+    "ProbePhase",
     "ReceiveBuffer",
     "RetryWithMd5",
     "ScsiCompleted",

@@ -1,24 +1,18 @@
 """``validate_many``'s capacity probe: TEST UNIT READY + READ CAPACITY(16), no INQUIRY.
 
-The sans-IO fake target (tests/unit/iscsi/fake_target.py) is served on 127.0.0.1 by
-a small asyncio server, so the real adapter runs unchanged; the table covers the
-cases the probe must still get right without INQUIRY: a unit attention after login
-(taken by TEST UNIT READY), a unit attention on READ CAPACITY(16) as well (re-run
-alone), an absent LUN (05/25/00 -> LunNotPresent) and what stays empty in LunInfo.
+The sans-IO fake target is served on 127.0.0.1 (``serve.py``), so the real adapter
+runs unchanged; the table covers the cases the probe must still get right without
+INQUIRY: a unit attention after login (taken by TEST UNIT READY), a unit attention on
+READ CAPACITY(16) as well (re-run alone), an absent LUN (05/25/00 -> LunNotPresent)
+and what stays empty in LunInfo.
 """
 
 from __future__ import annotations
-
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
 
 from eqliscsi.iscsi_discovery import (
     LunInfo,
-    Portal,
     ScsiCommandFailed,
     ValidationRequest,
     login,
@@ -27,6 +21,7 @@ from eqliscsi.iscsi_discovery import (
 from eqliscsi.iscsi_discovery._asyncio import LunNotPresent
 from eqliscsi.iscsi_discovery._pdu import ScsiCommand
 from tests.unit.iscsi.fake_target import FakeTarget, Lun, TargetConfig
+from tests.unit.iscsi_capacity.serve import serve
 
 IQN = "iqn.2026-01.test.eqliscsi.capacity:vol"
 TUR, INQUIRY, RC16 = 0x00, 0x12, 0x9E
@@ -43,44 +38,6 @@ class _TwoAttentions(FakeTarget):
         if before and not self.ua_pending and not getattr(self, "_second", False):
             self._second = True
             self.ua_pending = before
-
-
-@dataclass
-class _Served:
-    portal: Portal | None = None
-    targets: list[FakeTarget] = field(default_factory=list)
-
-    def commands(self) -> list[int]:
-        return [cmd.cdb[0] for t in self.targets for cmd in t.commands]
-
-
-@contextlib.asynccontextmanager
-async def _serve(cfg: TargetConfig, kind: type[FakeTarget] = FakeTarget) -> AsyncIterator[_Served]:
-    served = _Served()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        target = kind(cfg)
-        served.targets.append(target)
-        try:
-            while not target.closed and (data := await reader.read(65536)):
-                target.receive_data(data)
-                writer.write(target.data_to_send())
-                await writer.drain()
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    served.portal = Portal("127.0.0.1", server.sockets[0].getsockname()[1])
-    try:
-        yield served
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-def _portal(served: _Served) -> Portal:
-    assert served.portal is not None
-    return served.portal
 
 
 DISK = Lun(blocks=2048, block_size=4096)
@@ -118,9 +75,9 @@ async def test_capacity_probe(
     commands: list[int],
 ) -> None:
     cfg = TargetConfig(targets={IQN: {1: DISK}}, unit_attention=unit_attention, window=2)
-    async with _serve(cfg, kind) as served:
+    async with serve(cfg, kind) as served:
         (result,) = await validate_many(
-            [ValidationRequest(_portal(served), IQN, lun=lun)], processes=1, timeout=5
+            [ValidationRequest(served.address, IQN, lun=lun)], processes=1, timeout=5
         )
         if isinstance(expected, LunInfo):
             assert result.ok and result.result is not None, result.error
@@ -140,9 +97,9 @@ async def test_capacity_probe_of_a_failing_lun_names_read_capacity() -> None:
             super()._scsi(cmd)
 
     cfg = TargetConfig(targets={IQN: {1: DISK}}, window=2)
-    async with _serve(cfg, _Stuck) as served:
+    async with serve(cfg, _Stuck) as served:
         (result,) = await validate_many(
-            [ValidationRequest(_portal(served), IQN, lun=1)], processes=1, timeout=5
+            [ValidationRequest(served.address, IQN, lun=1)], processes=1, timeout=5
         )
         assert isinstance(result.error, ScsiCommandFailed)
         assert not isinstance(result.error, LunNotPresent)
@@ -153,8 +110,8 @@ async def test_probe_without_lun_keeps_inquiry() -> None:
     # Without a LUN number the disk LUNs are picked by INQUIRY's device type, so that
     # path still sends INQUIRY and fills vendor and product.
     cfg = TargetConfig(targets={IQN: {1: DISK}}, window=2)
-    async with _serve(cfg) as served:
-        (result,) = await validate_many([ValidationRequest(_portal(served), IQN)], processes=1)
+    async with serve(cfg) as served:
+        (result,) = await validate_many([ValidationRequest(served.address, IQN)], processes=1)
         assert result.result is not None, result.error
         (info,) = result.result.luns
         assert (info.vendor, info.product, info.size_bytes) == ("EQLOGIC", "100E-00", 2048 * 4096)
@@ -163,6 +120,6 @@ async def test_probe_without_lun_keeps_inquiry() -> None:
 
 async def test_lun_capacity_on_an_open_session() -> None:
     cfg = TargetConfig(targets={IQN: {1: DISK}}, window=2)
-    async with _serve(cfg) as served, login(_portal(served), IQN) as session:
+    async with serve(cfg) as served, login(served.address, IQN) as session:
         info = await session.lun_capacity(1)
         assert (info.size_bytes, info.block_size, info.device_type) == (2048 * 4096, 4096, 0)
