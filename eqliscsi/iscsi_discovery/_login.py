@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import secrets
+import os
 from dataclasses import dataclass, field
 
 from eqliscsi.errors import IscsiError
@@ -158,9 +158,19 @@ LOGIN_TEXT_LIMIT = 8192  # LIO silently drops larger login payloads (reference �
 
 
 def new_isid(qualifier: int | None = None) -> bytes:
-    """A "Random" type ISID: T=10b, 24 random bits, 16-bit qualifier (RFC 7143 §11.12.5)."""
-    q = secrets.randbelow(1 << 16) if qualifier is None else qualifier
-    return bytes([0x80]) + secrets.token_bytes(3) + q.to_bytes(2, "big")
+    """A "Random" type ISID: T=10b, 24 random bits, 16-bit qualifier (RFC 7143 §11.12.5).
+
+    One ``os.urandom`` call (the source :mod:`secrets` reads) for all random bytes:
+    a batch of validations opens a login per target.
+    """
+    if qualifier is None:
+        return b"\x80" + os.urandom(5)
+    return b"\x80" + os.urandom(3) + qualifier.to_bytes(2, "big")
+
+
+def _new_itt() -> int:
+    # Any 32-bit value but 0xFFFFFFFF, the reserved tag (RFC 7143 §11.2.1.8).
+    return int.from_bytes(os.urandom(4), "big") % 0xFFFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +183,7 @@ class LoginConfig:
     auth: Auth = field(default_factory=Auth)
     session_type: SessionType | None = None  # default: Discovery iff no target name
     isid: bytes = field(default_factory=new_isid)
-    itt: int = field(default_factory=lambda: secrets.randbelow(0xFFFFFFFF))
+    itt: int = field(default_factory=_new_itt)
     cmdsn: int = 1
     offer: OperationalOffer = field(default_factory=OperationalOffer)
     initiator_alias: str | None = None
@@ -422,11 +432,12 @@ class LoginMachine:
                 keys = {}
         else:
             keys = text_dict(decode_text(text))
-        handler = {
-            LoginInput.REDIRECT: self._on_redirect,
-            LoginInput.FAILURE: self._on_failure,
-        }.get(kind, self._on_progress)
-        events, new_state = handler(pdu, kind, keys)
+        if kind is LoginInput.REDIRECT:
+            events, new_state = self._on_redirect(pdu, kind, keys)
+        elif kind is LoginInput.FAILURE:
+            events, new_state = self._on_failure(pdu, kind, keys)
+        else:
+            events, new_state = self._on_progress(pdu, kind, keys)
         if new_state not in allowed:  # pragma: no cover - a bug in this file
             raise LocalProtocolError(f"login handler chose {new_state} outside the table")
         self.state = new_state

@@ -92,6 +92,18 @@ class OperationalOffer:
     initial_r2t: bool = True
 
     def keys(self, session_type: SessionType) -> list[tuple[str, str]]:
+        """Our operational offer, in the order libiscsi and open-iscsi send it.
+
+        Built once per offer and session type: every login of a batch sends the same.
+        """
+        cached = _OFFERED.get((self, session_type))
+        if cached is None:
+            cached = _OFFERED[(self, session_type)] = tuple(self._keys(session_type))
+            if len(_OFFERED) > _CACHE_MAX:  # offers are few; never let them pile up
+                _OFFERED.clear()
+        return list(cached)
+
+    def _keys(self, session_type: SessionType) -> list[tuple[str, str]]:
         pairs = [
             ("HeaderDigest", ",".join(self.header_digest)),
             ("DataDigest", ",".join(self.data_digest)),
@@ -120,6 +132,10 @@ class OperationalOffer:
             ]
         pairs.append(("ErrorRecoveryLevel", "0"))
         return pairs
+
+
+_CACHE_MAX = 64
+_OFFERED: dict[tuple[OperationalOffer, SessionType], tuple[tuple[str, str], ...]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,12 +209,28 @@ def answer_proposals(
     return out
 
 
+# Answers already combined: a batch logs in to one target model hundreds of times, and
+# each answers the same keys alike.  Only valid results are kept, and at most
+# _CACHE_MAX of them, so a target that varies its answers costs nothing more.
+_NEGOTIATED: dict[tuple[tuple[tuple[str, str], ...], OperationalOffer], SessionParams] = {}
+
+
 def negotiated_params(received: Mapping[str, str], offer: OperationalOffer) -> SessionParams:
     """Combine the target's answers into :class:`SessionParams`.
 
     Raises:
         RemoteProtocolError: an answer outside what we offered or what RFC 7143 allows.
     """
+    key = (tuple(received.items()), offer)
+    params = _NEGOTIATED.get(key)
+    if params is None:
+        params = _negotiated_params(received, offer)
+        if len(_NEGOTIATED) < _CACHE_MAX:
+            _NEGOTIATED[key] = params
+    return params
+
+
+def _negotiated_params(received: Mapping[str, str], offer: OperationalOffer) -> SessionParams:
 
     def digest(key: str, offered: tuple[str, ...]) -> bool:
         value = received.get(key, "None")
