@@ -40,7 +40,7 @@ from eqliscsi.iscsi_discovery._chap import (
     responses_equal,
     secret_warning,
 )
-from eqliscsi.iscsi_discovery._framing import ReceiveBuffer, encode_pdu
+from eqliscsi.iscsi_discovery._framing import ReceiveBuffer, pad_length
 from eqliscsi.iscsi_discovery._negotiation import (
     OperationalOffer,
     SessionParams,
@@ -48,7 +48,7 @@ from eqliscsi.iscsi_discovery._negotiation import (
     answer_proposals,
     negotiated_params,
 )
-from eqliscsi.iscsi_discovery._pdu import LoginRequest, LoginResponse, Reject, Stage
+from eqliscsi.iscsi_discovery._pdu import LoginResponse, Reject, Stage, login_request_bhs
 from eqliscsi.iscsi_discovery._text import decode_text, encode_text, text_dict
 from eqliscsi.iscsi_discovery._types import Auth, ChapAlgorithm, Portal, check_iscsi_name
 from eqliscsi.iscsi_discovery.errors import (
@@ -363,7 +363,9 @@ class LoginMachine:
                 f"The target at portal {self.config.portal} did not finish the login "
                 f"in {MAX_LOGIN_EXCHANGES} exchanges; check the target."
             )
-        pdu = LoginRequest(
+        # RFC 7143 §11.12: a Login Request is immediate (I=1), C=0, version 0, TSIH 0
+        # for a new session, CID 0; never digests (§13.1).  Only data varies in length.
+        self._out += login_request_bhs(
             isid=self.config.isid,
             itt=self.config.itt,
             csg=csg,
@@ -371,9 +373,11 @@ class LoginMachine:
             transit=nsg is not None,
             cmdsn=self.config.cmdsn,
             exp_statsn=self._exp_statsn,
-            data=data,
+            data_length=len(data),
         )
-        self._out += encode_pdu(pdu)
+        if data:
+            self._out += data
+            self._out += bytes(pad_length(len(data)))
 
     def _protocol(self, what: str) -> RemoteProtocolError:
         return RemoteProtocolError(

@@ -30,6 +30,7 @@ from eqliscsi.iscsi_discovery._pdu import (
     TextResponse,
     decode_bhs,
     encode_bhs,
+    login_request_bhs,
     lun_field,
 )
 from eqliscsi.iscsi_discovery.errors import LocalProtocolError, PduDecodeError, PduTooLarge
@@ -644,3 +645,42 @@ def test_round_trip_exact(pdu: Pdu, hd: bool, dd: bool) -> None:
     assert len(buf) == 0
     # and re-encoding the decoded PDU gives the same bytes
     assert encode_pdu(decode_bhs(wire[:48], pdu.data), header_digest=hd, data_digest=dd) == wire  # type: ignore[attr-defined]
+
+
+@given(
+    isid=st.binary(min_size=6, max_size=6),
+    itt=_u32,
+    csg=st.sampled_from([0, 1, 3]),
+    nsg=st.sampled_from([0, 1, 3]),
+    transit=st.booleans(),
+    cmdsn=_u32,
+    exp_statsn=_u32,
+    data=_data,
+)
+def test_login_request_fast_path_equals_the_codec(
+    isid: bytes, itt: int, csg: int, nsg: int, transit: bool, cmdsn: int, exp_statsn: int,
+    data: bytes,
+) -> None:  # fmt: skip
+    # The login machine packs its requests with login_request_bhs; the bytes must be
+    # exactly what encode_bhs makes of the same LoginRequest.
+    fast = login_request_bhs(
+        isid=isid, itt=itt, csg=csg, nsg=nsg, transit=transit, cmdsn=cmdsn,
+        exp_statsn=exp_statsn, data_length=len(data),
+    )  # fmt: skip
+    pdu = LoginRequest(isid=isid, itt=itt, csg=csg, nsg=nsg, transit=transit, cmdsn=cmdsn,
+                       exp_statsn=exp_statsn, data=data)  # fmt: skip
+    assert fast == encode_bhs(pdu)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"csg": 4}, {"nsg": -1}, {"isid": b"\x80"}, {"itt": 1 << 32}, {"data_length": 1 << 24}],
+    ids=["csg-too-wide", "nsg-negative", "short-isid", "itt-too-wide", "data-too-long"],
+)
+def test_login_request_fast_path_refuses_what_does_not_fit(fields: dict[str, object]) -> None:
+    base: dict[str, object] = {
+        "isid": b"\x80\x00\x00\x01\x00\x00", "itt": 1, "csg": 0, "nsg": 1, "transit": True,
+        "cmdsn": 1, "exp_statsn": 0, "data_length": 0,
+    }  # fmt: skip
+    with pytest.raises(LocalProtocolError):
+        login_request_bhs(**(base | fields))  # type: ignore[arg-type]
