@@ -12,7 +12,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from eqliscsi.iscsi_discovery import Portal
+from eqliscsi.iscsi_discovery._pdu import ScsiCommand
 from tests.unit.iscsi.fake_target import FakeTarget, TargetConfig
+
+
+class TwoAttentions(FakeTarget):
+    """Queues a second unit attention once the first is reported, as a target does
+    when two events (power on, then a capacity change) are pending: READ CAPACITY(16)
+    in the same batch as TEST UNIT READY then gets one too."""
+
+    def _scsi(self, cmd: ScsiCommand) -> None:
+        before = set(self.ua_pending)
+        super()._scsi(cmd)
+        if before and not self.ua_pending and not getattr(self, "_second", False):
+            self._second = True
+            self.ua_pending = before
 
 
 @dataclass

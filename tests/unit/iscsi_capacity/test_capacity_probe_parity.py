@@ -42,7 +42,7 @@ from eqliscsi.iscsi_discovery._pdu import (
 )
 from eqliscsi.secret import Secret
 from tests.unit.iscsi.fake_target import TGT_CHAP_A, FakeTarget, Lun, TargetConfig
-from tests.unit.iscsi_capacity.serve import Served, serve
+from tests.unit.iscsi_capacity.serve import Served, TwoAttentions, serve
 
 IQN = "iqn.2026-01.test.eqliscsi.parity:vol"
 DISK = Lun(blocks=4096, block_size=512)
@@ -109,17 +109,6 @@ class _Stuck(FakeTarget):
         super()._scsi(cmd)
 
 
-class _TwoAttentions(FakeTarget):
-    """A second unit attention once the first is reported (READ CAPACITY(16) gets it)."""
-
-    def _scsi(self, cmd: ScsiCommand) -> None:
-        before = set(self.ua_pending)
-        super()._scsi(cmd)
-        if before and not self.ua_pending and not getattr(self, "_second", False):
-            self._second = True
-            self.ua_pending = before
-
-
 class _LogoutIgnored(FakeTarget):
     """Answers everything but Logout."""
 
@@ -171,7 +160,7 @@ _mutual_cfg = {"chap": (USER, SECRET), "mutual": (TUSER, TSECRET)}
 CASES = [
     pytest.param(Case(_cfg()), id="disk"),
     pytest.param(Case(_cfg(unit_attention=True)), id="unit-attention-after-login"),
-    pytest.param(Case(_cfg(unit_attention=True), _TwoAttentions), id="unit-attention-twice"),
+    pytest.param(Case(_cfg(unit_attention=True), TwoAttentions), id="unit-attention-twice"),
     pytest.param(Case(_cfg(), _Stuck), id="unit-attention-never-clears"),
     pytest.param(Case(_cfg(), lun=5), id="absent-lun"),
     pytest.param(Case(_cfg(unit_attention=True), lun=5), id="absent-lun-unit-attention"),

@@ -21,23 +21,10 @@ from eqliscsi.iscsi_discovery import (
 from eqliscsi.iscsi_discovery._asyncio import LunNotPresent
 from eqliscsi.iscsi_discovery._pdu import ScsiCommand
 from tests.unit.iscsi.fake_target import FakeTarget, Lun, TargetConfig
-from tests.unit.iscsi_capacity.serve import serve
+from tests.unit.iscsi_capacity.serve import TwoAttentions, serve
 
 IQN = "iqn.2026-01.test.eqliscsi.capacity:vol"
 TUR, INQUIRY, RC16 = 0x00, 0x12, 0x9E
-
-
-class _TwoAttentions(FakeTarget):
-    """Queues a second unit attention once the first is reported, as a target does
-    when two events (power on, then a capacity change) are pending: READ CAPACITY(16)
-    in the same batch as TEST UNIT READY then gets one too."""
-
-    def _scsi(self, cmd: ScsiCommand) -> None:
-        before = set(self.ua_pending)
-        super()._scsi(cmd)
-        if before and not self.ua_pending and not getattr(self, "_second", False):
-            self._second = True
-            self.ua_pending = before
 
 
 DISK = Lun(blocks=2048, block_size=4096)
@@ -58,7 +45,7 @@ def _bare(lun: int, size: int, block: int) -> LunInfo:
         (True, FakeTarget, 1, _bare(1, 2048 * 4096, 4096),
          [TUR, RC16]),
         # READ CAPACITY(16) hit by a unit attention too: re-run alone, and then good.
-        (True, _TwoAttentions, 1, _bare(1, 2048 * 4096, 4096),
+        (True, TwoAttentions, 1, _bare(1, 2048 * 4096, 4096),
          [TUR, RC16, RC16]),
         # No LUN 5: both commands answer 05/25/00 (LOGICAL UNIT NOT SUPPORTED).
         (False, FakeTarget, 5, LunNotPresent, [TUR, RC16]),
