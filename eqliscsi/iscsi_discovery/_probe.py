@@ -67,6 +67,11 @@ def absent(event: ScsiCompleted) -> bool:
     return event.sense is not None and event.sense.lun_not_supported
 
 
+class _Command(enum.Enum):
+    READY = "TEST UNIT READY"
+    CAPACITY = "READ CAPACITY(16)"
+
+
 class ProbePhase(enum.Enum):
     LOGIN = "during login"
     COMMANDS = "while waiting for " + CAPACITY_COMMANDS
@@ -110,7 +115,7 @@ class CapacityProbe:
         self._session: Session | None = None
         self._ready: ScsiCompleted | None = None
         self._capacity: ScsiCompleted | None = None
-        self._wanted: dict[int, str] = {}  # ITT -> "ready" / "capacity"
+        self._wanted: dict[int, _Command] = {}  # ITT -> the command in flight
         self._retries = 0
 
     def start(self) -> list[LoginWarning]:
@@ -151,8 +156,8 @@ class CapacityProbe:
             if isinstance(event, LoginSucceeded):
                 self._session = Session(self.config, event, self._login.take_remaining())
                 self.phase = ProbePhase.COMMANDS
-                self._command("ready")
-                self._command("capacity")
+                self._command(_Command.READY)
+                self._command(_Command.CAPACITY)
                 # PDUs that came with the final Login Response (none, on tgt or LIO).
                 events += self.receive_data(b"")
             elif isinstance(event, LoginRedirected | RetryWithMd5):
@@ -162,9 +167,9 @@ class CapacityProbe:
                 events.append(event)
         return events
 
-    def _command(self, which: str) -> None:
+    def _command(self, which: _Command) -> None:
         assert self._session is not None
-        if which == "ready":
+        if which is _Command.READY:
             itt = self._session.scsi_command(self.lun, cdb_test_unit_ready(), read_length=0)
         else:
             itt = self._session.scsi_command(
@@ -172,8 +177,8 @@ class CapacityProbe:
             )
         self._wanted[itt] = which
 
-    def _on_command(self, which: str, event: ScsiCompleted) -> None:
-        if which == "ready":
+    def _on_command(self, which: _Command, event: ScsiCompleted) -> None:
+        if which is _Command.READY:
             self._ready = event
         else:
             self._capacity = event
@@ -182,7 +187,7 @@ class CapacityProbe:
         assert self._ready is not None and self._capacity is not None
         if self._capacity.unit_attention and self._retries < UA_RETRIES and not absent(self._ready):
             self._retries += 1
-            self._command("capacity")
+            self._command(_Command.CAPACITY)
             return
         self.answers = CapacityAnswers(self._ready, self._capacity)
         self.phase = ProbePhase.LOGOUT
