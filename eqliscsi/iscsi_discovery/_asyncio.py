@@ -1393,6 +1393,10 @@ async def validate_many(
 
     :func:`probe` reads everything, VPD pages included.
 
+    ``timeout`` bounds each probe: with a ``lun``, the whole of it (connect, login
+    with its redirects, the commands, Logout; :func:`_probe_capacity`); without,
+    the login and then each request, as in :func:`login`.
+
     The client's CPU limits a batch (see :mod:`._shard`), so by default a large batch
     is split over forked processes on a machine with CPUs to spare
     (:func:`default_processes`: one per idle CPU; all its portals must be IP
