@@ -36,6 +36,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 from eqliscsi.errors import IscsiError
+from eqliscsi.iscsi_discovery._login import DEFAULT_OFFER
 from eqliscsi.iscsi_discovery._probe import (
     UA_RETRIES,
     CapacityAnswers,
@@ -988,7 +989,7 @@ async def login(
         auth=auth,
         session_type=session_type,
         max_redirects=max_redirects,
-        offer=offer or OperationalOffer(),
+        offer=offer or DEFAULT_OFFER,
         start_operational=True,
     )
     try:
@@ -1056,7 +1057,7 @@ async def discover_and_login(
     start = _portal(portal)
     check_iscsi_name(target, "target name")
     initiator = check_iscsi_name(initiator_name or DEFAULT_INITIATOR_NAME, "initiator name")
-    ops = offer or OperationalOffer()
+    ops = offer or DEFAULT_OFFER
     discovery_config = LoginConfig(
         portal=start, initiator_name=initiator, target_name=None,
         auth=auth if discovery_auth is None else discovery_auth,

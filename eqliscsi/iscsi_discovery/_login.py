@@ -157,6 +157,9 @@ MAX_LOGIN_EXCHANGES = 16  # a target that keeps answering T=0 is looping, not ne
 LOGIN_TEXT_LIMIT = 8192  # LIO silently drops larger login payloads (reference §4)
 
 
+DEFAULT_OFFER = OperationalOffer()
+
+
 def new_isid(qualifier: int | None = None) -> bytes:
     """A "Random" type ISID: T=10b, 24 random bits, 16-bit qualifier (RFC 7143 §11.12.5).
 
@@ -185,7 +188,7 @@ class LoginConfig:
     isid: bytes = field(default_factory=new_isid)
     itt: int = field(default_factory=_new_itt)
     cmdsn: int = 1
-    offer: OperationalOffer = field(default_factory=OperationalOffer)
+    offer: OperationalOffer = DEFAULT_OFFER  # frozen, so one instance serves every login
     initiator_alias: str | None = None
     skip_operational: bool = False  # ask for NSG=3 right after security
     # Without CHAP, open at CSG=1 with every operational key, T=1 NSG=3: one round trip
@@ -420,13 +423,16 @@ class LoginMachine:
             raise self._protocol(f"sent '{kind.value}' while we were in '{self.state.value}'")
         if pdu.status_class == 0:
             self._exp_statsn = (pdu.statsn + 1) & 0xFFFFFFFF
-        self._text += pdu.data
         if kind is LoginInput.CONTINUE:
             # RFC 7143 §11.12.2: answer an empty request in the same stage until C=0.
+            self._text += pdu.data
             self._send([], _STAGE_OF[self.state], None)
             return []
-        text = bytes(self._text)
-        self._text.clear()
+        if self._text:  # the end of a text sent over several PDUs
+            text = bytes(self._text + pdu.data)
+            self._text.clear()
+        else:
+            text = pdu.data
         if kind is LoginInput.FAILURE:
             # The status says what went wrong; a garbled text segment beside it must
             # not hide that behind a decode error.
