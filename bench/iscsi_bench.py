@@ -233,9 +233,8 @@ def throughput(
 
     batches = [run_default, run_other, run_inq]
     for i in range(rounds):
-        # What validate_many's default picks for this batch (the portal is loopback, so
-        # the target's CPU is ours too).
-        chosen.append(default_processes(n, local_target=True))
+        # What validate_many's default picks for this batch.
+        chosen.append(default_processes(n))
         others.append(2 if chosen[-1] == 1 else 1)  # the other setting, for information
         # Each round starts with another batch.  With a fixed order, the batch that
         # came right after 500 iscsi-inq sessions ran slower every round (the same

@@ -1344,18 +1344,20 @@ def _busy_cpus() -> float:
             return 1.0
 
 
-def default_processes(requests: int, *, local_target: bool = False) -> int:
+def default_processes(requests: int) -> int:
     """The ``processes`` that :func:`validate_many` uses by default for ``requests``.
 
     One per CPU that nothing else is using (the CPUs this process may run on, less
-    :func:`_busy_cpus`, rounded, less one more for a ``local_target``: a target
-    behind a loopback portal answers on these CPUs too), at most 4, and never fewer than
+    :func:`_busy_cpus`, rounded), at most 4, and never fewer than
     ``SHARD_MIN_REQUESTS`` requests per process; 1 without ``os.fork`` or with other
     threads running (a fork copies only the calling thread, see :mod:`._shard`).
-    Measured on 2 CPUs with a local tgtd (docs/performance.md): idle, two processes
-    finished 500 CHAP validations in 0.24-0.30 s against 0.32-0.43 s for one; with
-    other jobs on the CPUs they were no faster and spent 25-50 % more CPU, so a busy
-    machine keeps the batch in one process.
+    Measured on 2 idle CPUs with tgtd on the same two (docs/performance.md, session 5):
+    two processes validated 500 CHAP targets ~5 % faster than one (7 of 7 bench runs
+    of six rounds; interleaved, 0.345 against 0.365 ms per target), for ~10 % more CPU,
+    so a target on this machine no longer keeps a CPU for itself (before the
+    one-exchange probe, with more client CPU per target, it did); with other jobs on
+    the CPUs, two were no faster and spent 25-50 % more CPU, so a busy machine keeps
+    the batch in one process.
     """
     if not hasattr(os, "fork") or threading.active_count() > 1:
         return 1
@@ -1363,7 +1365,7 @@ def default_processes(requests: int, *, local_target: bool = False) -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cpus = os.cpu_count() or 1
-    idle = int(cpus - _busy_cpus() - (1 if local_target else 0) + 0.5)
+    idle = int(cpus - _busy_cpus() + 0.5)
     return max(1, min(idle, _SHARD_MAX_PROCESSES, requests // SHARD_MIN_REQUESTS))
 
 
@@ -1413,15 +1415,7 @@ async def validate_many(
     items = list(requests)
     if processes is None:
         ip_only = all(_is_ip(req.portal.address) for req in items)
-        # With the target on this machine (tgtd on 2 CPUs: ~0.28 ms of its CPU per
-        # target beside our ~0.34), a second shard mostly competes with it: two
-        # processes were 5 % faster in one comparison and slower in the bench, for
-        # 9 % more CPU (docs/performance.md, session 5; session 4: 0.45-0.47 ms per
-        # target in one process, 0.51 in two).
-        processes = 1
-        if ip_only:
-            local = any(ipaddress.ip_address(req.portal.address).is_loopback for req in items)
-            processes = default_processes(len(items), local_target=local)
+        processes = default_processes(len(items)) if ip_only else 1
     shards = max(1, min(processes, len(items)))
     per_shard = max(1, concurrency // shards)
 
