@@ -289,3 +289,12 @@ async def test_the_whole_probe_is_bounded_by_its_timeout() -> None:
         outcome = await _lean(served.address, Case(_cfg(), _Silent))
         assert outcome[:2] == ("error", "IscsiTimeout")
         assert loop.time() - started < TIMEOUT + 0.3
+
+
+async def test_a_host_name_portal_takes_the_waiting_connect() -> None:
+    # A host name is resolved and its connect awaited under the probe's clock (the
+    # IPv4 fast path does not wait); the answers are the same.
+    async with serve(_cfg()) as served:
+        by_name = Portal("localhost", served.address.port)
+        assert await _lean(by_name, Case(_cfg())) == await _lean(served.address, Case(_cfg()))
+        assert served.commands() == [0x00, 0x9E, 0x00, 0x9E]
