@@ -1309,7 +1309,8 @@ SHARD_MIN_REQUESTS = 200
 # Probes in flight.  More of them let each event-loop wake-up serve more ready
 # connections: on 2 idle CPUs with tgtd, 500 CHAP validations in one process took
 # 0.45-0.46 ms per target at 32 and 0.42-0.43 ms at 64 (128: no better); two
-# processes get half each (docs/performance.md, session 4).
+# processes get half each (docs/performance.md, session 4).  With the one-exchange
+# probe (session 5), 32, 64 and 128 were within noise of each other (0.39-0.40 ms).
 DEFAULT_CONCURRENCY = 64
 _SHARD_MAX_PROCESSES = 4  # one tgtd or array answers them all; more only add forks
 

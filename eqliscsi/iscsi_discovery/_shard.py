@@ -1,9 +1,9 @@
 """Run one asyncio batch over several processes: the client's CPU, not the network, limits it.
 
-``validate_many`` spends ~0.45-0.55 ms of client CPU per target (login, two SCSI
-commands, logout; much of it the kernel's loopback TCP work) while tgt needs ~0.3 ms,
-so one Python process keeps one core busy and the batch waits on it
-(docs/performance.md, "iSCSI client").  Here a batch
+``validate_many`` spends ~0.35 ms of client CPU per target (login, two SCSI
+commands, logout; a third of it the kernel's loopback TCP work) while tgt needs
+~0.3 ms, so one Python process keeps one core busy and the batch waits on it
+(docs/performance.md, "iSCSI client", session 5).  Here a batch
 is cut into interleaved shards; the first runs in this process, each other one in a
 ``fork()`` child on its own event loop, and the results come back in order.
 
