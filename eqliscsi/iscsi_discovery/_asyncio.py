@@ -38,6 +38,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from eqliscsi.errors import IscsiError
 from eqliscsi.iscsi_discovery._login import DEFAULT_OFFER
 from eqliscsi.iscsi_discovery._probe import (
+    CAPACITY_COMMANDS,
     UA_RETRIES,
     CapacityAnswers,
     CapacityProbe,
@@ -730,10 +731,7 @@ class IscsiSession:
             return done
         except TimeoutError:
             self._broken = True
-            raise IscsiTimeout(
-                f"The target at portal {self._stream.portal} did not answer {what} within "
-                f"{self.timeout:g} s; check that the target is healthy."
-            ) from None
+            raise _answer_timeout(self._stream.portal, what, self.timeout) from None
         except RemoteProtocolError as exc:
             self._broken = True
             _name_portal(exc, self._stream.portal, f"answering {what}")
@@ -996,10 +994,7 @@ async def login(
         async with asyncio.timeout(timeout):
             stream, session, redirected_to = await _establish(config)
     except TimeoutError:
-        raise IscsiTimeout(
-            f"The target at portal {start} did not complete the login within {timeout:g} s; "
-            "check that the portal is an iSCSI target and reachable."
-        ) from None
+        raise _login_timeout(start, timeout) from None
     client = IscsiSession(
         stream, session, portal=start, target=target, redirected_to=redirected_to,
         timeout=timeout,
@@ -1285,7 +1280,7 @@ async def _capacity_attempt(
 # What ``_name_portal`` says the target was doing when it broke the protocol.
 _PROTOCOL_DURING = {
     ProbePhase.LOGIN: "during login",
-    ProbePhase.COMMANDS: "answering SCSI TEST UNIT READY, READ CAPACITY(16)",
+    ProbePhase.COMMANDS: "answering " + CAPACITY_COMMANDS,
     ProbePhase.LOGOUT: "answering Logout",
     ProbePhase.DONE: "after Logout",
 }
@@ -1293,13 +1288,21 @@ _PROTOCOL_DURING = {
 
 def _probe_timeout(phase: ProbePhase, portal: Portal, timeout: float) -> IscsiTimeout:
     if phase is ProbePhase.LOGIN:
-        return IscsiTimeout(
-            f"The target at portal {portal} did not complete the login within {timeout:g} s; "
-            "check that the portal is an iSCSI target and reachable."
-        )
+        return _login_timeout(portal, timeout)
+    return _answer_timeout(portal, CAPACITY_COMMANDS, timeout)
+
+
+def _login_timeout(portal: Portal, timeout: float) -> IscsiTimeout:
     return IscsiTimeout(
-        f"The target at portal {portal} did not answer SCSI TEST UNIT READY, "
-        f"READ CAPACITY(16) within {timeout:g} s; check that the target is healthy."
+        f"The target at portal {portal} did not complete the login within {timeout:g} s; "
+        "check that the portal is an iSCSI target and reachable."
+    )
+
+
+def _answer_timeout(portal: Portal, what: str, timeout: float) -> IscsiTimeout:
+    return IscsiTimeout(
+        f"The target at portal {portal} did not answer {what} within {timeout:g} s; "
+        "check that the target is healthy."
     )
 
 
